@@ -1,0 +1,68 @@
+"""Shared, session-scoped fixtures: one local Ray instance, the embedded teacher,
+a tiny random Whisper and a small synthetic speech set, each built once per run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never touch a hub; a stray download would hang or fail slowly otherwise.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Local test clusters run without token auth (ray job submit tests set their own).
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A fresh local Ray instance shared by the whole session.
+
+    4 logical CPUs on a 2-core machine so a 2-worker TorchTrainer and Ray Data can
+    both get resources (1-CPU workers on ``num_cpus=2`` deadlock).
+    """
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        object_store_memory=512 * 1024**2,
+    )
+    try:
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_en() -> Path:
+    """The real Whisper tiny.en teacher, converted once from the embedded CTranslate2 model."""
+    from distilray.models import resolve_model
+
+    return resolve_model("tiny.en")
+
+
+@pytest.fixture(scope="session")
+def tiny_random(tmp_path_factory, tiny_en) -> Path:
+    """A 2-encoder / 4-decoder-layer, 64-dim random Whisper with the real tokenizer."""
+    from distilray.models.testing import make_tiny_random_whisper
+
+    return make_tiny_random_whisper(tmp_path_factory.mktemp("tiny_random"), decoder_layers=4)
+
+
+@pytest.fixture(scope="session")
+def synth_clips(tmp_path_factory) -> Path:
+    """Eight short synthetic English clips (two voices) with references: manifest path."""
+    from distilray.data.synth import synthesize_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    return synthesize_dataset(out, 8, voices=["espeak-ng:en-us", "flite:slt"], seed=0)

@@ -4,6 +4,7 @@ a tiny random Whisper and a small synthetic speech set, each built once per run.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,45 @@ def synth_clips(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("synth")
     return synthesize_dataset(out, 8, voices=["espeak-ng:en-us", "flite:slt"], seed=0)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on a free localhost port: a real S3 API, no network.
+
+    Sets the standard AWS variables (endpoint, dummy credentials, region) for the
+    rest of the session, so boto3, pyarrow and every process started afterwards
+    (CLIs, ``ray start``) talk to it. Yields the endpoint URL.
+    """
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in STAGE_CLI_MODULES:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a stage not installed in this build
-            if exc.name != name:
+        except ModuleNotFoundError as exc:  # a stage (or its package) not in this build
+            if exc.name != name and not name.startswith(f"{exc.name}."):
                 raise
             continue
         module.add_parser(subparsers)

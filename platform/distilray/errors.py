@@ -19,6 +19,10 @@ class AudioDecodeError(DistilrayError):
     """Audio could not be decoded (corrupt, empty, not audio, or too long)."""
 
 
+class AudioTooLongError(AudioDecodeError):
+    """Audio decoded fine but is longer than the allowed duration."""
+
+
 class ModelLoadError(DistilrayError):
     """A model reference could not be resolved or loaded."""
 

@@ -1,0 +1,1 @@
+"""Input data: manifest formats, the built-in sentence bank and synthetic speech."""

@@ -1,0 +1,297 @@
+"""Input manifests: which audio to transcribe or train on, and its reference text.
+
+Three layouts are accepted, local or on ``s3://``:
+
+* **Parquet** files with columns ``id``, ``audio`` and optionally ``text``, where
+  ``audio`` is a path/URI string or a ``{bytes, path}`` struct as Hugging Face
+  ``datasets`` writes it;
+* **JSONL** files with the same fields (``audio`` a path/URI string);
+* a **folder of audio files**, each with an optional same-stem ``.txt`` reference.
+
+Every layout is normalised to one schema, :data:`MANIFEST_SCHEMA`; relative paths
+are resolved against the folder of the manifest file that names them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from distilray.errors import DataError
+from distilray.storage import filesystem_for, is_s3, list_files, read_bytes
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("audio_bytes", pa.binary()),  # encoded audio, when the manifest embeds it
+        pa.field("audio_path", pa.string()),  # absolute local path or s3:// URI otherwise
+        pa.field("text", pa.string()),  # reference transcript; null when unknown
+    ]
+)
+MANIFEST_COLUMNS = ("id", "audio", "text")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".webm")
+FILE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+EXPECTED = (
+    "expected columns: id (string), audio (a path/URI, or a {bytes, path} struct) "
+    "and optionally text"
+)
+
+
+def manifest_files(uri: str | os.PathLike) -> tuple[str, list[str]]:
+    """The manifest's format (``parquet``, ``jsonl`` or ``folder``) and its files.
+
+    A single file is recognised by its extension; a folder/prefix is a Parquet
+    manifest if it holds ``*.parquet`` files, else JSONL if it holds ``*.jsonl``,
+    else a folder of audio files (whose audio files are returned).
+    """
+    fs, path = filesystem_for(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise DataError(f"manifest {uri} does not exist")
+    if info.type == pafs.FileType.File:
+        return _format_of(str(uri)), [_uri(uri, path)]
+    files = [f for f in list_files(uri) if not _hidden(f, path)]
+    for fmt, extensions in (("parquet", (".parquet", ".pq")), ("jsonl", (".jsonl",))):
+        found = [f for f in files if f.lower().endswith(extensions)]
+        if found:
+            return fmt, found
+    audio = [f for f in files if f.lower().endswith(AUDIO_EXTENSIONS)]
+    if audio:
+        return "folder", audio
+    raise DataError(
+        f"{uri} holds no *.parquet, *.jsonl or audio files "
+        f"({', '.join(AUDIO_EXTENSIONS)}): nothing to read"
+    )
+
+
+def _format_of(uri: str) -> str:
+    extension = posixpath.splitext(uri.lower())[1]
+    if extension not in FILE_FORMATS:
+        raise DataError(
+            f"{uri}: unknown manifest type {extension or '(no extension)'!r}; "
+            "use .parquet, .jsonl or a folder of audio files"
+        )
+    return FILE_FORMATS[extension]
+
+
+def _uri(uri: str | os.PathLike, path: str) -> str:
+    return f"s3://{path}" if is_s3(uri) else path
+
+
+def _hidden(file: str, root: str) -> bool:
+    """Bookkeeping files (``_SUCCESS``, ``.crc``, ``.cache``) below the manifest root."""
+    relative = file.split(root, 1)[-1]
+    return any(part.startswith((".", "_")) for part in relative.split("/") if part)
+
+
+def read_manifest(uri: str | os.PathLike) -> pa.Table:
+    """The whole manifest as one normalised table (for small or local manifests)."""
+    fmt, files = manifest_files(uri)
+    if fmt == "folder":
+        return folder_table(uri)
+    table = pa.concat_tables([read_manifest_file(f, fmt) for f in files])
+    check_unique_ids(table, str(uri))
+    return table
+
+
+def read_manifest_file(uri: str, fmt: str) -> pa.Table:
+    """One Parquet or JSONL manifest file, normalised (paths resolved against its folder)."""
+    raw = _read_parquet(uri) if fmt == "parquet" else _read_jsonl(uri)
+    return normalize_manifest_table(raw, _parent(uri), source=uri)
+
+
+def _parent(uri: str) -> str:
+    return uri.rsplit("/", 1)[0] if "/" in uri else "."
+
+
+def _read_parquet(uri: str) -> pa.Table:
+    fs, path = filesystem_for(uri)
+    try:
+        names = pq.read_schema(path, filesystem=fs).names
+        if "id" not in names or "audio" not in names:
+            _missing_columns(names, uri)
+        columns = [c for c in MANIFEST_COLUMNS if c in names]
+        return pq.read_table(path, filesystem=fs, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"cannot read Parquet manifest {uri}: {exc}") from None
+
+
+def _read_jsonl(uri: str) -> pa.Table:
+    records = []
+    try:
+        lines = read_bytes(uri).decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DataError(f"{uri} is not UTF-8 text: is it really a JSONL manifest?") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{uri} line {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{uri} line {number}: expected a JSON object, got {line[:60]!r}")
+        records.append(record)
+    return _records_table(records, uri)
+
+
+def _records_table(records: list[dict], uri: str) -> pa.Table:
+    present = [c for c in MANIFEST_COLUMNS if any(c in r for r in records)]
+    if "id" not in present or "audio" not in present:
+        _missing_columns(sorted({k for r in records for k in r}), uri)
+    columns = {
+        "id": [_scalar_text(r.get("id")) for r in records],
+        "audio": [_json_audio(r.get("audio"), uri) for r in records],
+    }
+    if "text" in present:
+        columns["text"] = [_scalar_text(r.get("text")) for r in records]
+    return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+
+
+def _scalar_text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _json_audio(value, uri: str) -> str | None:
+    """A JSONL ``audio`` value: a path string, or a ``{"path": ...}`` object."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value.get("bytes") is None:
+        return value.get("path")
+    raise DataError(
+        f"{uri}: audio must be a path/URI string in JSONL (embed bytes with Parquet), "
+        f"got {str(value)[:60]!r}"
+    )
+
+
+def _missing_columns(found, source: str) -> None:
+    raise DataError(f"{source}: found columns {list(found)}; {EXPECTED}")
+
+
+def normalize_manifest_table(
+    table: pa.Table, base_dir: str, *, source: str | None = None
+) -> pa.Table:
+    """Convert a raw manifest table to :data:`MANIFEST_SCHEMA`.
+
+    ``id`` values are cast to strings; relative audio paths are resolved against
+    ``base_dir`` (a local folder or ``s3://`` prefix); rows with embedded bytes get
+    ``audio_path`` null. ``source`` names the file in error messages.
+    """
+    source = source or base_dir
+    if "id" not in table.column_names or "audio" not in table.column_names:
+        _missing_columns(table.column_names, source)
+    ids = _id_column(table["id"], source)
+    audio_bytes, audio_path = _audio_columns(table["audio"], base_dir, source)
+    text = _text_column(table, source)
+    out = pa.Table.from_arrays([ids, audio_bytes, audio_path, text], schema=MANIFEST_SCHEMA)
+    check_unique_ids(out, source)
+    return out
+
+
+def _id_column(column: pa.ChunkedArray, source: str) -> pa.Array:
+    try:
+        ids = pc.cast(column, pa.string()).combine_chunks()
+    except pa.ArrowException:
+        raise DataError(f"{source}: id must be a string or number, got {column.type}") from None
+    if ids.null_count or pc.any(pc.equal(ids, "")).as_py():
+        raise DataError(f"{source}: every row needs a non-empty id")
+    return ids
+
+
+def _audio_columns(
+    column: pa.ChunkedArray, base_dir: str, source: str
+) -> tuple[pa.Array, pa.Array]:
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+        paths, data = column.to_pylist(), [None] * len(column)
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        paths, data = [None] * len(column), column.to_pylist()
+    elif pa.types.is_struct(kind) and {"bytes", "path"} & {f.name for f in kind}:
+        rows = column.to_pylist()
+        data = [(r or {}).get("bytes") for r in rows]
+        paths = [
+            None if d is not None else (r or {}).get("path")
+            for r, d in zip(rows, data, strict=True)
+        ]
+    else:
+        raise DataError(f"{source}: audio column has type {kind}; {EXPECTED}")
+    resolved = [resolve_audio_path(p, base_dir, source) for p in paths]
+    return pa.array(data, pa.binary()), pa.array(resolved, pa.string())
+
+
+def resolve_audio_path(path: str | None, base_dir: str, source: str = "manifest") -> str | None:
+    """An absolute local path or ``s3://`` URI for a manifest's audio reference."""
+    if not path:
+        return None
+    if is_s3(path):
+        return path
+    path = path.removeprefix("file://")
+    if "://" in path:
+        raise DataError(f"{source}: unsupported audio location {path!r}; use local paths or s3://")
+    if is_s3(base_dir):
+        joined = posixpath.join(base_dir.removeprefix("s3://"), path)
+        return "s3://" + posixpath.normpath(joined)
+    base = os.path.abspath(os.path.expanduser(base_dir.removeprefix("file://")))
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+def _text_column(table: pa.Table, source: str) -> pa.Array:
+    if "text" not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    try:
+        return pc.cast(table["text"], pa.string()).combine_chunks()
+    except pa.ArrowException:
+        raise DataError(f"{source}: text must be a string, got {table['text'].type}") from None
+
+
+def check_unique_ids(table: pa.Table, source: str) -> None:
+    """Raise :class:`DataError` listing a few ids that occur more than once."""
+    counts = pc.value_counts(table["id"])
+    repeated = pc.greater(counts.field("counts"), 1)
+    duplicates = pc.filter(counts.field("values"), repeated).to_pylist()
+    if duplicates:
+        shown = ", ".join(repr(d) for d in duplicates[:5])
+        more = f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
+        raise DataError(f"{source}: {len(duplicates)} duplicate ids: {shown}{more}")
+
+
+def folder_table(uri: str | os.PathLike) -> pa.Table:
+    """A folder of audio files as a manifest: ids are relative stem paths (``spk1/utt3``)."""
+    _, root = filesystem_for(uri)
+    prefix = _uri(uri, root)
+    files = [f for f in list_files(uri) if not _hidden(f, root)]
+    audio = [f for f in files if f.lower().endswith(AUDIO_EXTENSIONS)]
+    if not audio:
+        raise DataError(f"{uri} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    references = {posixpath.splitext(f)[0]: f for f in files if f.endswith(".txt")}
+    stems = [posixpath.splitext(f)[0] for f in audio]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # S3 reads are latency-bound
+        texts = list(pool.map(lambda stem: _reference(references.get(stem)), stems))
+    ids = [stem[len(prefix) :].lstrip("/") for stem in stems]
+    table = pa.Table.from_arrays(
+        [
+            pa.array(ids),
+            pa.nulls(len(ids), pa.binary()),
+            pa.array(audio),
+            pa.array(texts, pa.string()),
+        ],
+        schema=MANIFEST_SCHEMA,
+    )
+    check_unique_ids(table, str(uri))
+    return table
+
+
+def _reference(uri: str | None) -> str | None:
+    if uri is None:
+        return None
+    try:
+        return read_bytes(uri).decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise DataError(f"reference {uri} is not UTF-8 text") from None

@@ -1,0 +1,183 @@
+"""The ``distill`` stage's one config model (Distil-Whisper's objective and schedule)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from distilray.config import StageConfig
+from distilray.errors import ConfigError
+
+
+class DataSection(StageConfig):
+    """Which pseudo-labelled rows train the student and which evaluate it."""
+
+    train: str = Field(
+        ..., description="labelled Parquet (file, folder or s3:// prefix) from `distilray label`"
+    )
+    wer_threshold: float | None = Field(
+        0.1,
+        ge=0,
+        description="λ: keep rows whose teacher WER against the reference is <= this "
+        "(the paper uses 0.1); null keeps every row",
+    )
+    keep_unscored: bool = Field(
+        True, description="keep rows without a reference (null wer) when filtering on λ"
+    )
+    eval: str | None = Field(
+        None,
+        description="held-out labelled Parquet for evaluation; null: hold out eval_fraction "
+        "of the train rows instead",
+    )
+    eval_fraction: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="share of train rows held out (by a hash of the id) when eval is null",
+    )
+    eval_reference: Literal["text", "pseudo_label"] = Field(
+        "text",
+        description="what eval WER is measured against; rows where it is null are not evaluated",
+    )
+    eval_max_rows: int | None = Field(
+        256, ge=1, description="evaluate at most this many held-out rows (null: all)"
+    )
+    split_seed: int = Field(0, description="salt of the id hash that picks held-out rows")
+    max_label_tokens: int = Field(
+        448, ge=2, description="pseudo-labels are cut to this many tokens (Whisper's maximum)"
+    )
+
+
+class ModelSection(StageConfig):
+    """Teacher and student models and what of the student trains."""
+
+    teacher: str = Field(..., description="teacher: hub id, folder, s3:// URI or tiny.en")
+    student: str = Field(..., description="student initialised by `distilray init-student`")
+    freeze_embed_positions: bool = Field(
+        False, description="also freeze the decoder's position embeddings"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute decoder activations in the backward pass to save memory"
+    )
+    teacher_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="teacher weights dtype: auto = bfloat16 on GPU, float32 on CPU"
+    )
+
+
+class LossSection(StageConfig):
+    """loss = kl_weight · KL(teacher ‖ student at T) · T² + pl_weight · CE(pseudo-labels)."""
+
+    kl_weight: float = Field(0.8, ge=0, description="α_KL: weight of the KL term")
+    pl_weight: float = Field(1.0, ge=0, description="α_PL: weight of the pseudo-label CE term")
+    temperature: float = Field(2.0, gt=0, description="T: softmax temperature of the KL term")
+
+
+class OptimSection(StageConfig):
+    """AdamW with linear warm-up, then a constant or linearly decaying rate."""
+
+    learning_rate: float = Field(1e-4, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    warmup_steps: int = Field(50, ge=0, description="steps of linear warm-up from 0")
+    schedule: Literal["constant", "linear"] = Field(
+        "linear", description="after warm-up: constant, or linear decay to 0 at max_steps"
+    )
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="clip the global gradient norm to this (null: no clipping)"
+    )
+
+
+class TrainSection(StageConfig):
+    """Steps, batches, evaluation and checkpoint cadence."""
+
+    max_steps: int = Field(..., ge=1, description="optimizer steps to train for")
+    batch_size: int = Field(8, ge=1, description="rows per batch on each worker")
+    eval_every: int = Field(
+        100, ge=1, description="evaluate, checkpoint and report every this many steps (and at the end)"
+    )
+    eval_batch_size: int = Field(8, ge=1, description="rows per greedy-decoding batch in evaluation")
+    eval_max_new_tokens: int = Field(128, ge=1, description="token limit of eval transcripts")
+    eval_at_start: bool = Field(
+        False, description="also evaluate the initial student (step 0) before training"
+    )
+    shuffle_buffer: int | None = Field(
+        256, ge=1, description="rows in each worker's local shuffle buffer (null: no shuffle)"
+    )
+    seed: int = Field(0, description="seed of the shuffle and of torch")
+    autocast: Literal["auto", "off", "bf16"] = Field(
+        "auto", description="bf16 autocast: auto = on GPU only"
+    )
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads per worker (null: Ray's default)"
+    )
+    feature_batch_size: int = Field(
+        16, ge=1, description="rows per Ray Data task that decodes audio and computes log-mel"
+    )
+    fail_at_step: int | None = Field(
+        None,
+        ge=1,
+        description="testing only: raise after this step when the attempt started from "
+        "scratch, to exercise failure recovery",
+    )
+
+
+class ScalingSection(StageConfig):
+    """How many Ray Train workers and what each one gets."""
+
+    num_workers: int = Field(1, ge=1, description="data-parallel workers (DDP)")
+    use_gpu: bool | Literal["auto"] = Field(
+        "auto", description="one GPU per worker; auto = when the Ray cluster has GPUs"
+    )
+    cpus_per_worker: float = Field(
+        1.0,
+        gt=0,
+        description="logical CPUs per worker; 0.5 leaves room for Ray Data on a 2-core laptop",
+    )
+
+
+class RunSection(StageConfig):
+    """Where the run lives; rerunning the same name and storage resumes it."""
+
+    name: str = Field("distill", description="run name: rerun with the same name to resume")
+    storage: str = Field(
+        "runs/train", description="checkpoint storage root: local folder or s3:// prefix"
+    )
+    num_to_keep: int = Field(
+        2, ge=1, description="checkpoints kept (best by eval_wer; the latest is always kept)"
+    )
+    max_failures: int = Field(
+        1, ge=0, description="worker-group failures to recover from the latest checkpoint"
+    )
+    export_to: str | None = Field(
+        None, description="final student model folder (local or s3://); null: <storage>/<name>/student"
+    )
+    export_checkpoint: Literal["best", "latest"] = Field(
+        "best", description="which checkpoint becomes the exported student"
+    )
+
+
+class DistillConfig(StageConfig):
+    """``distilray distill``: train a student on pseudo-labels with Ray Train."""
+
+    data: DataSection = Field(..., description="training and evaluation data")
+    model: ModelSection = Field(..., description="teacher and student")
+    loss: LossSection = Field(default_factory=LossSection, description="objective weights")
+    optim: OptimSection = Field(default_factory=OptimSection, description="optimizer")
+    train: TrainSection = Field(..., description="steps, batches, evaluation cadence")
+    scaling: ScalingSection = Field(default_factory=ScalingSection, description="workers")
+    run: RunSection = Field(default_factory=RunSection, description="storage, resume, export")
+
+    @model_validator(mode="after")
+    def _check(self) -> DistillConfig:
+        if self.data.eval is None and self.data.eval_fraction == 0:
+            raise ConfigError(
+                "no evaluation data: set data.eval to a labelled Parquet or data.eval_fraction > 0"
+            )
+        if self.loss.kl_weight == 0 and self.loss.pl_weight == 0:
+            raise ConfigError("loss.kl_weight and loss.pl_weight are both 0: nothing to learn")
+        return self
+
+    def export_uri(self) -> str:
+        """Where the final student goes."""
+        return self.run.export_to or f"{self.run.storage.rstrip('/')}/{self.run.name}/student"

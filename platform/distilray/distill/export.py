@@ -1,0 +1,99 @@
+"""The final student: a checkpoint saved as a model folder with a short model card."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from distilray import storage
+from distilray.distill.config import DistillConfig
+from distilray.distill.data import DataSummary
+from distilray.errors import DistilrayError
+
+logger = logging.getLogger(__name__)
+
+CARD_FILE = "README.md"
+
+
+def choose_checkpoint(result, which: str):
+    """``(checkpoint, metrics)`` of the best (lowest eval WER) or the latest checkpoint."""
+    pairs = list(result.best_checkpoints or [])
+    if not pairs or result.checkpoint is None:
+        raise DistilrayError("the run produced no checkpoint: is train.max_steps >= 1?")
+    if which == "latest":
+        chosen = result.checkpoint
+    else:
+        chosen = result.get_best_checkpoint(metric="eval_wer", mode="min") or result.checkpoint
+    metrics = next((m for c, m in pairs if c.path == chosen.path), result.metrics or {})
+    return chosen, metrics
+
+
+def model_card(cfg: DistillConfig, summary: DataSummary, metrics: dict, init: dict) -> str:
+    """Markdown: where the student came from and how well it did."""
+    threshold = "none" if cfg.data.wer_threshold is None else f"{cfg.data.wer_threshold}"
+    layers = init.get("decoder_layer_ids")
+    loss = cfg.loss
+    lines = [
+        "# Distilled Whisper student",
+        "",
+        f"- Teacher: `{cfg.model.teacher}`",
+        f"- Student initialisation: `{cfg.model.student}`"
+        + (f" (teacher decoder layers {layers})" if layers else ""),
+        f"- Training data: {summary.kept} clips, {summary.hours:.2f} hours of pseudo-labelled audio",
+        f"- WER filter λ: {threshold} (unscored rows {'kept' if cfg.data.keep_unscored else 'dropped'});"
+        f" kept {summary.kept} of {summary.candidates} rows",
+        f"- Objective: {loss.kl_weight} · KL(T={loss.temperature}) · T² + {loss.pl_weight} · CE",
+        f"- Steps: {metrics.get('step', '?')} of {cfg.train.max_steps}, "
+        f"batch {cfg.train.batch_size} x {cfg.scaling.num_workers} workers, "
+        f"peak learning rate {cfg.optim.learning_rate}",
+        f"- Eval WER (greedy, held-out): {_pct(metrics.get('eval_wer'))}",
+        "",
+        "Produced by `distilray distill`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.2f} %"
+
+
+def _student_init_info(student_ref: str) -> tuple[Path, dict]:
+    from distilray.models import resolve_model
+    from distilray.student import INIT_INFO_FILE
+
+    folder = Path(resolve_model(student_ref))
+    info = folder / INIT_INFO_FILE
+    return folder, (json.loads(info.read_text()) if info.is_file() else {})
+
+
+def export_student(cfg: DistillConfig, result, summary: DataSummary):
+    """Save the chosen checkpoint with the processor and a model card; return the outcome."""
+    from transformers import WhisperProcessor
+
+    from distilray.distill.checkpoint import load_student
+    from distilray.distill.trainer import DistillOutcome
+    from distilray.student import save_model_folder
+
+    checkpoint, metrics = choose_checkpoint(result, cfg.run.export_checkpoint)
+    folder, init = _student_init_info(cfg.model.student)
+    processor = WhisperProcessor.from_pretrained(folder)
+    with checkpoint.as_directory() as ckpt_dir:
+        model = load_student(Path(ckpt_dir))
+    out = cfg.export_uri()
+    extra = {"distill_metrics.json": {k: v for k, v in metrics.items() if _plain(v)}}
+    save_model_folder(model, processor, out, extra=extra)
+    storage.write_bytes(f"{out.rstrip('/')}/{CARD_FILE}", model_card(cfg, summary, metrics, init).encode())
+    logger.info("student exported to %s (step %s, eval WER %s)", out, metrics.get("step"), _pct(metrics.get("eval_wer")))
+    return DistillOutcome(
+        student=out,
+        run_path=str(result.path),
+        steps=int(metrics.get("step", 0)),
+        eval_wer=float(metrics.get("eval_wer", float("nan"))),
+        data=summary,
+    )
+
+
+def _plain(value) -> bool:
+    return isinstance(value, int | float | str | bool) or value is None

@@ -1,0 +1,277 @@
+"""What each Ray Train worker runs: wire models, shards, DDP, checkpoints and reports.
+
+The maths lives in :mod:`distilray.distill.step`; this module only sets up and
+loops. Every ``train.eval_every`` steps rank 0 evaluates the student (greedy WER on
+the held-out rows) and writes a checkpoint, and every worker reports. A worker
+that starts with a checkpoint (a retried attempt, or the same run name rerun)
+restores the student, optimizer, scheduler and its place in the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from distilray.distill.checkpoint import (
+    TrainState,
+    apply_train_state,
+    load_student,
+    read_train_state,
+    save_checkpoint,
+)
+from distilray.distill.config import DistillConfig
+from distilray.distill.data import DistillCollate
+from distilray.distill.losses import DistillationLoss
+from distilray.distill.optim import build_optimizer
+from distilray.distill.step import autocast, eval_step, train_step, unwrap
+from distilray.errors import AudioDecodeError, ConfigError, DataError
+from distilray.text import WerStats
+
+logger = logging.getLogger(__name__)
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by ``train.fail_at_step`` to test recovery."""
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry point; ``config["cfg"]`` is a dumped :class:`DistillConfig`."""
+    recipe = DistillRecipe(DistillConfig.model_validate(config["cfg"]))
+    recipe.setup()
+    recipe.train()
+
+
+class DistillRecipe:
+    """One worker's distillation run: ``setup`` then ``train``."""
+
+    def __init__(self, cfg: DistillConfig):
+        import ray.train
+        import ray.train.torch
+
+        self.cfg = cfg
+        self.rank = ray.train.get_context().get_world_rank()
+        self.device = ray.train.torch.get_device()
+        on_gpu = self.device.type == "cuda"
+        amp = cfg.train.autocast
+        self.amp_dtype = torch.bfloat16 if amp == "bf16" or (amp == "auto" and on_gpu) else None
+        teacher_dtype = cfg.model.teacher_dtype
+        self.teacher_dtype = (
+            torch.bfloat16
+            if teacher_dtype == "bfloat16" or (teacher_dtype == "auto" and on_gpu)
+            else torch.float32
+        )
+        self.world_size = ray.train.get_context().get_world_size()
+        self.state = TrainState()
+        self.started_fresh = True
+
+    def setup(self) -> None:
+        """Load models (from the latest checkpoint if any), DDP, optimizer, data shards."""
+        import ray.train
+        import ray.train.torch
+
+        from distilray.models import load_whisper
+
+        if self.cfg.train.torch_threads:
+            torch.set_num_threads(self.cfg.train.torch_threads)
+        torch.manual_seed(self.cfg.train.seed)
+        student, self.processor = load_whisper(self.cfg.model.student, dtype=torch.float32)
+        saved = None
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                student = load_student(Path(folder))
+                saved = read_train_state(Path(folder))
+        self.teacher, _ = load_whisper(self.cfg.model.teacher, dtype=self.teacher_dtype)
+        self.teacher.to(self.device).eval().requires_grad_(False)
+        self._freeze(student)
+        self.student = ray.train.torch.prepare_model(student)
+        self.optimizer, self.scheduler = build_optimizer(
+            unwrap(self.student), self.cfg.optim, self.cfg.train.max_steps
+        )
+        if saved is not None:
+            self.state = apply_train_state(saved, self.optimizer, self.scheduler)
+            self.started_fresh = False
+            self._log("resumed at step %d (epoch %d, batch %d)", *self._position())
+        self.loss_fn = DistillationLoss(
+            self.cfg.loss.kl_weight, self.cfg.loss.pl_weight, self.cfg.loss.temperature
+        )
+        self.train_shard = ray.train.get_dataset_shard("train")
+        self.eval_shard = ray.train.get_dataset_shard("eval")
+
+    def _freeze(self, student) -> None:
+        """Freeze the encoder (shared with the teacher) and optionally the positions."""
+        from distilray.student import same_encoder
+
+        if not same_encoder(student, self.teacher):
+            raise ConfigError(
+                "the student's encoder differs from the teacher's: initialise the student "
+                "from this teacher with `distilray init-student`"
+            )
+        student.model.encoder.requires_grad_(False)
+        if self.cfg.model.freeze_embed_positions:
+            student.model.decoder.embed_positions.requires_grad_(False)
+        if self.cfg.model.gradient_checkpointing:
+            student.gradient_checkpointing_enable({"use_reentrant": False})
+        student.train()
+
+    def _position(self) -> tuple[int, int, int]:
+        return self.state.step, self.state.epoch, self.state.batch_in_epoch
+
+    def _log(self, msg: str, *args) -> None:
+        if self.rank == 0:
+            logger.info(msg, *args)
+
+    def train(self) -> None:
+        """Train to ``max_steps``, evaluating, checkpointing and reporting on the way."""
+        if self.started_fresh and self.cfg.train.eval_at_start:
+            self.report({"eval_wer": self.evaluate()}, checkpoint=False)
+        self.window = _Window(self.world_size)
+        while self.state.step < self.cfg.train.max_steps:
+            if not self._run_epoch():
+                raise DataError(
+                    "an epoch gave no batch: fewer training rows than batch_size x num_workers"
+                )
+            self.state.epoch += 1
+            self.state.batch_in_epoch = 0
+
+    def _batches(self):
+        train = self.cfg.train
+        model_config = unwrap(self.student).config
+        pad = model_config.pad_token_id
+        collate = DistillCollate(
+            pad_token_id=model_config.eos_token_id if pad is None else pad,
+            decoder_start_token_id=model_config.decoder_start_token_id,
+            max_tokens=self.cfg.data.max_label_tokens,
+        )
+        return self.train_shard.iter_torch_batches(
+            batch_size=train.batch_size,
+            collate_fn=collate,
+            drop_last=True,
+            local_shuffle_buffer_size=train.shuffle_buffer,
+            local_shuffle_seed=train.seed + self.state.epoch if train.shuffle_buffer else None,
+        )
+
+    def _run_epoch(self) -> bool:
+        """One pass over the shard (skipping batches a checkpoint already consumed)."""
+        skip, seen = self.state.batch_in_epoch, 0
+        for batch in self._batches():
+            seen += 1
+            if seen <= skip:
+                continue
+            if self.state.step >= self.cfg.train.max_steps:
+                break
+            self._step({k: v.to(self.device) for k, v in batch.items()})
+        return seen > 0
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> None:
+        metrics = train_step(
+            self.student,
+            self.teacher,
+            self.loss_fn,
+            self.optimizer,
+            self.scheduler,
+            batch,
+            max_grad_norm=self.cfg.optim.max_grad_norm,
+            amp_dtype=self.amp_dtype,
+        )
+        self.state.step += 1
+        self.state.batch_in_epoch += 1
+        self.state.samples += batch["input_features"].shape[0]
+        self.window.add(metrics, batch["input_features"].shape[0])
+        step, train = self.state.step, self.cfg.train
+        if step % train.eval_every == 0 or step == train.max_steps:
+            self.report({**self.window.summary(), "eval_wer": self.evaluate()}, checkpoint=True)
+            self.window = _Window(self.world_size)
+        if train.fail_at_step == step and self.started_fresh:
+            raise InjectedFailure(f"train.fail_at_step={step}: failing on purpose")
+
+    def evaluate(self) -> float:
+        """Greedy WER of the student on the held-out rows (rank 0; other ranks return nan)."""
+        if self.rank != 0:
+            return float("nan")
+        model, stats, train = unwrap(self.student), WerStats(), self.cfg.train
+        model.eval()
+        with torch.no_grad(), autocast(self.device, self.amp_dtype):
+            for batch in self.eval_shard.iter_batches(
+                batch_size=train.eval_batch_size, batch_format="numpy"
+            ):
+                audios, refs = _decode_eval_rows(batch)
+                if audios:
+                    stats = stats + eval_step(
+                        model, self.processor, audios, refs, max_new_tokens=train.eval_max_new_tokens
+                    )
+        model.train()
+        logger.info("step %d: eval WER %.4f over %d words", self.state.step, stats.wer, stats.ref_words)
+        return stats.wer
+
+    def report(self, metrics: dict, *, checkpoint: bool) -> None:
+        """``ray.train.report`` from every worker; rank 0 attaches the checkpoint."""
+        import ray.train
+
+        metrics = {"step": self.state.step, "epoch": self.state.epoch, **metrics}
+        name = f"checkpoint_step_{self.state.step:08d}"
+        if not checkpoint or self.rank != 0:
+            ray.train.report(metrics, checkpoint_dir_name=name if checkpoint else None)
+            return
+        with tempfile.TemporaryDirectory(prefix="distilray-ckpt-") as tmp:
+            save_checkpoint(Path(tmp), unwrap(self.student), self.optimizer, self.scheduler, self.state)
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                checkpoint_dir_name=name,
+            )
+        self._log("step %d: %s", self.state.step, _fmt(metrics))
+
+
+def _decode_eval_rows(batch: dict) -> tuple[list, list[str]]:
+    from distilray.audio import decode_audio
+
+    audios, refs = [], []
+    for row_id, data, ref in zip(batch["id"], batch["audio"], batch["reference"], strict=True):
+        try:
+            audios.append(decode_audio(bytes(data), max_duration_s=30.0))
+            refs.append(str(ref))
+        except AudioDecodeError as exc:
+            logger.warning("eval: skipping row %s: %s", row_id, exc)
+    return audios, refs
+
+
+class _Window:
+    """Running means of the step metrics since the last report, and throughput."""
+
+    def __init__(self, world_size: int = 1):
+        self.world_size = world_size  # throughput is reported for all workers together
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.samples = 0
+        self.start = time.perf_counter()
+        self.last: dict[str, float] = {}
+
+    def add(self, metrics: dict[str, float], samples: int) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.steps += 1
+        self.samples += samples
+        self.last = metrics
+
+    def summary(self) -> dict[str, float]:
+        n = max(self.steps, 1)
+        elapsed = time.perf_counter() - self.start
+        return {
+            "train_loss": self.sums.get("loss", float("nan")) / n,
+            "train_kl": self.sums.get("kl", float("nan")) / n,
+            "train_ce": self.sums.get("ce", float("nan")) / n,
+            "grad_norm": self.sums.get("grad_norm", float("nan")) / n,
+            "lr": self.last.get("lr", float("nan")),
+            "samples_per_s": self.samples * self.world_size / elapsed if elapsed > 0 else float("nan"),
+        }
+
+
+def _fmt(metrics: dict) -> str:
+    return " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+    )

@@ -1,0 +1,120 @@
+"""Pure training and evaluation steps: no Ray, no I/O, one batch in, numbers out.
+
+The student's encoder is the teacher's, frozen, so one encoder pass per batch serves
+both decoders (:func:`shared_logits`). :func:`naive_logits` runs each model whole,
+as a straightforward implementation would; it exists for the benchmark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
+
+from distilray.distill.losses import DistillationLoss
+from distilray.text import WerStats, corpus_wer
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(model, "module", model)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """bf16 autocast on ``device`` when ``dtype`` is given, else a no-op context."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _decoder_kwargs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {
+        "decoder_input_ids": batch["decoder_input_ids"],
+        "decoder_attention_mask": batch["decoder_attention_mask"],
+        "use_cache": False,  # teacher forcing: no key/value cache to build
+    }
+
+
+def shared_logits(
+    student: nn.Module, teacher: nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student and teacher logits ``(batch, seq, vocab)`` from ONE encoder pass.
+
+    The frozen student encoder (a copy of the teacher's) encodes the features once
+    without autograd; both decoders attend to that same output.
+    """
+    with torch.no_grad():
+        hidden = unwrap(student).model.encoder(batch["input_features"]).last_hidden_state
+        teacher_out = teacher(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden.to(teacher.dtype)),
+            **_decoder_kwargs(batch),
+        )
+    student_out = student(
+        encoder_outputs=BaseModelOutput(last_hidden_state=hidden), **_decoder_kwargs(batch)
+    )
+    return student_out.logits, teacher_out.logits
+
+
+def naive_logits(
+    student: nn.Module, teacher: nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same logits with each model running its own encoder (two encoder passes)."""
+    with torch.no_grad():
+        teacher_out = teacher(
+            input_features=batch["input_features"].to(teacher.dtype), **_decoder_kwargs(batch)
+        )
+    student_out = student(input_features=batch["input_features"], **_decoder_kwargs(batch))
+    return student_out.logits, teacher_out.logits
+
+
+def train_step(
+    student: nn.Module,
+    teacher: nn.Module,
+    loss_fn: DistillationLoss,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batch: dict[str, torch.Tensor],
+    *,
+    max_grad_norm: float | None = 1.0,
+    amp_dtype: torch.dtype | None = None,
+    share_encoder: bool = True,
+) -> dict[str, float]:
+    """One optimizer step on ``batch``; returns ``loss``, ``kl``, ``ce``, ``grad_norm``, ``lr``."""
+    device = batch["input_features"].device
+    forward = shared_logits if share_encoder else naive_logits
+    with autocast(device, amp_dtype):
+        student_logits, teacher_logits = forward(student, teacher, batch)
+    out = loss_fn(student_logits, teacher_logits, batch["labels"])
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    params = [p for p in student.parameters() if p.requires_grad]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf"))
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    return {
+        "loss": out.loss.item(),
+        "kl": out.kl.item(),
+        "ce": out.ce.item(),
+        "grad_norm": float(norm),
+        "lr": lr,
+    }
+
+
+def eval_step(
+    model: nn.Module,
+    processor,
+    audios: Sequence[np.ndarray],
+    references: Sequence[str],
+    *,
+    max_new_tokens: int = 128,
+) -> WerStats:
+    """Greedy-decode ``audios`` with ``model`` and count word errors against ``references``."""
+    from distilray.inference.shortform import transcribe_batch
+
+    hyps = transcribe_batch(model, processor, list(audios), max_new_tokens=max_new_tokens)
+    return corpus_wer(list(references), hyps)

@@ -1,0 +1,154 @@
+"""Where distillation runs: build the TorchTrainer, fit it, export the student.
+
+``run_distillation`` is the whole stage: summarise and build the datasets, fit a
+``TorchTrainer`` whose run lives at ``<run.storage>/<run.name>`` (local or s3://),
+then save the chosen checkpoint as a model folder with a model card. Rerunning
+with the same name and storage resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from distilray import storage
+from distilray.distill.config import DistillConfig
+from distilray.distill.data import (
+    DataSummary,
+    eval_dataset,
+    featurize,
+    summarize,
+    train_dataset,
+)
+from distilray.errors import DataError, DistilrayError
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingFailed(DistilrayError):
+    """The worker group failed more often than ``run.max_failures`` allows."""
+
+
+@dataclass(frozen=True)
+class DistillOutcome:
+    """What a finished run produced."""
+
+    student: str  # exported model folder
+    run_path: str  # the Ray Train run folder (checkpoints, results)
+    steps: int
+    eval_wer: float  # of the exported checkpoint
+    data: DataSummary
+
+
+def absolute_ref(ref: str) -> str:
+    """Model/data references as workers on any node can use them: local paths made absolute."""
+    if storage.is_s3(ref) or "://" in ref:
+        return ref
+    path = Path(ref).expanduser()
+    return str(path.resolve()) if path.exists() else ref
+
+
+def worker_config(cfg: DistillConfig) -> DistillConfig:
+    """``cfg`` with local paths absolute (workers do not share the driver's cwd)."""
+    data = cfg.data.model_copy(
+        update={"train": absolute_ref(cfg.data.train), "eval": cfg.data.eval and absolute_ref(cfg.data.eval)}
+    )
+    model = cfg.model.model_copy(
+        update={"teacher": absolute_ref(cfg.model.teacher), "student": absolute_ref(cfg.model.student)}
+    )
+    return cfg.model_copy(update={"data": data, "model": model})
+
+
+def num_mel_bins(model_ref: str) -> int:
+    """The student's mel-bin count (80, or 128 for large-v3) from its config.json."""
+    if storage.is_s3(model_ref):
+        config = json.loads(storage.read_bytes(model_ref.rstrip("/") + "/config.json"))
+    else:
+        from distilray.models import resolve_model
+
+        config = json.loads((Path(resolve_model(model_ref)) / "config.json").read_text())
+    return int(config.get("num_mel_bins", 80))
+
+
+def use_gpu(cfg: DistillConfig) -> bool:
+    if cfg.scaling.use_gpu == "auto":
+        from distilray.runtime import cluster_has_gpus
+
+        return cluster_has_gpus()
+    return bool(cfg.scaling.use_gpu)
+
+
+def build_trainer(cfg: DistillConfig, datasets: dict, gpu: bool):
+    """The ``TorchTrainer``: DDP workers, run storage, checkpoint and failure policy."""
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from distilray.distill.loop import train_loop_per_worker
+
+    fs, root = storage.filesystem_for(cfg.run.storage)
+    resources = {"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if gpu else {})}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.model_dump(mode="json")},
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=cfg.scaling.num_workers, use_gpu=gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=cfg.run.name,
+            storage_path=root,
+            storage_filesystem=fs,
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=cfg.run.num_to_keep,
+                checkpoint_score_attribute="eval_wer",
+                checkpoint_score_order="min",
+            ),
+            failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+        ),
+        datasets=datasets,
+        # Only the training set is split; rank 0 evaluates on all held-out rows.
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+
+
+def build_datasets(cfg: DistillConfig) -> tuple[dict, DataSummary]:
+    """Training and eval datasets, and the filter counts (logged)."""
+    summary = summarize(cfg.data)
+    logger.info(summary.describe(cfg.data))
+    if summary.kept == 0:
+        raise DataError(
+            f"no training rows left after the filter ({summary.describe(cfg.data)}): "
+            "raise data.wer_threshold or check the labels"
+        )
+    mels = num_mel_bins(cfg.model.student)
+    train = featurize(train_dataset(cfg.data), mels, cfg.train.feature_batch_size)
+    return {"train": train, "eval": eval_dataset(cfg.data)}, summary
+
+
+def run_distillation(cfg: DistillConfig) -> DistillOutcome:
+    """Fit (or resume) the run and export the student; the ``distill`` stage."""
+    from ray.train import TrainingFailedError
+
+    from distilray.distill.export import export_student
+    from distilray.runtime import ensure_ray
+
+    ensure_ray()
+    cfg = worker_config(cfg)
+    datasets, summary = build_datasets(cfg)
+    trainer = build_trainer(cfg, datasets, use_gpu(cfg))
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as exc:
+        raise TrainingFailed(
+            f"training failed ({_cause(exc)}); rerun the same command to resume from the "
+            "latest checkpoint"
+        ) from exc
+    return export_student(cfg, result, summary)
+
+
+def _cause(exc: BaseException) -> str:
+    inner = exc.__cause__ or exc
+    text = str(inner).strip().splitlines()
+    return text[-1] if text else type(inner).__name__

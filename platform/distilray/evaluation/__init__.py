@@ -1,0 +1,1 @@
+"""Evaluation of teacher, student and speculative decoding on labelled audio, on Ray."""

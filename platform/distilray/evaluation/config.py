@@ -1,0 +1,94 @@
+"""The evaluation stage's configuration (``distilray eval --config ...``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from distilray.config import StageConfig
+
+Mode = Literal["teacher", "student", "speculative"]
+Form = Literal["short", "chunked", "sequential"]
+
+
+class ModelsConfig(StageConfig):
+    """The models under test."""
+
+    teacher: str = Field("tiny.en", description="teacher: hub id, folder, s3:// URI or tiny.en")
+    student: str | None = Field(
+        None, description="distilled student (needed by the student and speculative modes)"
+    )
+
+
+class DatasetConfig(StageConfig):
+    """One labelled evaluation set."""
+
+    name: str = Field(description="name used in the results tables")
+    manifest: str = Field(description="manifest URI: Parquet/JSONL file or folder, local or s3://")
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N rows")
+
+
+class NoiseConfig(StageConfig):
+    """White noise mixed into the audio on the fly."""
+
+    snr_db: list[float | None] = Field(
+        default_factory=lambda: [None],
+        description="signal-to-noise ratios in dB; null = the clean audio",
+    )
+    seed: int = Field(0, description="noise seed (each clip and SNR gets its own stream)")
+
+
+class RuntimeConfig(StageConfig):
+    """Where and how decoding runs."""
+
+    device: str = Field("cpu", description="torch device of the actors: cpu or cuda")
+    dtype: Literal["float32", "float16", "bfloat16"] | None = Field(
+        None, description="model dtype (default: float32 on CPU, float16 on GPU)"
+    )
+    num_actors: int = Field(1, ge=1, description="model actors at most (Ray actor pool size)")
+    gpus_per_actor: float = Field(0.0, ge=0, description="GPUs each actor reserves")
+    cpus_per_actor: float = Field(1.0, gt=0, description="CPUs each actor reserves")
+    rows_per_batch: int = Field(8, ge=1, description="rows handed to an actor at a time")
+    batch_size: int = Field(8, ge=1, description="clips (or 30 s windows) per forward pass")
+    num_draft_tokens: int = Field(5, ge=1, description="speculative: drafts per round")
+    max_new_tokens: int | None = Field(None, ge=1, description="tokens per 30 s window at most")
+    chunk_length_s: float = Field(30.0, gt=0, le=30, description="chunked long-form window")
+    stride_s: float = Field(5.0, ge=0, description="chunked long-form overlap on each side")
+    language: str | None = Field(None, description="language of multilingual teachers (e.g. en)")
+
+
+class EvalConfig(StageConfig):
+    """Which models to evaluate on which data, in which modes, forms and noise levels."""
+
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    datasets: list[DatasetConfig] = Field(min_length=1, description="evaluation sets")
+    modes: list[Mode] = Field(
+        default_factory=lambda: ["teacher"],
+        description="teacher / student alone, or speculative (teacher verifying student drafts)",
+    )
+    forms: list[Form] = Field(
+        default_factory=lambda: ["short", "chunked"],
+        description="short: clips ≤ 30 s; chunked / sequential: long-form algorithm for clips > 30 s",
+    )
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    output_dir: str = Field(description="where results.json, results.md and the plots go")
+
+    @field_validator("modes", "forms")
+    @classmethod
+    def _unique(cls, values: list) -> list:
+        if not values:
+            raise ValueError("list at least one")
+        if len(set(values)) != len(values):
+            raise ValueError("entries must be unique")
+        return values
+
+    @model_validator(mode="after")
+    def _student_needed(self) -> EvalConfig:
+        needs = [m for m in self.modes if m in ("student", "speculative")]
+        if needs and not self.models.student:
+            raise ValueError(f"modes {needs} need models.student")
+        if 2 * self.runtime.stride_s >= self.runtime.chunk_length_s:
+            raise ValueError("runtime.stride_s must be below half of runtime.chunk_length_s")
+        return self

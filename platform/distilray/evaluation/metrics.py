@@ -1,0 +1,78 @@
+"""Metrics of one evaluation cell: pure functions of transcripts and timings.
+
+WER and its error rates follow the Distil-Whisper paper: corpus-level (edits
+summed over utterances) after Whisper's English normaliser. Hallucination is
+measured, as in the paper, by repeated 5-gram duplicates and the insertion error
+rate; speed by RTFx (audio seconds per compute second) and tokens per second.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from distilray.text import WerStats, corpus_wer, normalize
+
+
+def repeated_ngrams(text: str | None, n: int = 5) -> int:
+    """Word n-grams of ``text`` (normalised) that repeat an earlier n-gram of it.
+
+    "a b c d e a b c d e" has six 5-grams, five distinct: one repeat. A looping
+    hallucination adds one repeat per extra word.
+    """
+    words = normalize(text).split()
+    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return sum(count - 1 for count in grams.values())
+
+
+def rtfx(audio_s: float, compute_s: float) -> float | None:
+    """Inverse real-time factor: seconds of audio transcribed per second of compute."""
+    return audio_s / compute_s if compute_s > 0 else None
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One transcribed utterance of a cell."""
+
+    reference: str | None
+    hypothesis: str
+    duration_s: float  # audio length
+    compute_s: float  # decoding time attributed to it
+    generated_tokens: int  # tokens decoded
+    drafted: int = 0  # speculative: drafts checked by the teacher
+    accepted: int = 0  # speculative: drafts accepted
+    teacher_passes: int = 0  # speculative: teacher forward passes
+
+
+def cell_metrics(utterances: Sequence[Utterance]) -> dict[str, float | int | None]:
+    """Every metric of one (model, form, noise) cell over its utterances."""
+    scored = [u for u in utterances if u.reference is not None and normalize(u.reference)]
+    stats: WerStats = corpus_wer([u.reference for u in scored], [u.hypothesis for u in scored])
+    audio = sum(u.duration_s for u in utterances)
+    compute = sum(u.compute_s for u in utterances)
+    tokens = sum(u.generated_tokens for u in utterances)
+    drafted = sum(u.drafted for u in utterances)
+    return {
+        "utterances": len(utterances),
+        "scored": len(scored),
+        "wer": stats.wer if scored else None,
+        "substitution_rate": stats.rate("substitutions") if scored else None,
+        "deletion_rate": stats.rate("deletions") if scored else None,
+        "insertion_rate": stats.rate("insertions") if scored else None,
+        "ref_words": stats.ref_words,
+        "repeated_5grams": sum(repeated_ngrams(u.hypothesis) for u in utterances),
+        "audio_s": audio,
+        "compute_s": compute,
+        "rtfx": rtfx(audio, compute),
+        "tokens_per_s": tokens / compute if compute > 0 else None,
+        "acceptance_rate": sum(u.accepted for u in utterances) / drafted if drafted else None,
+        "teacher_passes": sum(u.teacher_passes for u in utterances) if drafted else None,
+    }
+
+
+def relative_latency(compute_s: float, teacher_compute_s: float | None) -> float | None:
+    """Compute time relative to the teacher's on the same audio (teacher = 1.0)."""
+    if not teacher_compute_s:
+        return None
+    return compute_s / teacher_compute_s

@@ -1,0 +1,157 @@
+"""Turn per-utterance results into cells, and cells into JSON, Markdown and plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from distilray.evaluation.metrics import Utterance, cell_metrics, relative_latency
+
+logger = logging.getLogger(__name__)
+
+CellKey = tuple[str, str, str, float | None]  # dataset, mode, form, SNR (None: clean)
+MD_COLUMNS = [
+    ("dataset", "dataset", "{}"),
+    ("mode", "mode", "{}"),
+    ("form", "form", "{}"),
+    ("snr_db", "SNR dB", "{}"),
+    ("utterances", "n", "{}"),
+    ("wer", "WER %", "{:.2f}"),
+    ("substitution_rate", "sub %", "{:.2f}"),
+    ("deletion_rate", "del %", "{:.2f}"),
+    ("insertion_rate", "ins (IER) %", "{:.2f}"),
+    ("repeated_5grams", "5-gram dups", "{}"),
+    ("rtfx", "RTFx", "{:.1f}"),
+    ("latency_vs_teacher", "latency vs teacher", "{:.2f}"),
+    ("tokens_per_s", "tokens/s", "{:.1f}"),
+    ("acceptance_rate", "acceptance", "{:.2f}"),
+]
+PERCENT = {"wer", "substitution_rate", "deletion_rate", "insertion_rate"}
+
+
+def _snr(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def build_cells(rows: Iterable[dict]) -> list[dict]:
+    """Group result rows into cells and compute each cell's metrics."""
+    groups: dict[CellKey, list[Utterance]] = defaultdict(list)
+    for row in rows:
+        if row.get("error"):
+            continue
+        key = (row["dataset"], row["mode"], row["form"], _snr(row["snr_db"]))
+        groups[key].append(
+            Utterance(
+                reference=row["reference"],
+                hypothesis=row["hypothesis"] or "",
+                duration_s=row["duration_s"],
+                compute_s=row["compute_s"],
+                generated_tokens=row["generated_tokens"],
+                drafted=row["drafted"],
+                accepted=row["accepted"],
+                teacher_passes=row["teacher_passes"],
+            )
+        )
+    cells = []
+    for (dataset, mode, form, snr), utterances in sorted(groups.items(), key=_order):
+        cell = {"dataset": dataset, "mode": mode, "form": form, "snr_db": snr}
+        cell.update(cell_metrics(utterances))
+        cells.append(cell)
+    teacher = {
+        (c["dataset"], c["form"], c["snr_db"]): c["compute_s"]
+        for c in cells
+        if c["mode"] == "teacher"
+    }
+    for cell in cells:
+        base = teacher.get((cell["dataset"], cell["form"], cell["snr_db"]))
+        cell["latency_vs_teacher"] = relative_latency(cell["compute_s"], base)
+    return cells
+
+
+def _order(item) -> tuple:
+    (dataset, mode, form, snr), _ = item
+    modes = ["teacher", "student", "speculative"]
+    forms = ["short", "chunked", "sequential"]
+    return (dataset, forms.index(form), -math.inf if snr is None else -snr, modes.index(mode))
+
+
+def markdown_table(cells: list[dict]) -> str:
+    """The cells as one Markdown table (rates in percent)."""
+    header = "| " + " | ".join(title for _, title, _ in MD_COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in MD_COLUMNS) + "|"
+    lines = [header, rule]
+    for cell in cells:
+        values = []
+        for key, _, fmt in MD_COLUMNS:
+            value = cell.get(key)
+            if key == "snr_db" and value is None:
+                values.append("clean")
+            elif value is None:
+                values.append("–")
+            else:
+                values.append(fmt.format(100 * value if key in PERCENT else value))
+        lines.append("| " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: str | Path, cells: list[dict], extra: dict) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md`` and the plots; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "results.json", "markdown": out / "results.md"}
+    paths["json"].write_text(json.dumps({"cells": cells, **extra}, indent=2, default=str) + "\n")
+    paths["markdown"].write_text("# Evaluation results\n\n" + markdown_table(cells))
+    paths.update(write_plots(out, cells))
+    return paths
+
+
+def write_plots(out: Path, cells: list[dict]) -> dict[str, Path]:
+    """WER against SNR (noise robustness) and latency against WER, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = {}
+    scored = [c for c in cells if c["wer"] is not None]
+    series: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    for c in scored:
+        snr = math.inf if c["snr_db"] is None else c["snr_db"]
+        series[(c["dataset"], c["mode"], c["form"])].append((snr, 100 * c["wer"]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (dataset, mode, form), points in sorted(series.items()):
+        points.sort()
+        finite = [p for p in points if math.isfinite(p[0])]
+        clean = [p for p in points if not math.isfinite(p[0])]
+        xs = [p[0] for p in finite] + (
+            [max([p[0] for p in finite], default=0) + 10] if clean else []
+        )
+        ys = [p[1] for p in finite] + [p[1] for p in clean]
+        ax.plot(xs, ys, marker="o", label=f"{dataset} {mode} {form}")
+    ax.set_xlabel("SNR (dB); rightmost point: clean")
+    ax.set_ylabel("WER (%)")
+    ax.set_title("Noise robustness")
+    ax.legend(fontsize=7)
+    paths["wer_vs_snr"] = out / "wer_vs_snr.png"
+    fig.tight_layout()
+    fig.savefig(paths["wer_vs_snr"], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for c in scored:
+        latency = c["latency_vs_teacher"] if c["latency_vs_teacher"] is not None else math.nan
+        ax.scatter(latency, 100 * c["wer"])
+        snr = "clean" if c["snr_db"] is None else f"{c['snr_db']:g} dB"
+        ax.annotate(f"{c['mode']} {c['form']} {snr}", (latency, 100 * c["wer"]), fontsize=7)
+    ax.set_xlabel("latency relative to the teacher")
+    ax.set_ylabel("WER (%)")
+    ax.set_title("Latency vs WER")
+    paths["latency_vs_wer"] = out / "latency_vs_wer.png"
+    fig.tight_layout()
+    fig.savefig(paths["latency_vs_wer"], dpi=100)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,113 @@
+"""The evaluation stage: manifests in, a table of metrics and plots out.
+
+Ray Data reads every dataset, decodes and noises the audio in CPU tasks, and
+streams it through a pool of model actors that transcribe each clip in every
+requested mode (teacher, student, speculative) and form (short, chunked,
+sequential). The driver gathers the per-utterance rows, groups them into cells and
+writes ``results.json``, ``results.md`` and the plots.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+
+import pyarrow as pa
+
+from distilray.evaluation.config import EvalConfig
+from distilray.evaluation.report import build_cells, write_report
+
+logger = logging.getLogger(__name__)
+
+
+def load_datasets(cfg: EvalConfig) -> pa.Table:
+    """All manifests as one table with a ``dataset`` column (first ``limit`` rows each)."""
+    from distilray.data.manifest import read_manifest
+
+    tables = []
+    for dataset in cfg.datasets:
+        table = read_manifest(dataset.manifest)
+        if dataset.limit is not None:
+            table = table.slice(0, dataset.limit)
+        tables.append(
+            table.append_column("dataset", pa.array([dataset.name] * len(table), pa.string()))
+        )
+        logger.info("dataset %s: %d rows from %s", dataset.name, len(table), dataset.manifest)
+    return pa.concat_tables(tables)
+
+
+def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
+    """Per-utterance result rows for every (clip, SNR, mode, form), computed on Ray."""
+    import ray
+
+    from distilray.evaluation.steps import EvalWorker, decode_rows
+    from distilray.runtime import ensure_ray
+
+    ensure_ray()
+    rt = cfg.runtime
+    rows = ray.data.from_arrow(table)
+    decoded = rows.map_batches(
+        decode_rows,
+        fn_kwargs={"snr_db": cfg.noise.snr_db, "seed": cfg.noise.seed},
+        batch_format="pyarrow",
+        batch_size=rt.rows_per_batch,
+    )
+    results = decoded.map_batches(
+        EvalWorker,
+        fn_constructor_kwargs={
+            "teacher": cfg.models.teacher,
+            "student": cfg.models.student,
+            "modes": list(cfg.modes),
+            "forms": list(cfg.forms),
+            "runtime": rt.model_dump(),
+        },
+        batch_format="pyarrow",
+        batch_size=rt.rows_per_batch,
+        num_cpus=rt.cpus_per_actor,
+        num_gpus=rt.gpus_per_actor,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=rt.num_actors),
+    )
+    return results.take_all()
+
+
+def run_evaluation(cfg: EvalConfig) -> dict:
+    """Run the whole evaluation and write its report; returns the cells and file paths."""
+    began = time.perf_counter()
+    table = load_datasets(cfg)
+    rows = transcribe_all(cfg, table)
+    errors = [
+        {"dataset": r["dataset"], "id": r["id"], "error": r["error"]} for r in rows if r["error"]
+    ]
+    for error in errors[:10]:
+        logger.warning("skipped %s/%s: %s", error["dataset"], error["id"], error["error"])
+    cells = build_cells(rows)
+    skipped = _skipped_cells(cfg)
+    extra = {
+        "config": cfg.model_dump(),
+        "errors": errors,
+        "skipped": skipped,
+        "wall_s": time.perf_counter() - began,
+    }
+    paths = _write(cfg.output_dir, cells, extra)
+    logger.info("wrote %s", ", ".join(paths.values()))
+    return {"cells": cells, "errors": errors, "paths": paths}
+
+
+def _write(output_dir: str, cells: list[dict], extra: dict) -> dict[str, str]:
+    """Write the report locally, or to a temporary folder copied to ``s3://``."""
+    from distilray.storage import copy_tree, is_s3
+
+    if not is_s3(output_dir):
+        return {k: str(v) for k, v in write_report(output_dir, cells, extra).items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_report(tmp, cells, extra)
+        copy_tree(tmp, output_dir)
+    return {k: f"{output_dir.rstrip('/')}/{v.name}" for k, v in paths.items()}
+
+
+def _skipped_cells(cfg: EvalConfig) -> list[str]:
+    """Cells that are never run, with the reason."""
+    if "speculative" in cfg.modes and "sequential" in cfg.forms:
+        return ["speculative x sequential: sequential long-form runs the teacher alone"]
+    return []

@@ -1,0 +1,119 @@
+"""Chunked long-form: cut audio into overlapping 30 s windows, merge their transcripts.
+
+Pure functions (no model): where the windows go, and how the per-window token
+sequences and timestamped segments are joined back into one transcript.
+
+Windows of ``chunk`` samples start every ``chunk - 2 * stride`` samples, so
+neighbours overlap by ``2 * stride``. Text is merged at the overlap by aligning the
+end of the transcript so far with the start of the next window's tokens (the
+longest-common-sequence merge of transformers' ASR pipeline); segments with
+timestamps are merged by time: each window owns the audio between the middles
+of its overlaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One window of a long recording, in samples."""
+
+    start: int  # first sample of the window
+    end: int  # one past its last sample
+    left: int  # samples at its start shared with the previous window (0 for the first)
+    right: int  # samples at its end shared with the next window (0 for the last)
+
+    @property
+    def owned(self) -> tuple[int, int]:
+        """The samples this window is responsible for: its span minus half of each overlap."""
+        return self.start + self.left, self.end - self.right
+
+
+def chunk_spans(num_samples: int, chunk: int, stride: int) -> list[Chunk]:
+    """Windows covering ``num_samples`` samples: ``chunk`` long, overlapping by ``2 * stride``.
+
+    >>> [(c.start, c.end) for c in chunk_spans(50, 30, 5)]
+    [(0, 30), (20, 50)]
+    """
+    if chunk <= 0 or stride < 0 or chunk - 2 * stride <= 0:
+        raise ValueError(f"chunk {chunk} must be positive and longer than 2 x stride {stride}")
+    if num_samples <= chunk:
+        return [Chunk(0, max(num_samples, 0), 0, 0)]
+    step = chunk - 2 * stride
+    spans = []
+    start = 0
+    while True:
+        end = min(start + chunk, num_samples)
+        last = end >= num_samples
+        spans.append(Chunk(start, end, stride if start else 0, 0 if last else stride))
+        if last:
+            return spans
+        start += step
+
+
+def _best_overlap(left: Sequence[int], right: Sequence[int]) -> tuple[int, int, int, int]:
+    """Alignment of ``left``'s end with ``right``'s start with the most agreeing tokens.
+
+    Tries every shift; scores it by the fraction of equal tokens over the aligned
+    span (plus a tiny bonus for longer spans) and needs at least two matches.
+    Returns the aligned spans ``(left_start, left_stop, right_start, right_stop)``;
+    without any alignment, an empty span at the end of ``left`` and start of ``right``.
+    """
+    n_left, n_right = len(left), len(right)
+    best, spans = 0.0, (n_left, n_left, 0, 0)
+    for i in range(1, n_left + n_right):
+        left_start, left_stop = max(0, n_left - i), min(n_left, n_left + n_right - i)
+        right_start, right_stop = max(0, i - n_left), min(n_right, i)
+        matches = sum(
+            a == b
+            for a, b in zip(left[left_start:left_stop], right[right_start:right_stop], strict=True)
+        )
+        score = matches / i + i / 10000.0
+        if matches > 1 and score > best:
+            best, spans = score, (left_start, left_stop, right_start, right_stop)
+    return spans
+
+
+def merge_token_sequences(sequences: Sequence[Sequence[int]]) -> list[int]:
+    """Join the text tokens of consecutive overlapping windows into one sequence.
+
+    At each overlap the left window contributes the first half of the aligned
+    span and the right window the rest: tokens near a window's edge, decoded from
+    cut-off audio, are the least reliable.
+    """
+    if not sequences:
+        return []
+    merged: list[int] = []
+    left = list(sequences[0])
+    for right in sequences[1:]:
+        left_start, left_stop, right_start, right_stop = _best_overlap(left, right)
+        merged.extend(left[: (left_start + left_stop) // 2])
+        left = list(right[(right_start + right_stop) // 2 :])
+    merged.extend(left)
+    return merged
+
+
+def keep_owned_segments(
+    chunks: Sequence[Chunk],
+    segments: Sequence[Sequence[tuple[float, float, str]]],
+    sampling_rate: int,
+) -> list[tuple[float, float, str]]:
+    """Timestamped segments of all windows, on the recording's clock, without duplicates.
+
+    ``segments[i]`` are window ``i``'s ``(start, end, text)`` with times relative to
+    the window; a segment is kept by the window that owns its midpoint.
+    """
+    kept = []
+    for chunk, window in zip(chunks, segments, strict=True):
+        offset = chunk.start / sampling_rate
+        lo, hi = (x / sampling_rate for x in chunk.owned)
+        last = chunk.right == 0
+        for start, end, text in window:
+            start, end = start + offset, end + offset
+            middle = (start + end) / 2
+            if lo <= middle and (middle < hi or last):
+                kept.append((start, end, text))
+    return kept

@@ -1,0 +1,317 @@
+"""The transcription engine used by serving, evaluation and the ``transcribe`` command.
+
+:class:`Transcriber` holds a teacher (and optionally a student as speculative
+assistant) and turns recordings of any length into :class:`TranscriptResult` s:
+clips of up to 30 s go through short-form decoding in batches; longer ones through
+chunked or sequential long-form. With an assistant, every short-form batch (clips,
+or the windows of chunked long-form) is decoded speculatively; the text is the
+teacher's greedy text either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from distilray.audio import SAMPLING_RATE
+from distilray.errors import DistilrayError
+from distilray.features import log_mel
+from distilray.inference.longform import (
+    WINDOW_SAMPLES,
+    SequentialOptions,
+    transcribe_chunked,
+    transcribe_sequential,
+)
+from distilray.inference.shortform import (
+    Segment,
+    generate_greedy,
+    segments_from_ids,
+    timestamp_begin_id,
+)
+from distilray.inference.speculative import SpeculativeStats, check_assistant, speculative_generate
+
+logger = logging.getLogger(__name__)
+
+LongForm = Literal["chunked", "sequential"]
+LONG_FORMS = ("chunked", "sequential")
+PROMPT_ALLOWANCE = 4  # start of transcript, language, task, no-timestamps
+
+
+@dataclass
+class TranscriptResult:
+    """The transcript of one recording and what it cost."""
+
+    text: str  # decoded transcript, special tokens removed
+    token_ids: list[int]  # text tokens of the transcript (no special or timestamp tokens)
+    segments: list[Segment]  # timestamped segments (empty unless timestamps were asked for)
+    duration_s: float  # audio length
+    compute_s: float  # decoding time attributed to it (its share of each batch)
+    form: str  # "short", "chunked" or "sequential"
+    generated_tokens: int  # tokens decoded, timestamps included (end of text not counted)
+    speculative: SpeculativeStats | None = None  # drafts and acceptance, with an assistant
+
+    @property
+    def rtfx(self) -> float:
+        """Inverse real-time factor: audio seconds per compute second."""
+        return self.duration_s / self.compute_s if self.compute_s > 0 else float("inf")
+
+    def as_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "token_ids": self.token_ids,
+            "segments": [vars(s) for s in self.segments],
+            "duration_s": self.duration_s,
+            "compute_s": self.compute_s,
+            "form": self.form,
+            "generated_tokens": self.generated_tokens,
+            "speculative": self.speculative.as_dict() if self.speculative else None,
+        }
+
+
+@dataclass
+class _Decoded:
+    """Short-form decoding of a list of clips: ids, time and drafts per clip."""
+
+    ids: list[list[int]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    stats: list[SpeculativeStats | None] = field(default_factory=list)
+
+
+class Transcriber:
+    """Teacher (plus optional speculative assistant) transcription of any-length audio."""
+
+    def __init__(
+        self,
+        teacher,
+        processor,
+        assistant=None,
+        *,
+        num_draft_tokens: int = 5,
+        chunk_length_s: float = 30.0,
+        stride_s: float = 5.0,
+        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+        language: str | None = None,
+        task: str | None = None,
+        sequential: SequentialOptions | None = None,
+    ):
+        if assistant is not None:
+            check_assistant(teacher, assistant)
+        if not 0 < chunk_length_s <= 30 or not 0 <= 2 * stride_s < chunk_length_s:
+            raise DistilrayError(
+                f"chunk_length_s must be in (0, 30] and stride_s below half of it "
+                f"(got {chunk_length_s} and {stride_s})"
+            )
+        if batch_size < 1:
+            raise DistilrayError(f"batch_size must be >= 1, got {batch_size}")
+        self.teacher, self.processor, self.assistant = teacher, processor, assistant
+        self.num_draft_tokens = num_draft_tokens
+        self.chunk_length_s, self.stride_s = chunk_length_s, stride_s
+        self.batch_size = batch_size
+        limit = teacher.config.max_target_positions - PROMPT_ALLOWANCE
+        self.max_new_tokens = min(max_new_tokens or limit, limit)
+        self.language, self.task = language, task
+        self.sequential = sequential or SequentialOptions()
+        self.timestamp_begin = timestamp_begin_id(teacher.generation_config)
+
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        assistant: str | None = None,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        **kwargs,
+    ) -> Transcriber:
+        """Load the teacher (and assistant) by reference: hub id, folder, ``s3://`` or ``tiny.en``."""
+        from distilray.models import load_whisper
+
+        teacher, processor = load_whisper(model, device=device, dtype=dtype)
+        student = load_whisper(assistant, device=device, dtype=dtype)[0] if assistant else None
+        return cls(teacher, processor, student, **kwargs)
+
+    def transcribe(
+        self,
+        audios: Sequence[np.ndarray],
+        *,
+        long_form: LongForm = "chunked",
+        return_timestamps: bool = False,
+    ) -> list[TranscriptResult]:
+        """Transcripts of 16 kHz mono recordings, in input order."""
+        if long_form not in LONG_FORMS:
+            raise DistilrayError(f"long_form must be one of {LONG_FORMS}, got {long_form!r}")
+        results: list[TranscriptResult | None] = [None] * len(audios)
+        short = [i for i, a in enumerate(audios) if len(a) <= WINDOW_SAMPLES]
+        long = [i for i, a in enumerate(audios) if len(a) > WINDOW_SAMPLES]
+        if short:
+            done = self._short([audios[i] for i in short], return_timestamps)
+            for i, r in zip(short, done, strict=True):
+                results[i] = r
+        if long:
+            run = self._chunked if long_form == "chunked" else self._sequential
+            for i, r in zip(long, run([audios[i] for i in long], return_timestamps), strict=True):
+                results[i] = r
+        return [r for r in results if r is not None]
+
+    def decode_clips(self, clips: Sequence[np.ndarray], return_timestamps: bool) -> _Decoded:
+        """Generated ids of ≤ 30 s clips in batches (speculative with an assistant)."""
+        out = _Decoded()
+        for start in range(0, len(clips), self.batch_size):
+            batch = list(clips[start : start + self.batch_size])
+            features = torch.from_numpy(log_mel(self.processor.feature_extractor, batch))
+            began = time.perf_counter()
+            ids, stats = self._decode_features(features, return_timestamps)
+            share = (time.perf_counter() - began) / len(batch)
+            out.ids.extend(ids)
+            out.seconds.extend([share] * len(batch))
+            out.stats.extend(stats)
+        return out
+
+    def _decode_features(self, features: torch.Tensor, return_timestamps: bool):
+        kwargs = dict(
+            max_new_tokens=self.max_new_tokens,
+            return_timestamps=return_timestamps,
+            language=self.language,
+            task=self.task,
+        )
+        if self.assistant is None:
+            ids = generate_greedy(self.teacher, self.processor, features, **kwargs)
+            return ids, [None] * len(ids)
+        result = speculative_generate(
+            self.teacher, self.assistant, features, num_draft_tokens=self.num_draft_tokens, **kwargs
+        )
+        _synchronize(self.teacher)
+        return result.sequences, result.row_stats
+
+    def _short(self, audios: list[np.ndarray], return_timestamps: bool) -> list[TranscriptResult]:
+        decoded = self.decode_clips(audios, return_timestamps)
+        results = []
+        for audio, ids, seconds, stats in zip(
+            audios, decoded.ids, decoded.seconds, decoded.stats, strict=True
+        ):
+            duration = len(audio) / SAMPLING_RATE
+            text_ids = self._text_ids(ids)
+            segments = (
+                segments_from_ids(self.processor, ids, self.timestamp_begin, end_time=duration)
+                if return_timestamps
+                else []
+            )
+            results.append(self._result(text_ids, segments, duration, seconds, "short", ids, stats))
+        return results
+
+    def _chunked(self, audios: list[np.ndarray], return_timestamps: bool) -> list[TranscriptResult]:
+        decoded = _Decoded()
+
+        def decode(windows: list[np.ndarray]) -> list[list[int]]:
+            nonlocal decoded
+            decoded = self.decode_clips(windows, return_timestamps)
+            return decoded.ids
+
+        outputs = transcribe_chunked(
+            audios,
+            decode,
+            self.processor,
+            self.timestamp_begin,
+            chunk_length_s=self.chunk_length_s,
+            stride_s=self.stride_s,
+            return_timestamps=return_timestamps,
+        )
+        results, cursor = [], 0
+        for audio, output in zip(audios, outputs, strict=True):
+            n = output.windows or 0
+            window_ids = decoded.ids[cursor : cursor + n]
+            seconds = sum(decoded.seconds[cursor : cursor + n])
+            stats = _sum_stats(decoded.stats[cursor : cursor + n])
+            cursor += n
+            duration = len(audio) / SAMPLING_RATE
+            generated = [t for ids in window_ids for t in ids]
+            results.append(
+                self._result(
+                    output.token_ids,
+                    output.segments,
+                    duration,
+                    seconds,
+                    "chunked",
+                    generated,
+                    stats,
+                )
+            )
+        return results
+
+    def _sequential(
+        self, audios: list[np.ndarray], return_timestamps: bool
+    ) -> list[TranscriptResult]:
+        if self.assistant is not None:
+            logger.warning("sequential long-form runs the teacher alone (no speculative decoding)")
+        results = []
+        for start in range(0, len(audios), self.batch_size):
+            batch = audios[start : start + self.batch_size]
+            began = time.perf_counter()
+            outputs = transcribe_sequential(
+                self.teacher,
+                self.processor,
+                batch,
+                self.sequential,
+                language=self.language,
+                task=self.task,
+            )
+            _synchronize(self.teacher)
+            share = (time.perf_counter() - began) / len(batch)
+            for audio, output in zip(batch, outputs, strict=True):
+                segments = output.segments if return_timestamps else []
+                duration = len(audio) / SAMPLING_RATE
+                results.append(
+                    self._result(
+                        output.token_ids, segments, duration, share, "sequential", output.token_ids
+                    )
+                )
+        return results
+
+    def _text_ids(self, ids: list[int]) -> list[int]:
+        special = set(self.processor.tokenizer.all_special_ids)
+        return [t for t in ids if t < self.timestamp_begin and t not in special]
+
+    def _result(
+        self,
+        text_ids: list[int],
+        segments: list[Segment],
+        duration: float,
+        seconds: float,
+        form: str,
+        generated: list[int],
+        stats: SpeculativeStats | None = None,
+    ) -> TranscriptResult:
+        text = self.processor.tokenizer.decode(text_ids, skip_special_tokens=True).strip()
+        return TranscriptResult(
+            text=text,
+            token_ids=text_ids,
+            segments=segments,
+            duration_s=duration,
+            compute_s=seconds,
+            form=form,
+            generated_tokens=len(generated),
+            speculative=stats,
+        )
+
+
+def _sum_stats(stats: Sequence[SpeculativeStats | None]) -> SpeculativeStats | None:
+    present = [s for s in stats if s is not None]
+    if not present:
+        return None
+    total = SpeculativeStats()
+    for s in present:
+        total = total + s
+    return total
+
+
+def _synchronize(model) -> None:
+    """Wait for queued GPU work so that timings are real."""
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)

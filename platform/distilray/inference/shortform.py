@@ -1,0 +1,194 @@
+"""Short-form (≤ 30 s) batched greedy transcription through ``model.generate``.
+
+This is the path every other stage shares: labelling, evaluation and serving all
+turn a batch of clips into token ids here, so the decoding settings (greedy, no
+sampling, the model's own generation config) are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from distilray.features import log_mel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One timestamped stretch of a transcript."""
+
+    start: float  # seconds from the start of the audio
+    end: float  # seconds from the start of the audio
+    text: str  # decoded text of the stretch, special tokens removed
+
+
+def _generate_kwargs(
+    max_new_tokens: int, return_timestamps: bool, language: str | None, task: str | None
+) -> dict:
+    kwargs: dict = {
+        "max_new_tokens": max_new_tokens,
+        "return_timestamps": return_timestamps,
+        "do_sample": False,
+        "num_beams": 1,
+        # One decoding pass per clip: without this, v5 re-seeks inside a 30 s window
+        # after a timestamped segment ends early (sequential long-form behaviour).
+        "force_unique_generate_call": True,
+    }
+    # English-only checkpoints reject language/task; pass them only when asked for.
+    if language is not None:
+        kwargs["language"] = language
+    if task is not None:
+        kwargs["task"] = task
+    return kwargs
+
+
+def prompt_token_ids(generation_config) -> set[int]:
+    """Ids that only ever appear in Whisper's forced decoder prompt.
+
+    Start of transcript, language, task and ``<|notimestamps|>``: the suppress list
+    keeps the model from generating any of them after the prompt.
+    """
+    ids = {generation_config.decoder_start_token_id}
+    ids.update((getattr(generation_config, "lang_to_id", None) or {}).values())
+    ids.update((getattr(generation_config, "task_to_id", None) or {}).values())
+    no_ts = getattr(generation_config, "no_timestamps_token_id", None)
+    if no_ts is not None:
+        ids.add(no_ts)
+    return {i for i in ids if i is not None}
+
+
+def generated_part(row: Sequence[int], prompt_ids: set[int], eos_ids: set[int]) -> list[int]:
+    """The generated tokens of one output row: forced prompt, end of text and padding removed."""
+    ids = list(row)
+    start = 0
+    while start < len(ids) and ids[start] in prompt_ids:
+        start += 1
+    end = len(ids)
+    while end > start and ids[end - 1] in eos_ids:
+        end -= 1
+    return ids[start:end]
+
+
+def eos_token_ids(generation_config) -> set[int]:
+    """End-of-text and padding ids (Whisper pads with end of text)."""
+    eos = generation_config.eos_token_id
+    ids = set(eos) if isinstance(eos, list) else {eos}
+    ids.add(generation_config.pad_token_id)
+    return {i for i in ids if i is not None}
+
+
+def to_model(model, input_features: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Features as a tensor on the model's device and in its floating dtype."""
+    feats = torch.as_tensor(input_features)
+    return feats.to(device=model.device, dtype=model.dtype)
+
+
+def generate_greedy(
+    model,
+    processor,
+    input_features: torch.Tensor,
+    *,
+    max_new_tokens: int = 128,
+    return_timestamps: bool = False,
+    language: str | None = None,
+    task: str | None = None,
+) -> list[list[int]]:
+    """Greedy token ids per row for a batch of ≤ 30 s log-mel features.
+
+    Each row holds the tokens the model generated, special tokens (timestamps)
+    included as generated; the forced decoder prompt, the end-of-text token and
+    the batch padding are removed.
+    """
+    kwargs = _generate_kwargs(max_new_tokens, return_timestamps, language, task)
+    with torch.inference_mode():
+        sequences = model.generate(to_model(model, input_features), **kwargs)
+    if isinstance(sequences, dict):  # some settings return a dict with "sequences"
+        sequences = sequences["sequences"]
+    config = model.generation_config
+    prompt, eos = prompt_token_ids(config), eos_token_ids(config)
+    return [generated_part(row.tolist(), prompt, eos) for row in sequences]
+
+
+def transcribe_batch(
+    model,
+    processor,
+    audios: list[np.ndarray],
+    *,
+    max_new_tokens: int = 128,
+    return_timestamps: bool = False,
+    language: str | None = None,
+    task: str | None = None,
+) -> list[str]:
+    """Decoded text (special tokens skipped) for a batch of ≤ 30 s 16 kHz clips."""
+    if not audios:
+        return []
+    features = torch.from_numpy(log_mel(processor.feature_extractor, audios))
+    ids = generate_greedy(
+        model,
+        processor,
+        features,
+        max_new_tokens=max_new_tokens,
+        return_timestamps=return_timestamps,
+        language=language,
+        task=task,
+    )
+    return [text.strip() for text in processor.batch_decode(ids, skip_special_tokens=True)]
+
+
+TIME_PRECISION = 0.02  # seconds per timestamp token: 30 s / 1500 encoder positions
+
+
+def split_timestamped(
+    ids: Sequence[int], timestamp_begin: int, *, end_time: float | None = None
+) -> list[tuple[float, float, list[int]]]:
+    """Split timestamped token ids into ``(start, end, text_tokens)`` triples.
+
+    Whisper brackets each segment by ``<|start|> text <|end|>``; a segment left open
+    at the end of the output ends at ``end_time`` (or its start when not given).
+    Times are relative to the start of the window the tokens were decoded from.
+    """
+    segments: list[tuple[float, float, list[int]]] = []
+    start: float | None = None
+    tokens: list[int] = []
+    for tok in ids:
+        if tok < timestamp_begin:
+            tokens.append(tok)
+            continue
+        t = (tok - timestamp_begin) * TIME_PRECISION
+        if start is None:
+            start = t
+        else:
+            segments.append((start, t, tokens))
+            start, tokens = None, []
+    if tokens:
+        begin = start if start is not None else (segments[-1][1] if segments else 0.0)
+        segments.append((begin, end_time if end_time is not None else begin, tokens))
+    return segments
+
+
+def timestamp_begin_id(generation_config) -> int:
+    """Id of ``<|0.00|>``: the token after ``<|notimestamps|>``."""
+    return generation_config.no_timestamps_token_id + 1
+
+
+def segments_from_ids(
+    processor,
+    ids: Sequence[int],
+    timestamp_begin: int,
+    *,
+    time_offset: float = 0.0,
+    end_time: float | None = None,
+) -> list[Segment]:
+    """Timestamped :class:`Segment` s (text decoded) from ids generated with timestamps."""
+    out = []
+    for start, end, tokens in split_timestamped(ids, timestamp_begin, end_time=end_time):
+        text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        if text:
+            out.append(Segment(start + time_offset, end + time_offset, text))
+    return out

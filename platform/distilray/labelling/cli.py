@@ -1,0 +1,35 @@
+"""``distilray label``: pseudo-label manifests with the teacher into Parquet shards."""
+
+from __future__ import annotations
+
+import argparse
+
+from distilray.cli import add_config_arguments
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "label",
+        help="pseudo-label audio with the teacher (Ray Data) into Parquet shards",
+        description=(
+            "Decode the input manifest's audio on CPU tasks, transcribe it greedily with the "
+            "teacher on an actor pool, score it against references and write Parquet shards "
+            "plus _manifest.json. Rerunning into the same output resumes. KEY=VALUE "
+            "overrides any config field, e.g. limit=100 teacher=tiny.en."
+        ),
+    )
+    add_config_arguments(parser, required=True)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from distilray.config import load_config
+    from distilray.labelling.config import LabelConfig
+    from distilray.labelling.pipeline import run_labelling
+    from distilray.labelling.summary import format_summary
+
+    cfg = load_config(LabelConfig, args.config, args.overrides)
+    result = run_labelling(cfg)
+    print(format_summary(result["summary"], result["run"], cfg.output))
+    print(f"manifest: {result['manifest']}")
+    return 0

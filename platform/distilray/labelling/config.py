@@ -1,0 +1,98 @@
+"""The labelling stage's configuration (``distilray label --config ...``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from distilray.config import StageConfig
+
+WHISPER_WINDOW_S = 30.0  # seconds of audio the encoder sees; longer clips would be cut
+MAX_TARGET_POSITIONS = 448  # decoder positions of every Whisper size
+MAX_PROMPT_TOKENS = 4  # <|startoftranscript|> <|lang|> <|task|> <|notimestamps|>
+MAX_LABEL_TOKENS = MAX_TARGET_POSITIONS - MAX_PROMPT_TOKENS - 1  # room for <|endoftext|>
+
+
+class LabelConfig(StageConfig):
+    """Which audio to label with which teacher, where to write it, and how to run."""
+
+    input: str = Field(
+        description="input manifest: Parquet/JSONL file or folder, or a folder of audio files "
+        "(+ same-stem .txt references); local path or s3:// URI"
+    )
+    output: str = Field(
+        description="output folder (local or s3://) for the labelled Parquet shards and "
+        "_manifest.json; rerunning into the same folder resumes"
+    )
+    teacher: str = Field(
+        "tiny.en", description="teacher model: tiny.en, a model folder, s3:// URI or hub id"
+    )
+    batch_size: int = Field(16, ge=1, description="clips per teacher generate() call")
+    prepare_batch_size: int = Field(
+        32,
+        ge=1,
+        description="clips per CPU decode/feature task; packing (concatenate_audio) joins "
+        "clips within one such batch",
+    )
+    min_actors: int = Field(1, ge=1, description="teacher actors kept alive at least")
+    max_actors: int = Field(1, ge=1, description="teacher actors at most (the pool grows to this)")
+    num_gpus_per_actor: float | None = Field(
+        None,
+        ge=0,
+        description="GPUs each teacher actor reserves; null = 1 when the cluster has GPUs, else 0",
+    )
+    cpus_per_actor: float = Field(
+        1.0, gt=0, description="CPUs each teacher actor reserves (also its torch threads on CPU)"
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="teacher weights dtype; auto = bfloat16 on GPU, float32 on CPU"
+    )
+    attn_implementation: Literal["sdpa", "eager"] = Field(
+        "sdpa", description="attention kernel of the teacher"
+    )
+    concatenate_audio: bool = Field(
+        False,
+        description="pack consecutive short clips into chunks of up to max_chunk_s (the "
+        "paper's option): the chunk's id and text are the parts' joined with '+' and ' '",
+    )
+    max_chunk_s: float = Field(
+        WHISPER_WINDOW_S, gt=0, le=WHISPER_WINDOW_S, description="longest packed chunk, seconds"
+    )
+    return_timestamps: bool = Field(
+        False, description="let the teacher predict timestamp tokens (kept in pseudo_label_ids)"
+    )
+    language: str | None = Field(
+        None, description="language of a multilingual teacher (e.g. en); unset for *.en models"
+    )
+    task: Literal["transcribe", "translate"] | None = Field(
+        None, description="task of a multilingual teacher (default transcribe)"
+    )
+    max_label_length: int = Field(
+        128, ge=1, le=MAX_LABEL_TOKENS, description="tokens the teacher may generate per clip"
+    )
+    max_duration_s: float = Field(
+        WHISPER_WINDOW_S,
+        gt=0,
+        le=WHISPER_WINDOW_S,
+        description="longer input clips are recorded with an error instead of being labelled",
+    )
+    limit: int | None = Field(
+        None, ge=1, description="label at most this many input rows (demos, benchmarks)"
+    )
+    resume: bool = Field(
+        True,
+        description="skip input ids already in the output; false refuses a non-empty output",
+    )
+    shard_rows: int = Field(10000, ge=1, description="rows per output Parquet file at most")
+    progress_every_s: float = Field(
+        10.0, gt=0, description="seconds between progress lines while labelling"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LabelConfig:
+        if self.min_actors > self.max_actors:
+            raise ValueError("min_actors must not exceed max_actors")
+        if self.input.rstrip("/") == self.output.rstrip("/"):
+            raise ValueError("output must differ from input")
+        return self

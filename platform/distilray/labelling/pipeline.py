@@ -1,0 +1,275 @@
+"""The labelling stage: manifests in, pseudo-labelled Parquet shards out, on Ray Data.
+
+    read manifest ─► skip done ids ─► decode + pack + log-mel (CPU tasks)
+        ─► teacher greedy decoding (actor pool, GPU when the cluster has one)
+        ─► WER vs reference (CPU tasks) ─► Parquet shards in <output>/run-<time>/
+
+Resume is by id: the ids in the output's complete shards are skipped before any
+audio is read, so rerunning a crashed job finishes it without duplicates or gaps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from distilray.errors import DataError
+from distilray.labelling.config import LabelConfig
+from distilray.labelling.schema import OUTPUT_COLUMNS, OUTPUT_SCHEMA
+from distilray.labelling.shards import (
+    OutputState,
+    new_run_dir,
+    read_manifest,
+    scan_output,
+    write_manifest,
+)
+from distilray.labelling.summary import summarize
+
+logger = logging.getLogger("distilray.labelling")
+
+AUDIO_FORMAT = "wav/pcm_s16le/16000Hz/mono"  # what the audio column holds
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which inputs this run labels."""
+
+    total: int  # input ids considered (the first `limit` when set)
+    skipped: int  # of those, already in the output
+    skip: pa.Array | None  # ids to leave out (already labelled); None: nothing to skip
+    only: pa.Array | None  # ids to keep (the first `limit`); None: all
+
+    @property
+    def todo(self) -> int:
+        return self.total - self.skipped
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the teacher actors run."""
+
+    num_gpus: float
+    device: str
+    dtype: str
+
+
+def plan_work(ids: pa.Array, state: OutputState, cfg: LabelConfig) -> Plan:
+    """Which input ids to label: the first ``limit`` ids, minus those already labelled."""
+    wanted = ids.slice(0, cfg.limit) if cfg.limit else ids
+    done = state.done_ids()
+    skipped = 0
+    if len(done):
+        skipped = pc.sum(pc.is_in(wanted, value_set=done)).as_py() or 0
+    return Plan(
+        total=len(wanted),
+        skipped=skipped,
+        skip=done if len(done) else None,
+        only=wanted if cfg.limit and cfg.limit < len(ids) else None,
+    )
+
+
+def place_teacher(cfg: LabelConfig) -> Placement:
+    """GPU actors in bf16 when the cluster has GPUs (unless configured), else CPU fp32."""
+    from distilray.runtime import cluster_has_gpus
+
+    gpus = cfg.num_gpus_per_actor
+    if gpus is None:
+        gpus = 1.0 if cluster_has_gpus() else 0.0
+    device = "cuda" if gpus > 0 else "cpu"
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if gpus > 0 else "float32")
+    return Placement(gpus, device, dtype)
+
+
+def check_output(cfg: LabelConfig, state: OutputState) -> None:
+    """Refuse to mix teachers, or to write into a used folder without resume."""
+    if not state.table.num_rows:
+        return
+    if not cfg.resume:
+        raise DataError(
+            f"{cfg.output} already holds {state.table.num_rows} labelled rows: set resume=true "
+            "to continue that job, or choose an empty output folder"
+        )
+    others = [t for t in state.teachers() if t != cfg.teacher]
+    if others:
+        raise DataError(
+            f"{cfg.output} holds labels from teacher {others[0]!r}, not {cfg.teacher!r}: "
+            "use a new output folder for a different teacher"
+        )
+
+
+def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_extractor, counter):
+    """The lazy Ray dataset of labelled rows (nothing runs until it is written)."""
+    import ray.data
+
+    from distilray.labelling.prepare import prepare_batch
+    from distilray.labelling.readers import keep_rows, read_inputs
+    from distilray.labelling.score import finish_batch
+    from distilray.labelling.teacher import TeacherLabeller
+
+    ds = read_inputs(cfg.input)
+    if plan.skip is not None or plan.only is not None:
+        ds = ds.map_batches(
+            keep_rows, fn_kwargs={"skip": plan.skip, "only": plan.only}, batch_format="pyarrow"
+        )
+    # Manifests of paths are tiny: split them so decoding fans out over many tasks.
+    ds = ds.repartition(target_num_rows_per_block=cfg.prepare_batch_size)
+    ds = ds.map_batches(
+        prepare_batch,
+        fn_kwargs={
+            "feature_extractor": feature_extractor,
+            "max_duration_s": cfg.max_duration_s,
+            "concatenate": cfg.concatenate_audio,
+            "max_chunk_s": cfg.max_chunk_s,
+        },
+        batch_size=cfg.prepare_batch_size,
+        batch_format="pyarrow",
+        ray_remote_args_fn=_decode_task_args,
+    )
+    ds = ds.map_batches(
+        TeacherLabeller,
+        fn_constructor_kwargs={
+            "teacher": cfg.teacher,
+            "device": placement.device,
+            "dtype": placement.dtype,
+            "attn_implementation": cfg.attn_implementation,
+            "max_new_tokens": cfg.max_label_length,
+            "return_timestamps": cfg.return_timestamps,
+            "language": cfg.language,
+            "task": cfg.task,
+            "threads": max(1, int(cfg.cpus_per_actor)),
+        },
+        batch_size=cfg.batch_size,
+        batch_format="pyarrow",
+        num_cpus=cfg.cpus_per_actor,
+        num_gpus=placement.num_gpus,
+        compute=ray.data.ActorPoolStrategy(min_size=cfg.min_actors, max_size=cfg.max_actors),
+    )
+    return ds.map_batches(
+        finish_batch,
+        fn_kwargs={"teacher": cfg.teacher, "progress": counter},
+        batch_format="pyarrow",
+    )
+
+
+def _decode_task_args() -> dict:
+    """Remote args of the decode tasks.
+
+    Given as a function because that keeps Ray Data from fusing the decode step into
+    the teacher actors when both ask for one CPU: decoding then runs in parallel
+    tasks instead of serially inside each actor.
+    """
+    return {"num_cpus": 1}
+
+
+def write_dataset(ds, run_dir: str, shard_rows: int) -> None:
+    """Stream the dataset into Parquet shards of at most ``shard_rows`` rows."""
+    from distilray.storage import filesystem_for
+
+    fs, path = filesystem_for(run_dir)
+    ds.write_parquet(
+        path,
+        filesystem=fs,
+        min_rows_per_file=shard_rows,
+        max_rows_per_file=shard_rows,
+        schema=OUTPUT_SCHEMA,
+    )
+
+
+def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
+    """Label ``plan``'s inputs into a new run folder; returns this run's figures."""
+    from distilray.labelling.progress import ProgressReporter, progress_line, start_counter
+
+    placement = place_teacher(cfg)
+    run_dir = new_run_dir(cfg.output)
+    logger.info(
+        "labelling %d inputs with %s on %d-%d %s actor(s) (%s) into %s",
+        plan.todo,
+        cfg.teacher,
+        cfg.min_actors,
+        cfg.max_actors,
+        placement.device,
+        placement.dtype,
+        run_dir,
+    )
+    counter = start_counter()
+    ds = build_dataset(cfg, plan, placement, feature_extractor, counter)
+    with ProgressReporter(counter, plan.todo, cfg.progress_every_s) as progress:
+        write_dataset(ds, run_dir, cfg.shard_rows)
+        elapsed = progress.elapsed_s()
+        totals = progress.totals()
+    logger.info(progress_line(totals, plan.todo, elapsed))
+    return {
+        "run_dir": run_dir,
+        "device": placement.device,
+        "dtype": placement.dtype,
+        "elapsed_s": round(elapsed, 3),
+        "rows_written": totals["rows"],
+        "inputs_labelled": totals["inputs"],
+        "audio_s": round(totals["audio_s"], 3),
+        "audio_s_per_s": round(totals["audio_s"] / elapsed, 3) if elapsed > 0 else 0.0,
+        "errors": totals["errors"],
+    }
+
+
+def empty_run() -> dict:
+    keys = ("elapsed_s", "rows_written", "inputs_labelled", "audio_s", "audio_s_per_s", "errors")
+    return {"run_dir": None, **dict.fromkeys(keys, 0)}
+
+
+def run_labelling(cfg: LabelConfig) -> dict:
+    """Label ``cfg.input`` into ``cfg.output`` (resuming), write ``_manifest.json``.
+
+    Returns ``{"run": this run's figures, "summary": the whole output's summary,
+    "manifest": URI of _manifest.json}``.
+    """
+    from distilray.labelling.readers import input_ids
+    from distilray.labelling.teacher import check_options, teacher_assets
+    from distilray.runtime import ensure_ray
+
+    started = time.time()
+    feature_extractor, generation_config = teacher_assets(cfg.teacher)
+    check_options(generation_config, cfg.language, cfg.task)
+    state = scan_output(cfg.output)
+    check_output(cfg, state)
+    plan = plan_work(input_ids(cfg.input), state, cfg)
+    logger.info(
+        "%d inputs: %d already labelled in %s, %d to do",
+        plan.total,
+        plan.skipped,
+        cfg.output,
+        plan.todo,
+    )
+    run = empty_run()
+    if plan.todo:
+        ensure_ray()
+        run = label_run(cfg, plan, feature_extractor)
+    run.update(
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        inputs_total=plan.total,
+        inputs_skipped=plan.skipped,
+        partial_files_set_aside=state.partial,
+    )
+    summary = summarize(scan_output(cfg.output).table)
+    manifest = record_run(cfg, run, summary)
+    return {"run": run, "summary": summary, "manifest": manifest}
+
+
+def record_run(cfg: LabelConfig, run: dict, summary: dict) -> str:
+    """Append this run to ``_manifest.json`` with the dataset's new summary."""
+    previous = read_manifest(cfg.output) or {}
+    data = {
+        "teacher": cfg.teacher,
+        "input": cfg.input,
+        "output": cfg.output,
+        "columns": OUTPUT_COLUMNS,
+        "audio_format": AUDIO_FORMAT,
+        "config": cfg.model_dump(),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "summary": summary,
+        "runs": [*previous.get("runs", []), run],
+    }
+    return write_manifest(cfg.output, data)

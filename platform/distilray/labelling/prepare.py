@@ -1,0 +1,129 @@
+"""CPU side of labelling: decode, optionally pack, re-encode and featurise clips.
+
+:func:`prepare_batch` runs in Ray Data tasks. Every failure is per row: a clip
+that does not decode (corrupt, empty, missing, too long) becomes a row with
+``error`` set and zero features, which the teacher skips; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from distilray.audio import SAMPLING_RATE, decode_audio, encode_wav
+from distilray.errors import AudioDecodeError
+from distilray.features import log_mel
+from distilray.labelling.schema import FEATURES
+
+logger = logging.getLogger(__name__)
+
+ID_JOINER = "+"  # packed chunk ids: "a+b+c" (source_ids keeps the parts)
+N_FRAMES = 3000  # log-mel frames of a 30 s window: 480000 samples / hop 160
+
+
+@dataclass
+class Clip:
+    """One row on its way to the teacher: a decoded input clip or a packed chunk."""
+
+    ids: list[str]  # input ids it holds (one unless packed)
+    text: str | None  # reference transcript, if every part has one
+    audio: np.ndarray | None  # 16 kHz mono float32; None when decoding failed
+    error: str | None = None  # why there is no audio
+
+
+def decode_row(row: dict, max_duration_s: float) -> Clip:
+    """Decode one manifest row, turning any failure into the clip's ``error``."""
+    source = row["audio_bytes"] if row["audio_bytes"] is not None else row["audio_path"]
+    clip = Clip([row["id"]], row["text"], None)
+    if source is None:
+        clip.error = "row has neither audio bytes nor an audio path"
+        return clip
+    try:
+        clip.audio = decode_audio(source, max_duration_s=max_duration_s)
+    except AudioDecodeError as exc:
+        clip.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one bad row must never stop the job
+        clip.error = f"{type(exc).__name__}: {exc}"
+    if clip.error:
+        logger.warning("row %s: %s", row["id"], clip.error)
+    return clip
+
+
+def pack(clips: list[Clip], max_chunk_s: float) -> list[Clip]:
+    """Join consecutive decoded clips into chunks of at most ``max_chunk_s`` seconds.
+
+    Failed clips pass through on their own. A chunk's text is its parts' texts
+    joined by spaces, or None when any part has no reference.
+    """
+    limit = int(max_chunk_s * SAMPLING_RATE)
+    out: list[Clip] = []
+    group: list[Clip] = []
+    for clip in clips:
+        if clip.audio is None:
+            out.append(clip)
+            continue
+        if group and sum(c.audio.size for c in group) + clip.audio.size > limit:
+            out.append(_join(group))
+            group = []
+        group.append(clip)
+    if group:
+        out.append(_join(group))
+    return out
+
+
+def _join(group: list[Clip]) -> Clip:
+    if len(group) == 1:
+        return group[0]
+    texts = [c.text for c in group]
+    text = None if any(t is None for t in texts) else " ".join(t.strip() for t in texts)
+    ids = [i for c in group for i in c.ids]
+    return Clip(ids, text, np.concatenate([c.audio for c in group]))
+
+
+def prepare_batch(
+    batch: pa.Table,
+    *,
+    feature_extractor,
+    max_duration_s: float,
+    concatenate: bool = False,
+    max_chunk_s: float = 30.0,
+) -> pa.Table:
+    """Manifest rows → ``id, source_ids, audio, duration_s, text, error, input_features``."""
+    clips = [decode_row(row, max_duration_s) for row in batch.to_pylist()]
+    if concatenate:
+        clips = pack(clips, max_chunk_s)
+    return clips_table(clips, feature_extractor)
+
+
+def clips_table(clips: list[Clip], feature_extractor) -> pa.Table:
+    """The clips as an Arrow table with WAV bytes and a log-mel tensor column."""
+    from ray.data.extensions import ArrowTensorArray
+
+    ok = [c.audio for c in clips if c.audio is not None]
+    n_mels = feature_extractor.feature_size
+    features = np.zeros((len(clips), n_mels, N_FRAMES), np.float32)
+    if ok:
+        mask = np.array([c.audio is not None for c in clips])
+        features[mask] = log_mel(feature_extractor, ok)
+    return pa.table(
+        {
+            "id": pa.array([ID_JOINER.join(c.ids) for c in clips], pa.string()),
+            "source_ids": pa.array([c.ids for c in clips], pa.list_(pa.string())),
+            "audio": pa.array([_wav(c) for c in clips], pa.binary()),
+            "duration_s": pa.array([_seconds(c) for c in clips], pa.float64()),
+            "text": pa.array([c.text for c in clips], pa.string()),
+            "error": pa.array([c.error for c in clips], pa.string()),
+            FEATURES: ArrowTensorArray.from_numpy(features),
+        }
+    )
+
+
+def _wav(clip: Clip) -> bytes | None:
+    return None if clip.audio is None else encode_wav(clip.audio, SAMPLING_RATE)
+
+
+def _seconds(clip: Clip) -> float | None:
+    return None if clip.audio is None else clip.audio.size / SAMPLING_RATE

@@ -1,0 +1,68 @@
+"""Serve the app on this machine: embedded Ray, HTTP on one host and port."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+
+from distilray.errors import DistilrayError
+from distilray.serving.config import ServeArgs
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "distilray"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail early, with the fix, when ``host:port`` cannot be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise DistilrayError(
+                    f"port {port} on {host} is in use: pick another with --port"
+                ) from None
+            raise DistilrayError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def start_local(
+    args: ServeArgs, host: str = "127.0.0.1", port: int = 8000, *, model_cpus: float = 1.0
+) -> str:
+    """Deploy the app on the embedded (or ``RAY_ADDRESS``) Ray; its base URL.
+
+    The model replica asks for ``model_cpus`` CPUs and no GPU unless CUDA is here.
+    """
+    from ray import serve
+
+    from distilray.runtime import cuda_available, ensure_ray
+    from distilray.serving.app import make_app
+
+    check_port_free(host, port)
+    ensure_ray()
+    serve.start(http_options={"host": host, "port": port})
+    resources = {"num_cpus": model_cpus, "num_gpus": 1 if cuda_available() else 0}
+    app = make_app(args, model_options={"ray_actor_options": resources})
+    serve.run(app, name=APP_NAME, route_prefix="/")
+    url = f"http://{host}:{port}"
+    logger.info("serving %s at %s/v1/audio/transcriptions", args.model_name, url)
+    return url
+
+
+def serve_forever(
+    args: ServeArgs, host: str = "127.0.0.1", port: int = 8000, *, model_cpus: float = 1.0
+) -> None:
+    """:func:`start_local`, then block until Ctrl-C and shut Serve down."""
+    from ray import serve
+
+    url = start_local(args, host, port, model_cpus=model_cpus)
+    print(f"distilray: serving on {url} (POST /v1/audio/transcriptions); Ctrl-C stops", flush=True)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        logger.info("stopping")
+    finally:
+        serve.shutdown()

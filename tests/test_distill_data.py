@@ -1,0 +1,166 @@
+"""Distillation data: the λ filter, the held-out split, features and the collator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from distilray.audio import encode_wav
+from distilray.distill.config import DataSection
+from distilray.distill.data import (
+    DistillCollate,
+    add_features,
+    eval_dataset,
+    is_held_out,
+    pad_labels,
+    summarize,
+    train_dataset,
+)
+from distilray.errors import DataError
+
+# (id, wer, error): what the labelling stage can write.
+ROWS = [
+    ("a", 0.0, None),
+    ("b", 0.1, None),  # exactly λ: kept
+    ("c", 0.1000001, None),  # just above: dropped
+    ("d", 0.5, None),
+    ("e", None, None),  # no reference: kept only with keep_unscored
+    ("f", 0.0, "AudioDecodeError: bad"),  # failed row: always dropped
+    ("g", None, "boom"),
+    ("h", 0.05, None),
+]
+
+
+def _write_labels(path, rows=ROWS, text=True):
+    n = len(rows)
+    table = pa.table(
+        {
+            "id": [r[0] for r in rows],
+            "audio": [b"RIFF" + r[0].encode() for r in rows],
+            "duration_s": [1.5] * n,
+            "text": [f"reference {r[0]}" if text and r[1] is not None else None for r in rows],
+            "pseudo_label": [f"label {r[0]}" for r in rows],
+            "pseudo_label_ids": pa.array([[50257, 50362, 10 + i, 50256] for i in range(n)], pa.list_(pa.int32())),
+            "wer": pa.array([r[1] for r in rows], pa.float64()),
+            "teacher": ["tiny.en"] * n,
+            "error": pa.array([r[2] for r in rows], pa.string()),
+        }
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.slice(0, 5), path / "part-0.parquet")
+    pq.write_table(table.slice(5), path / "part-1.parquet")
+    return path
+
+
+def _ids(ds) -> list[str]:
+    return sorted(r["id"] for r in ds.take_all())
+
+
+CASES = [
+    # (λ, keep_unscored, ids kept)
+    (0.1, True, ["a", "b", "e", "h"]),
+    (0.1, False, ["a", "b", "h"]),
+    (0.0, False, ["a"]),
+    (None, False, ["a", "b", "c", "d", "e", "h"]),
+]
+
+
+def _cfg(labels, threshold, keep_unscored) -> DataSection:
+    # A separate eval set: nothing is held out of the training rows.
+    return DataSection(
+        train=str(labels), wer_threshold=threshold, keep_unscored=keep_unscored, eval="eval.parquet"
+    )
+
+
+@pytest.mark.parametrize(("threshold", "keep_unscored", "expected"), CASES)
+def test_filter_counts(tmp_path, threshold, keep_unscored, expected):
+    summary = summarize(_cfg(_write_labels(tmp_path / "labels"), threshold, keep_unscored))
+    assert (summary.rows, summary.held_out, summary.candidates, summary.kept) == (8, 0, 8, len(expected))
+    assert summary.hours == pytest.approx(len(expected) * 1.5 / 3600)
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize(("threshold", "keep_unscored", "expected"), CASES[:2])
+def test_wer_filter_keeps_exactly_the_right_rows(ray_local, tmp_path, threshold, keep_unscored, expected):
+    cfg = _cfg(_write_labels(tmp_path / "labels"), threshold, keep_unscored)
+    assert _ids(train_dataset(cfg)) == expected
+
+
+@pytest.mark.ray
+def test_held_out_rows_never_train(ray_local, tmp_path):
+    ids = [f"clip-{i:03d}" for i in range(40)]
+    rows = [(i, 0.0, None) for i in ids]
+    cfg = DataSection(
+        train=str(_write_labels(tmp_path / "labels", rows)),
+        eval_fraction=0.25,
+        eval_max_rows=None,
+    )
+    held = {i for i in ids if is_held_out(i, 0.25)}
+    assert 0 < len(held) < 40
+    assert set(_ids(train_dataset(cfg))) == set(ids) - held
+    eval_rows = eval_dataset(cfg).take_all()
+    assert {r["id"] for r in eval_rows} == held
+    assert all(r["reference"] == f"reference {r['id']}" for r in eval_rows)
+    summary = summarize(cfg)
+    assert (summary.held_out, summary.kept) == (len(held), 40 - len(held))
+
+
+@pytest.mark.ray
+def test_missing_columns_are_a_clear_error(ray_local, tmp_path):
+    pq.write_table(pa.table({"id": ["x"], "audio": [b""]}), tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match="lacks column"):
+        train_dataset(DataSection(train=str(tmp_path / "bad.parquet")))
+
+
+def test_held_out_split_is_stable_and_proportional():
+    ids = [f"utt{i}" for i in range(20000)]
+    picked = [i for i in ids if is_held_out(i, 0.1, seed=3)]
+    assert picked == [i for i in ids if is_held_out(i, 0.1, seed=3)]
+    assert 0.09 < len(picked) / len(ids) < 0.11
+    assert not any(is_held_out(i, 0.0) for i in ids[:100])
+    assert picked != [i for i in ids if is_held_out(i, 0.1, seed=4)]
+
+
+def test_pad_labels_shifts_and_masks():
+    out = pad_labels(
+        [np.array([1, 5, 6, 7, 2], np.int32), [1, 8, 2], [9, 2]],
+        pad_token_id=2,
+        decoder_start_token_id=1,
+        max_tokens=448,
+    )
+    assert out["decoder_input_ids"].tolist() == [[1, 5, 6, 7], [1, 8, 2, 2], [1, 9, 2, 2]]
+    assert out["labels"].tolist() == [[5, 6, 7, 2], [8, 2, -100, -100], [9, 2, -100, -100]]
+    assert out["decoder_attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]
+    cut = pad_labels([[1, 3, 4, 5, 6, 2]], pad_token_id=2, decoder_start_token_id=1, max_tokens=4)
+    assert cut["decoder_input_ids"].tolist() == [[1, 3, 4]]
+    assert cut["labels"].tolist() == [[3, 4, 5]]
+
+
+def test_collator_copies_read_only_arrays():
+    features = np.ones((2, 80, 3000), np.float32)
+    features.setflags(write=False)
+    ids = np.empty(2, dtype=object)
+    ids[0], ids[1] = np.array([1, 4, 2]), np.array([1, 4, 5, 6, 2])
+    out = DistillCollate(pad_token_id=2, decoder_start_token_id=1)(
+        {"input_features": features, "pseudo_label_ids": ids}
+    )
+    assert out["input_features"].shape == (2, 80, 3000)
+    assert out["input_features"].dtype == torch.float32
+    out["input_features"][0, 0, 0] = 5  # writable, and not the Ray buffer
+    assert features[0, 0, 0] == 1
+    assert out["labels"].tolist() == [[4, 2, -100, -100], [4, 5, 6, 2]]
+
+
+def test_add_features_drops_undecodable_rows():
+    tone = np.sin(np.linspace(0, 800 * np.pi, 16000)).astype(np.float32) * 0.1
+    audio = np.empty(3, dtype=object)
+    audio[:] = [encode_wav(tone), b"not audio", encode_wav(tone[:8000])]
+    batch = {"id": np.array(["x", "y", "z"]), "audio": audio, "pseudo_label_ids": np.arange(3)}
+    out = add_features(batch, feature_size=80)
+    assert out["id"].tolist() == ["x", "z"]
+    assert out["input_features"].shape == (2, 80, 3000)
+    assert "audio" not in out
+    assert out["pseudo_label_ids"].tolist() == [0, 2]

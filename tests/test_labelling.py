@@ -1,0 +1,217 @@
+"""Labelling pieces without a cluster: config, packing, prompts, resume state, summary.
+
+The Ray pipeline itself is exercised in ``test_labelling_ray.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from transformers import GenerationConfig
+
+from distilray.audio import encode_wav
+from distilray.config import load_config
+from distilray.errors import ConfigError
+from distilray.labelling.config import LabelConfig
+from distilray.labelling.prepare import Clip, decode_row, pack
+from distilray.labelling.readers import keep_rows
+from distilray.labelling.schema import OUTPUT_SCHEMA
+from distilray.labelling.shards import PARTIAL_SUFFIX, list_shards, scan_output
+from distilray.labelling.summary import format_summary, summarize
+from distilray.labelling.teacher import check_options, full_sequence, prompt_ids
+
+ROOT = Path(__file__).resolve().parents[1]
+SOT, EOT, NO_TS = 50257, 50256, 50362  # tiny.en's special tokens
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["tiny", "large-v3"])
+def test_shipped_configs_load(name):
+    path = ROOT / "configs" / name / "label.yaml"
+    assert path.read_text().startswith("# "), "config must name its launch command"
+    cfg = load_config(LabelConfig, path)
+    assert cfg.resume and cfg.max_duration_s <= 30
+
+
+def test_every_config_field_is_described():
+    missing = [n for n, f in LabelConfig.model_fields.items() if not f.description]
+    assert not missing
+
+
+def test_config_rejects_bad_values(tmp_path):
+    base = ["input=in.jsonl", "output=out"]
+    with pytest.raises(ConfigError, match="min_actors"):
+        load_config(LabelConfig, None, [*base, "min_actors=3", "max_actors=2"])
+    with pytest.raises(ConfigError, match="max_duration_s"):
+        load_config(LabelConfig, None, [*base, "max_duration_s=45"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(LabelConfig, None, [*base, "batchsize=4"])
+
+
+def clip(name: str, seconds: float, text: str | None = "word") -> Clip:
+    return Clip([name], text, tone(seconds))
+
+
+def test_pack_joins_consecutive_clips_up_to_the_limit():
+    broken = Clip(["bad"], "x", None, error="corrupt")
+    clips = [clip("a", 4), clip("b", 4), broken, clip("c", 4, None), clip("d", 9)]
+    packed = pack(clips, max_chunk_s=10)
+    by_id = {"+".join(c.ids): c for c in packed}
+    assert sorted(by_id) == ["a+b", "bad", "c", "d"]  # failed rows pass through unpacked
+    assert by_id["a+b"].text == "word word" and by_id["a+b"].audio.size == 8 * 16000
+    assert by_id["bad"].error == "corrupt" and by_id["c"].text is None
+    # A chunk of a labelled and an unlabelled clip has no reference.
+    assert pack([clip("a", 2), clip("c", 2, None)], 10)[0].text is None
+
+
+def test_decode_row_records_errors_instead_of_raising(tmp_path):
+    good = decode_row(
+        {"id": "g", "audio_bytes": encode_wav(tone(1)), "audio_path": None, "text": "t"},
+        max_duration_s=30,
+    )
+    assert good.error is None and good.audio.size == 16000
+    corrupt = decode_row(
+        {"id": "c", "audio_bytes": b"not audio at all", "audio_path": None, "text": "t"},
+        max_duration_s=30,
+    )
+    assert corrupt.audio is None and "cannot decode" in corrupt.error
+    missing = decode_row(
+        {"id": "m", "audio_bytes": None, "audio_path": str(tmp_path / "no.wav"), "text": None},
+        max_duration_s=30,
+    )
+    assert missing.audio is None and missing.error
+    too_long = decode_row(
+        {"id": "l", "audio_bytes": encode_wav(tone(3)), "audio_path": None, "text": None},
+        max_duration_s=2,
+    )
+    assert too_long.audio is None and "limit" in too_long.error
+
+
+def english_only() -> GenerationConfig:
+    return GenerationConfig(
+        decoder_start_token_id=SOT,
+        no_timestamps_token_id=NO_TS,
+        eos_token_id=EOT,
+        is_multilingual=False,
+    )
+
+
+def multilingual() -> GenerationConfig:
+    return GenerationConfig(
+        decoder_start_token_id=50258,
+        no_timestamps_token_id=50364,
+        is_multilingual=True,
+        lang_to_id={"<|en|>": 50259, "<|de|>": 50261},
+        task_to_id={"transcribe": 50360, "translate": 50359},
+    )
+
+
+def test_prompt_is_the_forced_decoder_prefix():
+    assert prompt_ids(english_only(), None, None, return_timestamps=False) == [SOT, NO_TS]
+    assert prompt_ids(english_only(), None, None, return_timestamps=True) == [SOT]
+    assert prompt_ids(multilingual(), "german", "translate", False) == [50258, 50261, 50359, 50364]
+    assert prompt_ids(multilingual(), "en", None, True) == [50258, 50259, 50360]
+
+
+def test_label_sequence_ends_with_eot_unless_cut():
+    assert full_sequence([SOT, NO_TS], [1, 2], EOT, max_new=5) == [SOT, NO_TS, 1, 2, EOT]
+    assert full_sequence([SOT, NO_TS], [1, 2, 3], EOT, max_new=3) == [SOT, NO_TS, 1, 2, 3]
+
+
+def test_language_options_are_checked_against_the_teacher():
+    check_options(english_only(), None, None)
+    check_options(multilingual(), "en", "transcribe")
+    with pytest.raises(ConfigError, match="English-only"):
+        check_options(english_only(), "en", None)
+    with pytest.raises(ConfigError, match="set language"):
+        check_options(multilingual(), None, None)
+    with pytest.raises(ConfigError, match="klingon"):
+        check_options(multilingual(), "klingon", None)
+
+
+def test_keep_rows_skips_done_ids_and_honours_limit():
+    batch = pa.table({"id": ["a", "b", "c", "d"]})
+    done = pa.array(["b"])
+    assert keep_rows(batch, done, None)["id"].to_pylist() == ["a", "c", "d"]
+    assert keep_rows(batch, done, pa.array(["a", "b"]))["id"].to_pylist() == ["a"]
+    assert keep_rows(batch, None, None).num_rows == 4
+
+
+def shard(rows: list[dict]) -> pa.Table:
+    full = [
+        {
+            "audio": None,
+            "duration_s": 1.0,
+            "text": None,
+            "pseudo_label": "x",
+            "pseudo_label_ids": [SOT],
+            "wer": None,
+            "teacher": "tiny.en",
+            "error": None,
+            **r,
+        }
+        for r in rows
+    ]
+    return pa.Table.from_pylist(full, schema=OUTPUT_SCHEMA)
+
+
+def test_scan_output_sets_aside_unfinished_shards(tmp_path):
+    run = tmp_path / "out" / "run-1"
+    run.mkdir(parents=True)
+    pq.write_table(
+        shard([{"id": "a+b", "source_ids": ["a", "b"]}, {"id": "c", "source_ids": ["c"]}]),
+        run / "one.parquet",
+    )
+    pq.write_table(shard([{"id": "d", "source_ids": ["d"]}]), run / "two.parquet")
+    data = (run / "two.parquet").read_bytes()
+    (run / "two.parquet").write_bytes(data[: len(data) // 2])  # a writer killed mid-file
+    (tmp_path / "out" / "_manifest.json").write_text("{}")
+    state = scan_output(str(tmp_path / "out"))
+    assert sorted(state.done_ids().to_pylist()) == ["a", "b", "c"]
+    assert state.partial == [str(run / "two.parquet")]
+    assert (run / ("two.parquet" + PARTIAL_SUFFIX)).exists()
+    assert list_shards(str(tmp_path / "out")) == [str(run / "one.parquet")]
+    assert scan_output(str(tmp_path / "missing")).table.num_rows == 0
+
+
+def test_summary_counts_errors_hours_and_wer_shares():
+    rows = [
+        {"id": str(i), "source_ids": [str(i)], "wer": w, "duration_s": 1800.0}
+        for i, w in enumerate([0.0, 0.07, 0.15, 0.5])
+    ]
+    rows += [
+        {"id": "u", "source_ids": ["u"], "wer": None, "duration_s": 1800.0},
+        {
+            "id": "e",
+            "source_ids": ["e"],
+            "error": "corrupt",
+            "duration_s": None,
+            "pseudo_label": None,
+        },
+    ]
+    summary = summarize(
+        shard(rows).select(["id", "source_ids", "duration_s", "wer", "teacher", "error"])
+    )
+    assert summary["rows"] == 6 and summary["errors"] == 1 and summary["labelled"] == 5
+    assert summary["audio_hours"] == 2.5 and summary["scored"] == 4
+    assert summary["share_wer_above"] == {"5%": 0.75, "10%": 0.5, "20%": 0.25, "40%": 0.25}
+    assert summary["error_examples"] == [{"id": "e", "error": "corrupt"}]
+    run = {
+        "inputs_labelled": 6,
+        "rows_written": 6,
+        "audio_s": 9000.0,
+        "elapsed_s": 10.0,
+        "audio_s_per_s": 900.0,
+        "errors": 1,
+        "inputs_skipped": 0,
+    }
+    text = format_summary(summary, run, "out")
+    assert "> 10%: 50.0%" in text and "error e: corrupt" in text and "output: out" in text

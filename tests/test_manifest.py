@@ -1,0 +1,283 @@
+"""Manifest formats: JSONL, Parquet (HF-style embedded audio), folders with .txt
+references, local and S3, all normalised to one schema; malformed ones rejected
+with messages that say what is wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from distilray import storage
+from distilray.audio import decode_audio, encode_wav
+from distilray.data.manifest import (
+    MANIFEST_SCHEMA,
+    folder_table,
+    manifest_files,
+    normalize_manifest_table,
+    read_manifest,
+)
+from distilray.errors import DataError
+
+
+def tone(seconds: float = 0.25, freq: float = 440.0) -> bytes:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return encode_wav(0.3 * np.sin(2 * np.pi * freq * t))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def jsonl_dataset(tmp_path) -> Path:
+    """A JSONL manifest with relative, nested, absolute and s3 audio paths."""
+    (tmp_path / "audio" / "sub").mkdir(parents=True)
+    (tmp_path / "audio" / "a.wav").write_bytes(tone(freq=300))
+    (tmp_path / "audio" / "sub" / "b.wav").write_bytes(tone(freq=600))
+    elsewhere = tmp_path / "elsewhere.wav"
+    elsewhere.write_bytes(tone(freq=900))
+    rows = [
+        {"id": 1, "audio": "audio/a.wav", "text": "first"},
+        {"id": "two", "audio": "./audio/sub/../sub/b.wav", "text": None},
+        {"id": "three", "audio": str(elsewhere)},
+        {"id": "four", "audio": "s3://bucket/clips/d.flac", "text": "fourth", "extra": 1},
+    ]
+    return write_jsonl(tmp_path / "manifest.jsonl", rows)
+
+
+def test_jsonl_with_relative_paths(jsonl_dataset):
+    table = read_manifest(jsonl_dataset)
+    assert table.schema == MANIFEST_SCHEMA
+    root = jsonl_dataset.parent
+    assert table.to_pylist() == [
+        {"id": "1", "audio_bytes": None, "audio_path": str(root / "audio/a.wav"), "text": "first"},
+        {
+            "id": "two",
+            "audio_bytes": None,
+            "audio_path": str(root / "audio/sub/b.wav"),
+            "text": None,
+        },
+        {
+            "id": "three",
+            "audio_bytes": None,
+            "audio_path": str(root / "elsewhere.wav"),
+            "text": None,
+        },
+        {
+            "id": "four",
+            "audio_bytes": None,
+            "audio_path": "s3://bucket/clips/d.flac",
+            "text": "fourth",
+        },
+    ]
+    assert len(decode_audio(table["audio_path"][0].as_py())) == 4000
+
+
+def test_a_folder_holding_a_jsonl_manifest_is_read_as_jsonl(jsonl_dataset):
+    fmt, files = manifest_files(jsonl_dataset.parent)
+    assert (fmt, files) == ("jsonl", [str(jsonl_dataset)])
+    assert read_manifest(jsonl_dataset.parent).num_rows == 4
+
+
+def test_parquet_with_hf_style_struct_audio(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "on_disk.wav").write_bytes(tone(freq=500))
+    audio_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table(
+        {
+            "id": pa.array([10, 11, 12], pa.int64()),
+            "audio": pa.array(
+                [
+                    {"bytes": tone(freq=200), "path": "10.wav"},
+                    {"bytes": None, "path": "data/on_disk.wav"},
+                    {"bytes": tone(freq=800), "path": None},
+                ],
+                audio_type,
+            ),
+            "text": ["ten", "eleven", None],
+            "speaker": ["a", "b", "c"],  # extra columns are ignored
+        }
+    )
+    pq.write_table(table, tmp_path / "train-00000.parquet")
+    fmt, files = manifest_files(tmp_path)
+    assert fmt == "parquet" and files == [str(tmp_path / "train-00000.parquet")]
+    out = read_manifest(tmp_path)
+    assert out.schema == MANIFEST_SCHEMA
+    assert out["id"].to_pylist() == ["10", "11", "12"]
+    assert out["audio_path"].to_pylist() == [None, str(tmp_path / "data/on_disk.wav"), None]
+    assert out["text"].to_pylist() == ["ten", "eleven", None]
+    embedded = decode_audio(out["audio_bytes"][0].as_py())
+    assert len(embedded) == 4000
+    assert out["audio_bytes"][1].as_py() is None
+
+
+def test_parquet_folder_of_many_files_skips_bookkeeping_files(tmp_path):
+    for part in range(3):
+        rows = {"id": [f"p{part}-{i}" for i in range(4)], "audio": ["x.wav"] * 4}
+        pq.write_table(pa.table(rows), tmp_path / f"part-{part}.parquet")
+    (tmp_path / "_SUCCESS").write_text("")
+    (tmp_path / ".part-0.parquet.crc").write_text("")
+    (tmp_path / "_tmp").mkdir()
+    (tmp_path / "_tmp" / "partial.parquet").write_text("garbage")
+    fmt, files = manifest_files(tmp_path)
+    assert fmt == "parquet" and [Path(f).name for f in files] == [
+        f"part-{i}.parquet" for i in range(3)
+    ]
+    table = read_manifest(tmp_path)
+    assert table.num_rows == 12
+    assert table["text"].null_count == 12
+
+
+def test_binary_audio_column(tmp_path):
+    table = pa.table({"id": ["a"], "audio": pa.array([tone()], pa.binary())})
+    out = normalize_manifest_table(table, str(tmp_path))
+    assert out["audio_bytes"][0].as_py() == tone()
+    assert out["audio_path"][0].as_py() is None
+
+
+def test_relative_paths_resolve_against_an_s3_base():
+    table = pa.table({"id": ["a", "b"], "audio": ["clips/a.wav", "../other/b.wav"]})
+    out = normalize_manifest_table(table, "s3://bucket/data")
+    assert out["audio_path"].to_pylist() == [
+        "s3://bucket/data/clips/a.wav",
+        "s3://bucket/other/b.wav",
+    ]
+
+
+def test_folder_of_audio_with_txt_references(tmp_path):
+    (tmp_path / "spk1").mkdir()
+    (tmp_path / "spk1" / "utt1.wav").write_bytes(tone())
+    (tmp_path / "spk1" / "utt1.txt").write_text("hello there\n")
+    (tmp_path / "spk1" / "utt2.flac").write_bytes(b"not checked here")
+    (tmp_path / "top.mp3").write_bytes(b"nor here")
+    (tmp_path / "top.txt").write_text("top level")
+    (tmp_path / "notes.md").write_text("ignored")
+    fmt, files = manifest_files(tmp_path)
+    assert fmt == "folder" and len(files) == 3
+    for table in (folder_table(tmp_path), read_manifest(tmp_path)):
+        assert table.schema == MANIFEST_SCHEMA
+        rows = {r["id"]: r for r in table.to_pylist()}
+        assert set(rows) == {"spk1/utt1", "spk1/utt2", "top"}
+        assert rows["spk1/utt1"]["text"] == "hello there"
+        assert rows["spk1/utt2"]["text"] is None
+        assert rows["top"]["text"] == "top level"
+        assert rows["top"]["audio_path"] == str(tmp_path / "top.mp3")
+
+
+def test_single_files_are_recognised_by_extension(tmp_path, jsonl_dataset):
+    pq.write_table(pa.table({"id": ["a"], "audio": ["a.wav"]}), tmp_path / "m.parquet")
+    assert manifest_files(tmp_path / "m.parquet")[0] == "parquet"
+    assert manifest_files(jsonl_dataset)[0] == "jsonl"
+    (tmp_path / "m.csv").write_text("id,audio\n")
+    with pytest.raises(DataError, match="unknown manifest type '.csv'"):
+        manifest_files(tmp_path / "m.csv")
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [{"audio": "a.wav", "text": "x"}],
+            r"found columns \['audio', 'text'\]; expected columns: id",
+        ),
+        ([{"id": "a", "path": "a.wav"}], r"expected columns: id \(string\), audio"),
+        ([{"id": "a", "audio": "a.wav"}, {"id": "a", "audio": "b.wav"}], "1 duplicate ids: 'a'"),
+        ([{"id": None, "audio": "a.wav"}], "every row needs a non-empty id"),
+        ([{"id": "a", "audio": "https://host/a.wav"}], "unsupported audio location"),
+        ([{"id": "a", "audio": {"bytes": "AAAA"}}], "embed bytes with Parquet"),
+    ],
+)
+def test_malformed_jsonl_is_rejected_naming_the_file(tmp_path, rows, message):
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError, match=message) as info:
+        read_manifest(path)
+    assert str(path) in str(info.value)
+
+
+def test_invalid_json_line_is_reported_with_its_number(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": "a", "audio": "a.wav"}\n\n{"id": "b", audio}\n')
+    with pytest.raises(DataError, match="line 3: invalid JSON"):
+        read_manifest(path)
+
+
+def test_parquet_errors(tmp_path):
+    pq.write_table(pa.table({"name": ["a"], "audio": ["a.wav"]}), tmp_path / "no_id.parquet")
+    with pytest.raises(DataError, match=r"no_id.parquet: found columns \['name', 'audio'\]"):
+        read_manifest(tmp_path / "no_id.parquet")
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match="cannot read Parquet manifest"):
+        read_manifest(tmp_path / "broken.parquet")
+    table = pa.table({"id": ["a"], "audio": pa.array([1.5])})
+    with pytest.raises(DataError, match="audio column has type double"):
+        normalize_manifest_table(table, str(tmp_path), source="in-memory")
+
+
+def test_duplicates_across_files_list_a_few(tmp_path):
+    ids = [f"u{i}" for i in range(8)]
+    for part in range(2):
+        pq.write_table(pa.table({"id": ids, "audio": ["a.wav"] * 8}), tmp_path / f"{part}.parquet")
+    with pytest.raises(DataError, match="8 duplicate ids: 'u0', 'u1', 'u2', 'u3', 'u4' and 3 more"):
+        read_manifest(tmp_path)
+
+
+def test_missing_or_empty_locations(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        manifest_files(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no audio")
+    with pytest.raises(DataError, match="holds no"):
+        manifest_files(tmp_path / "empty")
+    (tmp_path / "dups").mkdir()
+    (tmp_path / "dups" / "a.wav").write_bytes(tone())
+    (tmp_path / "dups" / "a.flac").write_bytes(tone())
+    with pytest.raises(DataError, match="duplicate ids: 'a'"):
+        folder_table(tmp_path / "dups")
+
+
+@pytest.fixture(scope="module")
+def s3_bucket(s3_server) -> str:
+    """A fresh bucket on the session's moto S3 server."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="manifest-tests")
+    return "s3://manifest-tests"
+
+
+@pytest.mark.s3
+def test_s3_jsonl_and_folder_manifests(s3_bucket):
+    base = f"{s3_bucket}/set1"
+    storage.write_bytes(f"{base}/audio/a.wav", tone())
+    storage.write_bytes(f"{base}/audio/a.txt", b"alpha")
+    rows = [{"id": "a", "audio": "audio/a.wav", "text": "alpha"}]
+    storage.write_bytes(
+        f"{base}/manifest.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()
+    )
+    assert manifest_files(base) == ("jsonl", [f"{base}/manifest.jsonl"])
+    table = read_manifest(base)
+    assert table["audio_path"].to_pylist() == [f"{base}/audio/a.wav"]
+    assert len(decode_audio(table["audio_path"][0].as_py())) == 4000
+    folder = folder_table(f"{base}/audio")
+    assert folder.to_pylist() == [
+        {"id": "a", "audio_bytes": None, "audio_path": f"{base}/audio/a.wav", "text": "alpha"}
+    ]
+
+
+@pytest.mark.s3
+def test_s3_parquet_prefix(s3_bucket, tmp_path):
+    local = tmp_path / "p.parquet"
+    pq.write_table(
+        pa.table({"id": ["x", "y"], "audio": ["clips/x.wav", "s3://other/y.wav"]}), local
+    )
+    storage.write_bytes(f"{s3_bucket}/set2/p.parquet", local.read_bytes())
+    fmt, files = manifest_files(f"{s3_bucket}/set2/")
+    assert (fmt, files) == ("parquet", [f"{s3_bucket}/set2/p.parquet"])
+    table = read_manifest(f"{s3_bucket}/set2")
+    assert table["audio_path"].to_pylist() == [f"{s3_bucket}/set2/clips/x.wav", "s3://other/y.wav"]

@@ -1,0 +1,278 @@
+"""The transcription endpoint end to end: real Serve, real HTTP on 127.0.0.1.
+
+One module-scoped deployment (``@serve.batch`` does not work in Serve's local
+testing mode): app ``main`` serves tiny.en with a 2-layer student drawn from it as
+speculative assistant, auth off; app ``secure`` is a second ingress onto the same
+model replica that requires an API key.
+Expected transcripts are the teacher's own greedy output, computed in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from distilray.audio import SAMPLING_RATE, decode_audio, encode_wav
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+API_KEY = "test-key-123"
+KEY_ENV = "DISTILRAY_TEST_API_KEY"
+MAX_UPLOAD = 1_500_000  # bytes
+MAX_AUDIO_S = 40.0
+TRANSCRIBE = "/v1/audio/transcriptions"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def clips(synth_clips) -> list[np.ndarray]:
+    rows = [json.loads(line) for line in Path(synth_clips).read_text().splitlines() if line]
+    return [decode_audio(Path(synth_clips).parent / row["audio"]) for row in rows]
+
+
+@pytest.fixture(scope="module")
+def long_clip(clips) -> np.ndarray:
+    """32 s of speech: clips joined with 0.3 s pauses (the chunked long-form path)."""
+    pause = np.zeros(int(0.3 * SAMPLING_RATE), np.float32)
+    parts, total = [], 0
+    while total < 32 * SAMPLING_RATE:
+        for clip in clips:
+            parts += [clip, pause]
+            total += len(clip) + len(pause)
+    return np.concatenate(parts)[: 32 * SAMPLING_RATE]
+
+
+@pytest.fixture(scope="module")
+def teacher_greedy(tiny_en, clips, long_clip):
+    """The teacher's greedy transcripts (no assistant): what the endpoint must return."""
+    from distilray.inference.engine import Transcriber
+    from distilray.models import load_whisper
+
+    model, processor = load_whisper(tiny_en)
+    results = Transcriber(model, processor).transcribe([*clips, long_clip])
+    return [r.text for r in results]
+
+
+@pytest.fixture(scope="module")
+def student(tiny_en, tmp_path_factory) -> Path:
+    """A 2-layer student initialised from tiny.en (decoder layers 0 and 3)."""
+    from distilray.student import StudentInitConfig, init_student
+
+    out = tmp_path_factory.mktemp("student")
+    init_student(StudentInitConfig(teacher=str(tiny_en), decoder_layers=2, out=str(out)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_url(ray_local, tiny_en, student):
+    from ray import serve
+
+    from distilray.serving.app import make_app
+    from distilray.serving.model import MODEL_DEPLOYMENT
+
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    common = {
+        "teacher": str(tiny_en),
+        "limits": {"max_upload_bytes": MAX_UPLOAD, "max_audio_s": MAX_AUDIO_S},
+    }
+    main = {
+        **common,
+        "assistant": str(student),
+        "torch_threads": 2,
+        "api_key_env": None,
+        "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.2},
+    }
+    secure = {**common, "api_key_env": KEY_ENV}
+    key_env = {"num_cpus": 0.1, "runtime_env": {"env_vars": {KEY_ENV: API_KEY}}}
+    try:
+        serve.run(
+            make_app(main, ingress_options={"ray_actor_options": {"num_cpus": 0.1}}),
+            name="main",
+            route_prefix="/",
+        )
+        # A second front door with auth on, onto the same model replica.
+        model = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name="main")
+        serve.run(
+            make_app(secure, ingress_options={"ray_actor_options": key_env}, model=model),
+            name="secure",
+            route_prefix="/secure",
+        )
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(base_url):
+    with httpx.Client(base_url=base_url, timeout=120) as c:
+        yield c
+
+
+def _post(client, audio: bytes | None, path: str = TRANSCRIBE, headers=None, **fields):
+    files = {"file": ("clip.wav", audio, "audio/wav")} if audio is not None else None
+    return client.post(path, files=files, data=fields, headers=headers)
+
+
+def _error(resp, status: int, code: str) -> dict:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    error = resp.json()["error"]
+    assert error["code"] == code and error["type"] and error["message"]
+    return error
+
+
+def test_health_and_models(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    models = client.get("/v1/models").json()
+    assert models["object"] == "list"
+    assert [m["id"] for m in models["data"]] == ["distilray-whisper"]
+
+
+def test_json_is_teacher_greedy_with_speculative_decoding(client, clips, teacher_greedy):
+    resp = _post(client, encode_wav(clips[0]), model="whisper-1", temperature="0", language="en")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["text"] == teacher_greedy[0]
+    assert teacher_greedy[0]  # real speech, not an empty match
+    assert 0.0 < float(resp.headers["x-distilray-acceptance-rate"]) <= 1.0
+
+
+def test_text_format(client, clips, teacher_greedy):
+    resp = _post(client, encode_wav(clips[1]), response_format="text")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain")
+    assert resp.text == teacher_greedy[1] + "\n"
+
+
+def test_verbose_json_srt_vtt(base_url, clips):
+    wav = encode_wav(clips[2])
+
+    def send(fmt: str) -> httpx.Response:
+        with httpx.Client(base_url=base_url, timeout=120) as c:
+            return _post(c, wav, response_format=fmt)
+
+    with ThreadPoolExecutor(3) as pool:  # concurrent: decoded in one batch
+        verbose, srt, vtt = (r.text for r in pool.map(send, ["verbose_json", "srt", "vtt"]))
+    verbose = json.loads(verbose)
+    segments = verbose["segments"]
+    assert verbose["duration"] == pytest.approx(len(clips[2]) / SAMPLING_RATE, abs=1e-3)
+    assert segments and all(0 <= s["start"] < s["end"] for s in segments)
+    assert segments[-1]["end"] <= verbose["duration"] + 0.5
+    assert " ".join(s["text"].strip() for s in segments).split() == verbose["text"].split()
+
+    first = srt.split("\n\n")[0].splitlines()
+    assert first[0] == "1" and " --> " in first[1] and "," in first[1]
+    assert first[2] == segments[0]["text"].strip()
+    assert srt.count(" --> ") == len(segments)
+
+    assert vtt.startswith("WEBVTT\n\n")
+    assert vtt.count(" --> ") == len(segments)
+
+
+def test_long_audio_takes_the_chunked_path(client, long_clip, teacher_greedy):
+    resp = _post(client, encode_wav(long_clip))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["text"] == teacher_greedy[-1]
+    assert resp.json()["usage"]["seconds"] == 32
+    assert resp.headers["x-distilray-form"] == "chunked"
+
+
+def test_burst_of_concurrent_requests_all_correct(base_url, clips, teacher_greedy):
+    wavs = [encode_wav(c) for c in clips]
+    shortest = sorted(range(len(clips)), key=lambda i: len(clips[i]))[:4]
+    jobs = [shortest[i % 4] for i in range(16)]
+
+    def send(i: int):
+        with httpx.Client(base_url=base_url, timeout=120) as c:
+            return i, _post(c, wavs[i])
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(send, jobs))
+    assert len(answers) == 16
+    for i, resp in answers:
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["text"] == teacher_greedy[i]
+    batches = [int(resp.headers["x-distilray-batch-size"]) for _, resp in answers]
+    assert max(batches) > 1  # dynamic batching gathered concurrent requests
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"RIFF\x00\x00\x00\x00WAVEfmt garbage", 400, "invalid_audio"),
+        (b"just some text, definitely not audio\n" * 20, 400, "invalid_audio"),
+        (b"", 400, "invalid_audio"),
+    ],
+)
+def test_bad_audio_is_400(client, body, status, code):
+    _error(_post(client, body), status, code)
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "code", "param"),
+    [
+        ({"response_format": "xml"}, 422, "invalid_value", "response_format"),
+        ({"temperature": "0.7"}, 422, "invalid_value", "temperature"),
+        ({"temperature": "warm"}, 422, "invalid_value", "temperature"),
+        ({"language": "fr"}, 422, "invalid_value", "language"),
+        ({"prompt": "hello"}, 422, "invalid_value", "prompt"),
+        ({"model": "gpt-9"}, 404, "model_not_found", "model"),
+    ],
+)
+def test_bad_fields(client, clips, fields, status, code, param):
+    error = _error(_post(client, encode_wav(clips[0][:8000]), **fields), status, code)
+    assert error["param"] == param
+
+
+def test_missing_file_is_422(client):
+    error = _error(_post(client, None, response_format="json"), 422, "missing_field")
+    assert error["param"] == "file"
+    _error(client.post(TRANSCRIBE, json={"file": "x"}), 422, "missing_field")
+
+
+def test_too_large_upload_is_413(client):
+    # Declared size beyond the limit: refused before the body is parsed.
+    _error(_post(client, b"\0" * (MAX_UPLOAD * 2)), 413, "file_too_large")
+    # Just over the limit, within the form slack: refused after parsing.
+    _error(_post(client, b"\0" * (MAX_UPLOAD + 1)), 413, "file_too_large")
+
+
+def test_too_long_audio_is_413(client):
+    # 45 s of quiet noise at 8 kHz: small upload, long audio.
+    rng = np.random.default_rng(0)
+    audio = (0.01 * rng.standard_normal(45 * 8000)).astype(np.float32)
+    _error(_post(client, encode_wav(audio, sampling_rate=8000)), 413, "audio_too_long")
+
+
+def test_unknown_route_and_method_are_json(client):
+    _error(client.get("/v1/nope"), 404, "not_found")
+    _error(client.get(TRANSCRIBE), 405, "method_not_allowed")
+
+
+def test_auth_required_when_key_is_set(client, clips, teacher_greedy):
+    wav = encode_wav(clips[3])
+    secure = f"/secure{TRANSCRIBE}"
+    assert client.get("/secure/healthz").status_code == 200  # health stays open
+    _error(_post(client, wav, path=secure), 401, "invalid_api_key")
+    _error(
+        _post(client, wav, path=secure, headers={"Authorization": "Bearer nope"}),
+        401,
+        "invalid_api_key",
+    )
+    _error(client.get("/secure/v1/models"), 401, "invalid_api_key")
+    resp = _post(client, wav, path=secure, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["text"] == teacher_greedy[3]
+    # The main app has auth off: the same request without a key works there.
+    assert _post(client, wav).status_code == 200

@@ -1,0 +1,126 @@
+"""Response formats, OpenAI-shaped errors and request checks: pure functions, no Ray."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from starlette.requests import Request
+
+from distilray.audio import encode_wav
+from distilray.errors import ConfigError
+from distilray.serving.app import parse_args
+from distilray.serving.errors import APIError
+from distilray.serving.formats import Segment, Transcript, render, srt, vtt
+from distilray.serving.validation import check_bearer, check_content_length, decode_upload
+
+SEGMENTS = (Segment(0.0, 1.5, " Hello there."), Segment(1.5, 3661.25, " General Kenobi."))
+TRANSCRIPT = Transcript("Hello there. General Kenobi.", 3661.25, SEGMENTS, {"batch_size": 2})
+
+
+def _request(headers: dict[str, str]) -> Request:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": raw})
+
+
+def test_json_and_text():
+    body, media = render(TRANSCRIPT, "json")
+    assert media == "application/json"
+    assert json.loads(body) == {
+        "text": "Hello there. General Kenobi.",
+        "usage": {"type": "duration", "seconds": 3662},
+    }
+    body, media = render(TRANSCRIPT, "text")
+    assert (body, media.split(";")[0]) == ("Hello there. General Kenobi.\n", "text/plain")
+
+
+def test_srt_numbers_cues_with_comma_millis():
+    assert srt(SEGMENTS) == (
+        "1\n00:00:00,000 --> 00:00:01,500\nHello there.\n\n"
+        "2\n00:00:01,500 --> 01:01:01,250\nGeneral Kenobi.\n"
+    )
+
+
+def test_vtt_has_header_and_dot_millis():
+    assert vtt(SEGMENTS) == (
+        "WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello there.\n\n"
+        "00:00:01.500 --> 01:01:01.250\nGeneral Kenobi.\n"
+    )
+
+
+def test_verbose_json_segments():
+    body = json.loads(render(TRANSCRIPT, "verbose_json")[0])
+    assert body["task"] == "transcribe" and body["language"] == "english"
+    assert body["duration"] == 3661.25
+    assert [(s["id"], s["start"], s["end"], s["text"]) for s in body["segments"]] == [
+        (0, 0.0, 1.5, " Hello there."),
+        (1, 1.5, 3661.25, " General Kenobi."),
+    ]
+    assert body["segments"][1]["seek"] == 150
+
+
+def test_text_without_segments_becomes_one_cue():
+    body = render(Transcript("Hi.", 2.0), "srt")[0]
+    assert body == "1\n00:00:00,000 --> 00:00:02,000\nHi.\n"
+    body = render(Transcript("", 2.0), "vtt")[0]
+    assert body == "WEBVTT\n\n"
+
+
+def test_error_body_is_openai_shaped():
+    err = APIError(413, "too big", code="file_too_large", param="file")
+    assert err.body() == {
+        "error": {
+            "message": "too big",
+            "type": "invalid_request_error",
+            "param": "file",
+            "code": "file_too_large",
+        }
+    }
+    assert err.response().status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [
+        (None, False),
+        ("Bearer wrong", False),
+        ("Basic s3cret", False),
+        ("Bearer ", False),
+        ("Bearer s3cret", True),
+        ("bearer s3cret", True),
+    ],
+)
+def test_bearer(header, ok):
+    request = _request({"Authorization": header} if header else {})
+    if ok:
+        check_bearer(request, "s3cret")
+    else:
+        with pytest.raises(APIError) as info:
+            check_bearer(request, "s3cret")
+        assert info.value.status == 401
+    check_bearer(request, "")  # auth off: anything passes
+
+
+def test_declared_size_checked_before_reading():
+    check_content_length(_request({"Content-Length": "1000"}), 1000)
+    with pytest.raises(APIError) as info:
+        check_content_length(_request({"Content-Length": str(10**9)}), 1000)
+    assert info.value.status == 413
+
+
+def test_decode_upload_maps_errors():
+    wav = encode_wav(np.zeros(16000 * 3, np.float32))
+    assert decode_upload(wav, 5.0).shape == (48000,)
+    with pytest.raises(APIError) as info:
+        decode_upload(wav, 2.0)
+    assert (info.value.status, info.value.code) == (413, "audio_too_long")
+    with pytest.raises(APIError) as info:
+        decode_upload(b"this is not audio at all" * 10, 5.0)
+    assert (info.value.status, info.value.code) == (400, "invalid_audio")
+
+
+def test_app_args_are_strict():
+    with pytest.raises(ConfigError, match="teachr: unknown key"):
+        parse_args({"teachr": "tiny.en"})
+    assert parse_args({"batching": {"max_batch_size": 4}}).batching.max_batch_size == 4

@@ -57,17 +57,14 @@ def free_port() -> int:
 
 def make_clips(count: int, teacher: str, workdir: Path) -> list[Clip]:
     """Synthetic speech clips and the teacher's greedy transcript of each."""
-    from distilray.inference.engine import Transcriber
-    from distilray.models import load_whisper
-
     from distilray.audio import decode_audio, encode_wav
     from distilray.data.synth import synthesize_dataset
+    from distilray.inference.engine import Transcriber
 
     manifest = synthesize_dataset(workdir, count, seed=0)
     rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
     audios = [decode_audio(_audio_path(Path(manifest).parent, row["audio"])) for row in rows]
-    model, processor = load_whisper(teacher)
-    results = Transcriber(model, processor).transcribe(audios)
+    results = Transcriber.load(teacher).transcribe(audios)  # teacher alone, greedy
     return [
         Clip(row["id"], encode_wav(audio), len(audio) / 16000, result.text)
         for row, audio, result in zip(rows, audios, results, strict=True)
@@ -202,6 +199,7 @@ def start_endpoint(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_clips(args.clips, args.teacher, Path(tmp))
     url = args.url or start_endpoint(args)

@@ -48,6 +48,33 @@ def wait_for(predicate, timeout_s: float, what: str, every_s: float = 0.25):
     raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
+class Background:
+    """Run a stage in a thread so the main thread can inject faults (Ray's node
+    management installs signal handlers, which only the main thread may do)."""
+
+    def __init__(self, fn, *args):
+        self.result, self.error = None, None
+        self.thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, *args) -> None:
+        try:
+            self.result = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in join()
+            self.error = exc
+
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout_s: float):
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            raise TimeoutError(f"stage still running after {timeout_s:.0f}s")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 def start_cluster(worker_cpus: list[float]):
     """A head that runs only drivers and control actors (0 CPUs) plus CPU worker nodes."""
     import ray
@@ -58,12 +85,22 @@ def start_cluster(worker_cpus: list[float]):
         head_node_args={
             "num_cpus": 0,
             "object_store_memory": 128 * MIB,
-            "include_dashboard": False,
+            # Ray Train's placement-group cleaner asks the State API (the dashboard).
+            "include_dashboard": True,
+            "dashboard_host": "127.0.0.1",
+            "dashboard_port": free_port(),
+            "dashboard_agent_listen_port": free_port(),
             "_system_config": FAST_FAILURE_DETECTION,
         },
     )
     workers = [cluster.add_node(num_cpus=c, object_store_memory=128 * MIB) for c in worker_cpus]
-    ray.init(address=cluster.address, log_to_driver=True, configure_logging=False)
+    # Workers resolving address="auto" must find this cluster, not another on the machine.
+    ray.init(
+        address=cluster.address,
+        log_to_driver=True,
+        configure_logging=False,
+        runtime_env={"env_vars": {"RAY_ADDRESS": cluster.address}},
+    )
     cluster.wait_for_nodes()
     return cluster, workers
 
@@ -101,16 +138,17 @@ def repeated_manifest(manifest: Path, out: Path, copies: int) -> Path:
     return path
 
 
-def label_with_node_loss(args, cluster, swap: NodeSwap, workdir: Path) -> dict:
+def label_with_node_loss(args, swap: NodeSwap, workdir: Path) -> dict:
     """Label while the worker node is replaced mid-run; the ids written, per shard row."""
     import pyarrow.parquet as pq
+    import ray
 
     import distilray.labelling.progress as progress
     from distilray.labelling.config import LabelConfig
     from distilray.labelling.pipeline import run_labelling
     from distilray.labelling.shards import list_shards
 
-    manifest = repeated_manifest(Path(args.clips), workdir / "inputs", copies=3)
+    manifest = repeated_manifest(Path(args.clips), workdir / "inputs", copies=2)
     total = len(manifest.read_text().splitlines())
     counters = []
     start_counter = progress.start_counter
@@ -125,28 +163,23 @@ def label_with_node_loss(args, cluster, swap: NodeSwap, workdir: Path) -> dict:
         batch_size=2, prepare_batch_size=2, min_actors=1, max_actors=1, cpus_per_actor=1,
         max_label_length=16, shard_rows=4, progress_every_s=1,
     )  # fmt: skip
-    done_at_kill = {}
+    stage = Background(run_labelling, cfg)
 
-    def inject() -> None:
-        import ray
+    def progress_snapshot():
+        if not counters or not stage.running():
+            return None
+        totals = ray.get(counters[0].snapshot.remote(), timeout=30)
+        return totals if totals["inputs"] else None
 
-        snapshot = wait_for(
-            lambda: counters and (t := ray.get(counters[0].snapshot.remote()))["inputs"] and t,
-            240,
-            "labelling progress",
-            every_s=0.1,
-        )
-        done_at_kill.update(snapshot)
+    done_at_kill = wait_for(lambda: progress_snapshot() or not stage.running(), 240, "progress")
+    if stage.running():
         swap()
-
-    injector = threading.Thread(target=inject)
-    injector.start()
-    result = run_labelling(cfg)
-    injector.join(timeout=60)
-    ids = [i for shard in list_shards(cfg.output) for i in pq.read_table(shard, columns=["id"])["id"].to_pylist()]
+    result = stage.join(300)
+    shards = [pq.read_table(shard, columns=["id"]) for shard in list_shards(cfg.output)]
+    ids = [i for table in shards for i in table["id"].to_pylist()]
     return {
         "inputs": total,
-        "done_at_kill": done_at_kill.get("inputs"),
+        "done_at_kill": done_at_kill["inputs"] if isinstance(done_at_kill, dict) else None,
         "killed_at": swap.at,
         "ids_written": ids,
         "input_ids": [json.loads(line)["id"] for line in manifest.read_text().splitlines()],
@@ -176,7 +209,7 @@ def distill_with_node_loss(args, swap: NodeSwap, workdir: Path, labels: str) -> 
                  "eval_reference": "pseudo_label"},
         "model": {"teacher": args.teacher, "student": str(student)},
         "optim": {"warmup_steps": 2},
-        "train": {"max_steps": 24, "batch_size": 2, "eval_every": 4, "eval_batch_size": 4,
+        "train": {"max_steps": 12, "batch_size": 2, "eval_every": 4, "eval_batch_size": 4,
                   "eval_max_new_tokens": 8, "shuffle_buffer": None, "feature_batch_size": 4,
                   "torch_threads": 1},
         "scaling": {"num_workers": 1, "use_gpu": False, "cpus_per_worker": 1},
@@ -184,21 +217,16 @@ def distill_with_node_loss(args, swap: NodeSwap, workdir: Path, labels: str) -> 
                 "export_checkpoint": "latest", "num_to_keep": 10},
     })  # fmt: skip
     run_dir = workdir / "train" / "faults"
-    at_kill = {}
-
-    def inject() -> None:
-        at_kill.update(wait_for(lambda: checkpoint_steps(run_dir), 240, "a checkpoint", 0.1))
+    stage = Background(run_distillation, cfg)
+    at_kill = wait_for(lambda: checkpoint_steps(run_dir) or not stage.running(), 240, "a checkpoint", 0.1)
+    if stage.running():
         swap()
-
-    injector = threading.Thread(target=inject)
-    injector.start()
-    outcome = run_distillation(cfg)
-    injector.join(timeout=60)
+    outcome = stage.join(300)
     return {
         "max_steps": cfg.train.max_steps,
         "steps": outcome.steps,
         "killed_at": swap.at,
-        "checkpoints_at_kill": at_kill,
+        "checkpoints_at_kill": at_kill if isinstance(at_kill, dict) else {},
         "checkpoints": checkpoint_steps(run_dir),
         "student": outcome.student,
         "student_files": sorted(p.name for p in Path(outcome.student).iterdir()),
@@ -212,7 +240,7 @@ def pipeline_scenario(args) -> dict:
     workdir = Path(args.workdir)
     cluster, (node,) = start_cluster([2])
     swap = NodeSwap(cluster, node, cpus=2)
-    report = {"label": label_with_node_loss(args, cluster, swap, workdir)}
+    report = {"label": label_with_node_loss(args, swap, workdir)}
     report["distill"] = distill_with_node_loss(args, swap, workdir, report["label"]["output"])
     ray.shutdown()
     cluster.shutdown()

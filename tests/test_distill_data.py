@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from distilray.audio import encode_wav
+from distilray.distill.collate import DistillCollate, pad_labels
 from distilray.distill.config import DataSection
 from distilray.distill.data import (
-    DistillCollate,
     add_features,
     eval_dataset,
     is_held_out,
-    pad_labels,
     summarize,
     train_dataset,
 )
@@ -43,7 +42,9 @@ def _write_labels(path, rows=ROWS, text=True):
             "duration_s": [1.5] * n,
             "text": [f"reference {r[0]}" if text and r[1] is not None else None for r in rows],
             "pseudo_label": [f"label {r[0]}" for r in rows],
-            "pseudo_label_ids": pa.array([[50257, 50362, 10 + i, 50256] for i in range(n)], pa.list_(pa.int32())),
+            "pseudo_label_ids": pa.array(
+                [[50257, 50362, 10 + i, 50256] for i in range(n)], pa.list_(pa.int32())
+            ),
             "wer": pa.array([r[1] for r in rows], pa.float64()),
             "teacher": ["tiny.en"] * n,
             "error": pa.array([r[2] for r in rows], pa.string()),
@@ -78,13 +79,20 @@ def _cfg(labels, threshold, keep_unscored) -> DataSection:
 @pytest.mark.parametrize(("threshold", "keep_unscored", "expected"), CASES)
 def test_filter_counts(tmp_path, threshold, keep_unscored, expected):
     summary = summarize(_cfg(_write_labels(tmp_path / "labels"), threshold, keep_unscored))
-    assert (summary.rows, summary.held_out, summary.candidates, summary.kept) == (8, 0, 8, len(expected))
+    assert (summary.rows, summary.held_out, summary.candidates, summary.kept) == (
+        8,
+        0,
+        8,
+        len(expected),
+    )
     assert summary.hours == pytest.approx(len(expected) * 1.5 / 3600)
 
 
 @pytest.mark.ray
 @pytest.mark.parametrize(("threshold", "keep_unscored", "expected"), CASES[:2])
-def test_wer_filter_keeps_exactly_the_right_rows(ray_local, tmp_path, threshold, keep_unscored, expected):
+def test_wer_filter_keeps_exactly_the_right_rows(
+    ray_local, tmp_path, threshold, keep_unscored, expected
+):
     cfg = _cfg(_write_labels(tmp_path / "labels"), threshold, keep_unscored)
     assert _ids(train_dataset(cfg)) == expected
 

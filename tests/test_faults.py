@@ -17,16 +17,17 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from local_head import RAY_BIN, kill_leftovers
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray]
+pytestmark = pytest.mark.slow  # each scenario brings its own Ray (not the session one)
 
 HERE = Path(__file__).resolve().parent
 SCENARIO_TIMEOUT_S = 300
 
 
-def run_scenario(name: str, out_dir: Path, *options: str) -> dict:
-    """Run one scenario to completion and return its JSON report."""
+def run_scenario(name: str, out_dir: Path, *options: str) -> tuple[dict, str]:
+    """Run one scenario to completion; its JSON report and its log."""
     ray_tmp = tempfile.mkdtemp(prefix="ft", dir="/tmp")  # short: Ray's sockets live here
     env = {
         **os.environ,
@@ -48,13 +49,53 @@ def run_scenario(name: str, out_dir: Path, *options: str) -> dict:
             proc.kill()
         finally:
             kill_leftovers(ray_tmp, proc.pid)
-    tail = log.read_text()[-4000:]
-    assert proc.returncode == 0, f"scenario {name} failed (rc {proc.returncode}):\n{tail}"
-    return json.loads(report.read_text())
+    text = log.read_text()
+    assert proc.returncode == 0, f"scenario {name} failed (rc {proc.returncode}):\n{text[-4000:]}"
+    return json.loads(report.read_text()), text
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, tiny_random, synth_clips) -> tuple[dict, str]:
+    """Label then distil on a 1-worker cluster whose worker is replaced mid-stage, twice."""
+    out = tmp_path_factory.mktemp("faults")
+    return run_scenario(
+        "pipeline", out, "--teacher", str(tiny_random), "--clips", str(synth_clips),
+        "--workdir", str(out / "work"),
+    )  # fmt: skip
+
+
+def test_labelling_survives_node_loss_every_row_once(pipeline):
+    report = pipeline[0]["label"]
+    assert report["killed_at"], "the worker node was replaced during labelling"
+    assert 0 < report["done_at_kill"] < report["inputs"], "the node died mid-run"
+    assert report["errors"] == 0
+    written = report["ids_written"]
+    assert len(written) == len(set(written)), "some inputs were labelled twice"
+    assert sorted(written) == sorted(report["input_ids"]), "some inputs were never labelled"
+
+
+def test_distillation_resumes_from_checkpoint_after_worker_loss(pipeline):
+    report, log = pipeline[0]["distill"], pipeline[1]
+    assert report["killed_at"], "the training worker's node was replaced"
+    at_kill = {int(step): mtime for step, mtime in report["checkpoints_at_kill"].items()}
+    final = {int(step): mtime for step, mtime in report["checkpoints"].items()}
+    assert at_kill and max(at_kill) < report["max_steps"], "the worker died mid-training"
+    assert "[FailurePolicy] RETRY" in log, "Ray Train retried the worker group"
+    # Resumed, not restarted: the checkpoint taken before the loss was never rewritten,
+    # and every later one was written after it.
+    last = max(at_kill)
+    assert final[last] == at_kill[last]
+    later = [step for step in final if step > last]
+    assert later and all(final[step] > report["killed_at"] for step in later)
+    # ... and it finished: the exported student is the final step's, loadable.
+    assert report["steps"] == report["max_steps"] == max(final)
+    assert {"config.json", "model.safetensors"} <= set(report["student_files"])
 
 
 def test_serve_replica_killed_requests_still_answered(tmp_path, tiny_en, synth_clips):
-    report = run_scenario("serve", tmp_path, "--teacher", str(tiny_en), "--clips", str(synth_clips))
+    report, _ = run_scenario(
+        "serve", tmp_path, "--teacher", str(tiny_en), "--clips", str(synth_clips)
+    )
     baseline = report["baseline"]
     assert all(baseline), "every clip transcribed before the fault"
     # A replacement replica took the killed one's place.

@@ -18,7 +18,7 @@ import pytest
 
 from local_head import RAY_BIN, LocalRayHead
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = pytest.mark.slow  # its own head via `ray start` (not the session Ray)
 
 ROOT = Path(__file__).resolve().parents[1]
 

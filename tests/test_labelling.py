@@ -54,6 +54,22 @@ def test_config_rejects_bad_values(tmp_path):
         load_config(LabelConfig, None, [*base, "max_duration_s=45"])
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(LabelConfig, None, [*base, "batchsize=4"])
+    with pytest.raises(ConfigError, match="inside it"):
+        load_config(LabelConfig, None, ["input=s3://b/data/", "output=s3://b/data/labels"])
+
+
+def test_cli_and_job_report_config_errors_in_one_line(tmp_path, capsys):
+    import runpy
+
+    from distilray.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: a.jsonl\noutput: out\nbatch_size: 0\n")
+    assert main(["label", "--config", str(bad)]) == 2
+    assert "batch_size" in capsys.readouterr().err
+    job = runpy.run_path(str(ROOT / "jobs" / "label.py"))
+    assert job["main"](["--config", str(bad), "teacher=tiny.en"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 def clip(name: str, seconds: float, text: str | None = "word") -> Clip:

@@ -18,7 +18,9 @@ def _logits(seed: int, shape=(2, 5, 7)) -> torch.Tensor:
 def test_kl_is_zero_when_student_equals_teacher():
     logits = _logits(0)
     mask = torch.ones(2, 5, dtype=torch.bool)
-    assert masked_kl(logits, logits.clone(), mask, temperature=2.0).item() == pytest.approx(0, abs=1e-6)
+    assert masked_kl(logits, logits.clone(), mask, temperature=2.0).item() == pytest.approx(
+        0, abs=1e-6
+    )
     labels = torch.zeros(2, 5, dtype=torch.long)
     out = DistillationLoss()(logits, logits.clone(), labels)
     assert out.kl.item() == pytest.approx(0, abs=1e-6)
@@ -35,7 +37,9 @@ def test_kl_matches_hand_computation_with_temperature():
     q = [x / sum(q) for x in q]
     expected = sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
     mask = torch.ones(1, 1, dtype=torch.bool)
-    assert masked_kl(student, teacher, mask, temperature=t).item() == pytest.approx(expected, rel=1e-5)
+    assert masked_kl(student, teacher, mask, temperature=t).item() == pytest.approx(
+        expected, rel=1e-5
+    )
     out = DistillationLoss(kl_weight=0.8, pl_weight=1.0, temperature=t)(
         student, teacher, torch.tensor([[2]])
     )
@@ -48,10 +52,15 @@ def test_kl_matches_hand_computation_with_temperature():
 def test_kl_agrees_with_torch_kl_div():
     student, teacher = _logits(1), _logits(2)
     mask = torch.ones(2, 5, dtype=torch.bool)
-    ref = F.kl_div(
-        F.log_softmax(student / 3.0, -1), F.log_softmax(teacher / 3.0, -1), log_target=True,
-        reduction="sum",
-    ) / 10
+    ref = (
+        F.kl_div(
+            F.log_softmax(student / 3.0, -1),
+            F.log_softmax(teacher / 3.0, -1),
+            log_target=True,
+            reduction="sum",
+        )
+        / 10
+    )
     assert masked_kl(student, teacher, mask, 3.0).item() == pytest.approx(ref.item(), rel=1e-5)
 
 
@@ -78,7 +87,9 @@ def test_weights_and_gradient_flow_to_student_only():
     student = _logits(7).requires_grad_(True)
     teacher = _logits(8)
     labels = torch.randint(0, 7, (2, 5), generator=torch.Generator().manual_seed(9))
-    only_kl = DistillationLoss(kl_weight=1.0, pl_weight=0.0, temperature=1.5)(student, teacher, labels)
+    only_kl = DistillationLoss(kl_weight=1.0, pl_weight=0.0, temperature=1.5)(
+        student, teacher, labels
+    )
     assert only_kl.loss.item() == pytest.approx(only_kl.kl.item())
     only_kl.loss.backward()
     assert student.grad is not None and student.grad.abs().sum() > 0

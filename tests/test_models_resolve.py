@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,11 @@ from distilray.models.resolve import s3_cache_dir
 from distilray.models.testing import make_tiny_random_whisper
 
 SILENCE = torch.zeros(1, 80, 3000)  # 30 s of log-mel features
+
+
+def entries(folder: Path) -> list[str]:
+    """Folder contents, less the lock files builders leave behind."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
 
 
 def same_weights(model, other) -> bool:
@@ -94,7 +100,24 @@ def test_build_once_builds_once_and_replaces_on_force(tmp_path):
     assert build_once(target, build) == target and len(calls) == 1
     build_once(target, build, force=True)
     assert (target / "config.json").read_text() == "2"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left
+    assert entries(tmp_path) == ["m"]  # no temporary folders left
+
+
+def test_concurrent_builders_build_once(tmp_path):
+    calls = []
+
+    def build(folder: Path) -> None:
+        calls.append(folder)
+        time.sleep(0.3)
+        (folder / "config.json").write_text("done")
+
+    target = tmp_path / "m"
+    threads = [threading.Thread(target=build_once, args=(target, build)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and (target / "config.json").read_text() == "done"
 
 
 def test_build_once_loser_of_a_race_uses_the_winners_folder(tmp_path):
@@ -107,7 +130,7 @@ def test_build_once_loser_of_a_race_uses_the_winners_folder(tmp_path):
 
     assert build_once(target, slow_build) == target
     assert (target / "config.json").read_text() == "theirs"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert entries(tmp_path) == ["m"]
 
 
 def test_failed_build_leaves_nothing_behind(tmp_path):
@@ -117,7 +140,7 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
 
     with pytest.raises(ModelLoadError, match="boom"):
         build_once(tmp_path / "m", broken)
-    assert list(tmp_path.iterdir()) == []
+    assert entries(tmp_path) == []
 
 
 @pytest.mark.s3

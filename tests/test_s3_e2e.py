@@ -6,6 +6,7 @@ the server through the standard ``AWS_*`` variables, as they would reach S3 or M
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -74,3 +75,75 @@ def upload_manifest(manifest: Path, uri: str) -> None:
     from distilray import storage
 
     storage.copy_tree(manifest.parent, uri)
+
+
+@pytest.fixture(scope="module")
+def s3_head(s3_server, tmp_path_factory):
+    """A ``ray start`` head whose processes inherit the S3 endpoint and credentials
+    (exactly the standard AWS variables), with its own model cache."""
+    from local_head import LocalRayHead
+
+    cache = tmp_path_factory.mktemp("head-cache")
+    with LocalRayHead(num_cpus=4, env={"DISTILRAY_CACHE": str(cache)}) as head:
+        yield head
+
+
+@pytest.mark.slow
+def test_pipeline_jobs_read_and_write_s3(bucket, s3_head, tiny_random, synth_clips, tmp_path, monkeypatch):
+    """label -> init-student -> distill as one submitted job, every input and output on s3://."""
+    import shlex
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    from distilray import storage
+    from distilray.models import load_whisper
+    from local_head import RAY_BIN
+
+    s3 = f"s3://{bucket}/e2e"
+    upload_manifest(Path(synth_clips), f"{s3}/data")
+    storage.copy_tree(tiny_random, f"{s3}/models/teacher")
+    teacher = f"{s3}/models/teacher"
+    stages = [
+        ["python", "jobs/label.py", "--config", "configs/tiny/label.yaml",
+         f"input={s3}/data/manifest.jsonl", f"output={s3}/labels", f"teacher={teacher}",
+         "batch_size=4", "prepare_batch_size=4", "max_label_length=16", "shard_rows=4"],
+        ["python", "jobs/init_student.py", "--config", "configs/tiny/init_student.yaml",
+         f"teacher={teacher}", f"out={s3}/students/init"],
+        ["python", "jobs/distill.py", "--config", "configs/tiny/distill.yaml",
+         f"data.train={s3}/labels", "data.wer_threshold=null", "data.eval_fraction=0.25",
+         "data.eval_reference=pseudo_label", f"model.teacher={teacher}",
+         f"model.student={s3}/students/init", "train.max_steps=4", "train.eval_every=2",
+         "train.batch_size=2", "train.eval_max_new_tokens=8", "train.shuffle_buffer=null",
+         "optim.warmup_steps=1", "scaling.cpus_per_worker=0.5", f"run.storage={s3}/train",
+         "run.name=e2e", "run.export_checkpoint=latest", f"run.export_to={s3}/students/distilled"],
+    ]  # fmt: skip
+    # One job runs the stages in turn, as deploy/rayjob.yaml's entrypoint does.
+    entrypoint = ["bash", "-c", " && ".join(shlex.join(stage) for stage in stages)]
+    result = subprocess.run(
+        [str(RAY_BIN), "job", "submit", "--address", s3_head.dashboard_url,
+         "--working-dir", ".", "--", *entrypoint],
+        env=s3_head.client_env(), capture_output=True, text=True, timeout=900,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+
+    # Labelled Parquet on S3: every input id exactly once, with a pseudo-label.
+    shards = [f for f in storage.list_files(f"{s3}/labels") if f.endswith(".parquet")]
+    assert shards and storage.exists(f"{s3}/labels/_manifest.json")
+    fs, _ = storage.filesystem_for(s3)
+    rows = [
+        r
+        for shard in shards
+        for r in pq.read_table(storage.filesystem_for(shard)[1], filesystem=fs).to_pylist()
+    ]
+    inputs = [json.loads(line)["id"] for line in Path(synth_clips).read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted(inputs)
+    assert all(r["error"] is None and r["pseudo_label_ids"] for r in rows)
+    # Checkpoints and the exported student on S3; the student loads from its s3:// URI.
+    checkpoints = {f.split("/checkpoint_step_")[1].split("/")[0]
+                   for f in storage.list_files(f"{s3}/train/e2e") if "/checkpoint_step_" in f}  # fmt: skip
+    assert {"00000002", "00000004"} <= checkpoints
+    monkeypatch.setenv("DISTILRAY_CACHE", str(tmp_path / "cache"))
+    student, _ = load_whisper(f"{s3}/students/distilled")
+    assert student.config.decoder_layers == 2

@@ -37,8 +37,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def clips(synth_clips) -> list[np.ndarray]:
+    """Four short clips of synthetic speech (two voices)."""
     rows = [json.loads(line) for line in Path(synth_clips).read_text().splitlines() if line]
-    return [decode_audio(Path(synth_clips).parent / row["audio"]) for row in rows]
+    return [decode_audio(Path(synth_clips).parent / row["audio"]) for row in rows[:4]]
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +191,7 @@ def test_long_audio_takes_the_chunked_path(client, long_clip, teacher_greedy):
 
 def test_burst_of_concurrent_requests_all_correct(base_url, clips, teacher_greedy):
     wavs = [encode_wav(c) for c in clips]
-    shortest = sorted(range(len(clips)), key=lambda i: len(clips[i]))[:4]
-    jobs = [shortest[i % 4] for i in range(16)]
+    jobs = [i % len(clips) for i in range(16)]
 
     def send(i: int):
         with httpx.Client(base_url=base_url, timeout=120) as c:

@@ -112,17 +112,38 @@ def test_every_student_weight_equals_its_teacher_source(tiny_random, tmp_path):
         assert (out / name).is_file(), name
     assert processor.feature_extractor.feature_size == student.config.num_mel_bins
     assert json.loads((out / INIT_INFO_FILE).read_text())["decoder_layer_ids"] == [0, 3]
-    assert student.generation_config.decoder_start_token_id == teacher.generation_config.decoder_start_token_id
-    assert processor.tokenizer.decode([student.config.decoder_start_token_id]) == "<|startoftranscript|>"
+    assert (
+        student.generation_config.decoder_start_token_id
+        == teacher.generation_config.decoder_start_token_id
+    )
+    assert (
+        processor.tokenizer.decode([student.config.decoder_start_token_id])
+        == "<|startoftranscript|>"
+    )
 
 
 def test_cli_init_student_with_explicit_layers(tiny_random, tmp_path, capsys):
     from distilray.cli import main
 
     out = tmp_path / "s"
-    code = main(["init-student", "--teacher", str(tiny_random), "--layers", "1", "-1", "--out", str(out)])
+    code = main(
+        ["init-student", "--teacher", str(tiny_random), "--layers", "1", "-1", "--out", str(out)]
+    )
     assert code == 0
     assert json.loads((out / INIT_INFO_FILE).read_text())["decoder_layer_ids"] == [1, 3]
     assert "decoder layers [1, 3]" in capsys.readouterr().out
-    assert main(["init-student", "--teacher", str(tiny_random), "--decoder-layers", "9", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "init-student",
+                "--teacher",
+                str(tiny_random),
+                "--decoder-layers",
+                "9",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "between 1 and 4" in capsys.readouterr().err

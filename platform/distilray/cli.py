@@ -26,6 +26,7 @@ STAGE_CLI_MODULES = [
     "distilray.distill.cli",  # distill
     "distilray.evaluation.cli",  # eval
     "distilray.serving.cli",  # serve
+    "distilray.demo",  # demo: every stage above, end to end
 ]
 
 

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     outcome = run_distillation(load_config(DistillConfig, args.config, args.overrides))
     print(
-        f"student saved to {outcome.student}: {outcome.steps} steps, eval WER "
+        f"student saved to {outcome.student}: checkpoint of step {outcome.exported_step} "
+        f"of {outcome.steps}, eval WER "
         f"{100 * outcome.eval_wer:.2f} % on held-out data; "
         f"trained on {outcome.data.kept} clips ({outcome.data.hours:.2f} h); run at {outcome.run_path}"
     )

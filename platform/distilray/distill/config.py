@@ -94,9 +94,13 @@ class TrainSection(StageConfig):
     max_steps: int = Field(..., ge=1, description="optimizer steps to train for")
     batch_size: int = Field(8, ge=1, description="rows per batch on each worker")
     eval_every: int = Field(
-        100, ge=1, description="evaluate, checkpoint and report every this many steps (and at the end)"
+        100,
+        ge=1,
+        description="evaluate, checkpoint and report every this many steps (and at the end)",
     )
-    eval_batch_size: int = Field(8, ge=1, description="rows per greedy-decoding batch in evaluation")
+    eval_batch_size: int = Field(
+        8, ge=1, description="rows per greedy-decoding batch in evaluation"
+    )
     eval_max_new_tokens: int = Field(128, ge=1, description="token limit of eval transcripts")
     eval_at_start: bool = Field(
         False, description="also evaluate the initial student (step 0) before training"
@@ -150,7 +154,8 @@ class RunSection(StageConfig):
         1, ge=0, description="worker-group failures to recover from the latest checkpoint"
     )
     export_to: str | None = Field(
-        None, description="final student model folder (local or s3://); null: <storage>/<name>/student"
+        None,
+        description="final student model folder (local or s3://); null: <storage>/<name>/student",
     )
     export_checkpoint: Literal["best", "latest"] = Field(
         "best", description="which checkpoint becomes the exported student"

@@ -84,12 +84,20 @@ def export_student(cfg: DistillConfig, result, summary: DataSummary):
     out = cfg.export_uri()
     extra = {"distill_metrics.json": {k: v for k, v in metrics.items() if _plain(v)}}
     save_model_folder(model, processor, out, extra=extra)
-    storage.write_bytes(f"{out.rstrip('/')}/{CARD_FILE}", model_card(cfg, summary, metrics, init).encode())
-    logger.info("student exported to %s (step %s, eval WER %s)", out, metrics.get("step"), _pct(metrics.get("eval_wer")))
+    storage.write_bytes(
+        f"{out.rstrip('/')}/{CARD_FILE}", model_card(cfg, summary, metrics, init).encode()
+    )
+    logger.info(
+        "student exported to %s (step %s, eval WER %s)",
+        out,
+        metrics.get("step"),
+        _pct(metrics.get("eval_wer")),
+    )
     return DistillOutcome(
         student=out,
         run_path=str(result.path),
-        steps=int(metrics.get("step", 0)),
+        steps=int((result.metrics or metrics).get("step", 0)),
+        exported_step=int(metrics.get("step", 0)),
         eval_wer=float(metrics.get("eval_wer", float("nan"))),
         data=summary,
     )

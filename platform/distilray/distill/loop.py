@@ -23,8 +23,9 @@ from distilray.distill.checkpoint import (
     read_train_state,
     save_checkpoint,
 )
+from distilray.distill.collate import DistillCollate
 from distilray.distill.config import DistillConfig
-from distilray.distill.data import DistillCollate
+from distilray.distill.history import append_history, history_uri
 from distilray.distill.losses import DistillationLoss
 from distilray.distill.optim import build_optimizer
 from distilray.distill.step import autocast, eval_step, train_step, unwrap
@@ -67,6 +68,7 @@ class DistillRecipe:
         self.world_size = ray.train.get_context().get_world_size()
         self.state = TrainState()
         self.started_fresh = True
+        self.start_step = 0
 
     def setup(self) -> None:
         """Load models (from the latest checkpoint if any), DDP, optimizer, data shards."""
@@ -85,8 +87,10 @@ class DistillRecipe:
             with checkpoint.as_directory() as folder:
                 student = load_student(Path(folder))
                 saved = read_train_state(Path(folder))
-        self.teacher, _ = load_whisper(self.cfg.model.teacher, dtype=self.teacher_dtype)
-        self.teacher.to(self.device).eval().requires_grad_(False)
+        self.teacher, _ = load_whisper(
+            self.cfg.model.teacher, device=self.device, dtype=self.teacher_dtype
+        )
+        self.teacher.requires_grad_(False)
         self._freeze(student)
         self.student = ray.train.torch.prepare_model(student)
         self.optimizer, self.scheduler = build_optimizer(
@@ -95,6 +99,7 @@ class DistillRecipe:
         if saved is not None:
             self.state = apply_train_state(saved, self.optimizer, self.scheduler)
             self.started_fresh = False
+            self.start_step = self.state.step
             self._log("resumed at step %d (epoch %d, batch %d)", *self._position())
         self.loss_fn = DistillationLoss(
             self.cfg.loss.kl_weight, self.cfg.loss.pl_weight, self.cfg.loss.temperature
@@ -202,23 +207,39 @@ class DistillRecipe:
                 audios, refs = _decode_eval_rows(batch)
                 if audios:
                     stats = stats + eval_step(
-                        model, self.processor, audios, refs, max_new_tokens=train.eval_max_new_tokens
+                        model,
+                        self.processor,
+                        audios,
+                        refs,
+                        max_new_tokens=train.eval_max_new_tokens,
                     )
         model.train()
-        logger.info("step %d: eval WER %.4f over %d words", self.state.step, stats.wer, stats.ref_words)
+        logger.info(
+            "step %d: eval WER %.4f over %d words", self.state.step, stats.wer, stats.ref_words
+        )
         return stats.wer
 
     def report(self, metrics: dict, *, checkpoint: bool) -> None:
         """``ray.train.report`` from every worker; rank 0 attaches the checkpoint."""
         import ray.train
 
-        metrics = {"step": self.state.step, "epoch": self.state.epoch, **metrics}
+        metrics = {
+            "step": self.state.step,
+            "epoch": self.state.epoch,
+            "samples": self.state.samples * self.world_size,  # rows trained on, all workers
+            "attempt_start_step": self.start_step,  # > 0 when this attempt resumed
+            **metrics,
+        }
         name = f"checkpoint_step_{self.state.step:08d}"
+        if self.rank == 0:
+            append_history(history_uri(self.cfg.run.storage, self.cfg.run.name), metrics)
         if not checkpoint or self.rank != 0:
             ray.train.report(metrics, checkpoint_dir_name=name if checkpoint else None)
             return
         with tempfile.TemporaryDirectory(prefix="distilray-ckpt-") as tmp:
-            save_checkpoint(Path(tmp), unwrap(self.student), self.optimizer, self.scheduler, self.state)
+            save_checkpoint(
+                Path(tmp), unwrap(self.student), self.optimizer, self.scheduler, self.state
+            )
             ray.train.report(
                 metrics,
                 checkpoint=ray.train.Checkpoint.from_directory(tmp),
@@ -267,7 +288,9 @@ class _Window:
             "train_ce": self.sums.get("ce", float("nan")) / n,
             "grad_norm": self.sums.get("grad_norm", float("nan")) / n,
             "lr": self.last.get("lr", float("nan")),
-            "samples_per_s": self.samples * self.world_size / elapsed if elapsed > 0 else float("nan"),
+            "samples_per_s": self.samples * self.world_size / elapsed
+            if elapsed > 0
+            else float("nan"),
         }
 
 

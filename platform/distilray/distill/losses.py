@@ -81,9 +81,9 @@ class DistillationLoss(nn.Module):
         labels: torch.Tensor,
     ) -> DistillLoss:
         """Args:
-            student_logits: ``(batch, seq, vocab)``.
-            teacher_logits: ``(batch, seq, vocab)`` for the same decoder inputs.
-            labels: ``(batch, seq)`` next-token ids, -100 where padded.
+        student_logits: ``(batch, seq, vocab)``.
+        teacher_logits: ``(batch, seq, vocab)`` for the same decoder inputs.
+        labels: ``(batch, seq)`` next-token ids, -100 where padded.
         """
         mask = labels != IGNORE_INDEX
         t = self.temperature

@@ -37,7 +37,8 @@ class DistillOutcome:
 
     student: str  # exported model folder
     run_path: str  # the Ray Train run folder (checkpoints, results)
-    steps: int
+    steps: int  # optimizer steps the run trained for
+    exported_step: int  # step of the exported checkpoint
     eval_wer: float  # of the exported checkpoint
     data: DataSummary
 
@@ -53,12 +54,31 @@ def absolute_ref(ref: str) -> str:
 def worker_config(cfg: DistillConfig) -> DistillConfig:
     """``cfg`` with local paths absolute (workers do not share the driver's cwd)."""
     data = cfg.data.model_copy(
-        update={"train": absolute_ref(cfg.data.train), "eval": cfg.data.eval and absolute_ref(cfg.data.eval)}
+        update={
+            "train": absolute_ref(cfg.data.train),
+            "eval": cfg.data.eval and absolute_ref(cfg.data.eval),
+        }
     )
     model = cfg.model.model_copy(
-        update={"teacher": absolute_ref(cfg.model.teacher), "student": absolute_ref(cfg.model.student)}
+        update={
+            "teacher": absolute_ref(cfg.model.teacher),
+            "student": absolute_ref(cfg.model.student),
+        }
     )
-    return cfg.model_copy(update={"data": data, "model": model})
+    run = cfg.run.model_copy(
+        update={
+            "storage": absolute_storage(cfg.run.storage),
+            "export_to": cfg.run.export_to and absolute_storage(cfg.run.export_to),
+        }
+    )
+    return cfg.model_copy(update={"data": data, "model": model, "run": run})
+
+
+def absolute_storage(uri: str) -> str:
+    """An output location: local paths made absolute (they may not exist yet)."""
+    if storage.is_s3(uri) or "://" in uri:
+        return uri
+    return str(Path(uri).expanduser().resolve())
 
 
 def num_mel_bins(model_ref: str) -> int:
@@ -124,7 +144,15 @@ def build_datasets(cfg: DistillConfig) -> tuple[dict, DataSummary]:
         )
     mels = num_mel_bins(cfg.model.student)
     train = featurize(train_dataset(cfg.data), mels, cfg.train.feature_batch_size)
-    return {"train": train, "eval": eval_dataset(cfg.data)}, summary
+    # Small and read at every evaluation: read once into the object store.
+    held_out = eval_dataset(cfg.data).materialize()
+    if held_out.count() == 0:
+        raise DataError(
+            "no evaluation rows with a reference: set data.eval, raise data.eval_fraction, "
+            "or evaluate against data.eval_reference=pseudo_label"
+        )
+    logger.info("evaluating on %d held-out rows", held_out.count())
+    return {"train": train, "eval": held_out}, summary
 
 
 def run_distillation(cfg: DistillConfig) -> DistillOutcome:

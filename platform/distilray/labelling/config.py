@@ -93,6 +93,8 @@ class LabelConfig(StageConfig):
     def _check(self) -> LabelConfig:
         if self.min_actors > self.max_actors:
             raise ValueError("min_actors must not exceed max_actors")
-        if self.input.rstrip("/") == self.output.rstrip("/"):
-            raise ValueError("output must differ from input")
+        source, target = self.input.rstrip("/"), self.output.rstrip("/")
+        if target == source or target.startswith(source + "/"):
+            # A Parquet input folder would read the labelled shards back as input.
+            raise ValueError("output must not be the input folder or inside it")
         return self

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from distilray.audio import SAMPLING_RATE
 from distilray.errors import DataError
 from distilray.labelling.config import LabelConfig
+from distilray.labelling.prepare import N_FRAMES
 from distilray.labelling.schema import OUTPUT_COLUMNS, OUTPUT_SCHEMA
 from distilray.labelling.shards import (
     OutputState,
@@ -127,7 +129,8 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
         },
         batch_size=cfg.prepare_batch_size,
         batch_format="pyarrow",
-        ray_remote_args_fn=_decode_task_args,
+        num_cpus=1,
+        memory=decode_task_memory(cfg, feature_extractor.feature_size),
     )
     ds = ds.map_batches(
         TeacherLabeller,
@@ -155,14 +158,17 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
     )
 
 
-def _decode_task_args() -> dict:
-    """Remote args of the decode tasks.
+def decode_task_memory(cfg: LabelConfig, n_mels: int) -> int:
+    """Bytes a decode task holds at most: a batch of float32 audio (twice, while packing)
+    and log-mel features, plus the interpreter.
 
-    Given as a function because that keeps Ray Data from fusing the decode step into
-    the teacher actors when both ask for one CPU: decoding then runs in parallel
-    tasks instead of serially inside each actor.
+    Declaring it also keeps Ray Data from fusing the decode step into the teacher
+    actors (their resources differ), so decoding runs in parallel CPU tasks instead
+    of serially inside each actor.
     """
-    return {"num_cpus": 1}
+    audio = int(cfg.max_duration_s * SAMPLING_RATE) * 4
+    features = n_mels * N_FRAMES * 4
+    return cfg.prepare_batch_size * (2 * audio + features) + 256 * 2**20
 
 
 def write_dataset(ds, run_dir: str, shard_rows: int) -> None:
@@ -181,7 +187,10 @@ def write_dataset(ds, run_dir: str, shard_rows: int) -> None:
 
 def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
     """Label ``plan``'s inputs into a new run folder; returns this run's figures."""
+    import ray
+
     from distilray.labelling.progress import ProgressReporter, progress_line, start_counter
+    from distilray.labelling.score import batch_counts
 
     placement = place_teacher(cfg)
     run_dir = new_run_dir(cfg.output)
@@ -196,11 +205,15 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
         run_dir,
     )
     counter = start_counter()
-    ds = build_dataset(cfg, plan, placement, feature_extractor, counter)
-    with ProgressReporter(counter, plan.todo, cfg.progress_every_s) as progress:
-        write_dataset(ds, run_dir, cfg.shard_rows)
-        elapsed = progress.elapsed_s()
-        totals = progress.totals()
+    try:
+        ds = build_dataset(cfg, plan, placement, feature_extractor, counter)
+        with ProgressReporter(counter, plan.todo, cfg.progress_every_s) as progress:
+            write_dataset(ds, run_dir, cfg.shard_rows)
+            elapsed = progress.elapsed_s()
+    finally:
+        ray.kill(counter)
+    # Count what reached the shards (the counter may lag by a batch or two).
+    totals = batch_counts(scan_output(run_dir).table)
     logger.info(progress_line(totals, plan.todo, elapsed))
     return {
         "run_dir": run_dir,

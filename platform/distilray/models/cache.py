@@ -2,17 +2,21 @@
 
 Folders are built in a temporary sibling and renamed into place, so another process
 (a Ray worker, a second test run) either sees no folder or a complete one, never a
-half-written one. When two processes build at once, the first rename wins and the
-other's copy is discarded.
+half-written one. Builders on one machine take turns through a lock file, so the
+second finds the first's folder instead of building again; should two builds still
+overlap (another machine sharing the folder), the first rename wins and the other
+copy is discarded.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,22 @@ def build_once(target: Path, build: Callable[[Path], None], *, force: bool = Fal
     if target.is_dir() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(target):
+        if target.is_dir() and not force:  # built while we waited for the lock
+            return target
+        _build_and_rename(target, build, force)
+    return target
+
+
+@contextmanager
+def _lock(target: Path) -> Iterator[None]:
+    """An exclusive advisory lock next to ``target`` (released when the file closes)."""
+    with open(target.parent / f".{target.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _build_and_rename(target: Path, build: Callable[[Path], None], force: bool) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         build(tmp)
@@ -56,7 +76,6 @@ def build_once(target: Path, build: Callable[[Path], None], *, force: bool = Fal
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _discard(path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from distilray.config import format_validation_error, read_yaml
-from distilray.errors import ConfigError
+from distilray.errors import ConfigError, DistilrayError
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -165,8 +165,15 @@ def deploy(path: str | Path, *, wait: bool = True) -> list[str]:
         global_logging_config=config.logging_config,
         controller_options=config.controller_options,
     )
-    client.deploy_apps(config, _blocking=wait)
-    return [app.name for app in config.applications]
+    names = [app.name for app in config.applications]
+    try:
+        client.deploy_apps(config, _blocking=wait)
+    except TimeoutError:
+        raise DistilrayError(
+            f"{', '.join(names)} not RUNNING yet (replicas may still be loading models or "
+            "waiting for GPUs): watch `serve status`"
+        ) from None
+    return names
 
 
 def _check_batching(app, deployments: dict, source: str) -> None:

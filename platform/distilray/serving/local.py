@@ -28,6 +28,15 @@ def check_port_free(host: str, port: int) -> None:
             raise DistilrayError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+def check_models(args: ServeArgs) -> None:
+    """Resolve teacher and assistant here first: a bad reference fails in seconds, clearly."""
+    from distilray.models import resolve_model
+
+    for ref in (args.teacher, args.assistant):
+        if ref:
+            resolve_model(ref)
+
+
 def start_local(
     args: ServeArgs, host: str = "127.0.0.1", port: int = 8000, *, model_cpus: float = 1.0
 ) -> str:
@@ -41,11 +50,16 @@ def start_local(
     from distilray.serving.app import make_app
 
     check_port_free(host, port)
+    check_models(args)
     ensure_ray()
     serve.start(http_options={"host": host, "port": port})
     resources = {"num_cpus": model_cpus, "num_gpus": 1 if cuda_available() else 0}
     app = make_app(args, model_options={"ray_actor_options": resources})
-    serve.run(app, name=APP_NAME, route_prefix="/")
+    try:
+        serve.run(app, name=APP_NAME, route_prefix="/")
+    except RuntimeError as exc:  # a replica failed to start; its traceback is in the log
+        serve.shutdown()
+        raise DistilrayError(f"the endpoint failed to start: {exc}") from None
     url = f"http://{host}:{port}"
     logger.info("serving %s at %s/v1/audio/transcriptions", args.model_name, url)
     return url

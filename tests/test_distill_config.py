@@ -1,0 +1,91 @@
+"""Distillation and student-init configs: every shipped YAML loads; mistakes are clear."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from distilray.config import load_config
+from distilray.distill.config import DistillConfig
+from distilray.distill.optim import lr_factor
+from distilray.errors import ConfigError
+from distilray.student import StudentInitConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "command"),
+    [
+        (
+            "tiny/distill.yaml",
+            DistillConfig,
+            "distilray distill --config configs/tiny/distill.yaml",
+        ),
+        (
+            "large-v3/distill.yaml",
+            DistillConfig,
+            "python jobs/distill.py --config configs/large-v3/distill.yaml",
+        ),
+        (
+            "tiny/init_student.yaml",
+            StudentInitConfig,
+            "distilray init-student --config configs/tiny/init_student.yaml",
+        ),
+        (
+            "large-v3/init_student.yaml",
+            StudentInitConfig,
+            "python jobs/init_student.py --config configs/large-v3/init_student.yaml",
+        ),
+    ],
+)
+def test_shipped_configs_load_and_name_their_command(name, cls, command):
+    path = CONFIGS / name
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith("#") and command in first_line
+    assert isinstance(load_config(cls, path), cls)
+
+
+def test_paper_defaults_and_overrides():
+    cfg = load_config(
+        DistillConfig, CONFIGS / "tiny/distill.yaml", ["loss.temperature=3", "train.max_steps=7"]
+    )
+    assert (cfg.loss.kl_weight, cfg.loss.pl_weight, cfg.loss.temperature) == (0.8, 1.0, 3.0)
+    assert cfg.train.max_steps == 7
+    assert cfg.data.wer_threshold == 0.1
+    assert cfg.export_uri() == "runs/demo/student"
+    large = load_config(DistillConfig, CONFIGS / "large-v3/distill.yaml")
+    assert large.model.teacher == "openai/whisper-large-v3"
+    assert large.run.storage.startswith("s3://")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("loss.kl_weight=0 loss.pl_weight=0", "nothing to learn"),
+        ("data.eval_fraction=0", "no evaluation data"),
+        ("loss.temperatur=2", "unknown key"),
+        ("train.max_steps=0", "train.max_steps"),
+    ],
+)
+def test_config_mistakes_are_reported(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(DistillConfig, CONFIGS / "tiny/distill.yaml", override.split())
+
+
+@pytest.mark.parametrize(
+    ("step", "schedule", "expected"),
+    [
+        (0, "constant", 0.25),  # warm-up of 4: 1/4, 2/4, 3/4, 4/4
+        (3, "constant", 1.0),
+        (50, "constant", 1.0),
+        (4, "linear", 1.0),  # decay starts after warm-up ...
+        (7, "linear", 0.5),  # ... and halves half-way to 10
+        (10, "linear", 0.0),
+        (12, "linear", 0.0),
+    ],
+)
+def test_lr_schedule(step, schedule, expected):
+    got = lr_factor(step, warmup_steps=4, total_steps=10, schedule=schedule)
+    assert got == pytest.approx(expected)

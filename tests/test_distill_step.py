@@ -1,0 +1,116 @@
+"""Pure steps on a tiny random teacher: the shared encoder pass, one training step,
+evaluation and a checkpoint round trip, all without Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from distilray.distill.checkpoint import (
+    TrainState,
+    apply_train_state,
+    load_student,
+    read_train_state,
+    save_checkpoint,
+)
+from distilray.distill.collate import pad_labels
+from distilray.distill.config import OptimSection
+from distilray.distill.losses import DistillationLoss
+from distilray.distill.optim import build_optimizer
+from distilray.distill.step import eval_step, naive_logits, shared_logits, train_step
+from distilray.features import log_mel
+from distilray.student import build_student, same_encoder
+
+
+@pytest.fixture(scope="module")
+def models(tiny_random):
+    from distilray.models import load_whisper
+
+    teacher, processor = load_whisper(str(tiny_random), dtype=torch.float32)
+    student = build_student(teacher, [0, 3]).train()
+    student.model.encoder.requires_grad_(False)
+    return student, teacher.requires_grad_(False), processor
+
+
+def _batch(processor, rows: int = 2) -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(0)
+    audios = [rng.normal(0, 0.05, 16000).astype(np.float32) for _ in range(rows)]
+    seqs = [[50257, 50362, 400 + i, 500, 50256][: 3 + i] for i in range(rows)]
+    return {
+        "input_features": torch.from_numpy(log_mel(processor.feature_extractor, audios)),
+        **pad_labels(seqs, pad_token_id=50256, decoder_start_token_id=50257, max_tokens=448),
+    }
+
+
+def test_shared_encoder_pass_gives_the_same_logits(models):
+    student, teacher, processor = models
+    batch = _batch(processor)
+    with torch.no_grad():
+        shared = shared_logits(student, teacher, batch)
+        naive = naive_logits(student, teacher, batch)
+    for a, b in zip(shared, naive, strict=True):
+        assert a.shape == (2, 3, teacher.config.vocab_size)
+        torch.testing.assert_close(a, b)
+
+
+def test_train_step_updates_decoder_only(models):
+    student, teacher, processor = models
+    encoder_before = {k: v.clone() for k, v in student.model.encoder.state_dict().items()}
+    decoder_before = student.model.decoder.layers[1].fc1.weight.detach().clone()
+    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
+    metrics = train_step(
+        student, teacher, DistillationLoss(), optimizer, scheduler, _batch(processor)
+    )
+    assert set(metrics) == {"loss", "kl", "ce", "grad_norm", "lr"}
+    assert np.isfinite(metrics["loss"]) and metrics["loss"] > 0
+    assert metrics["loss"] == pytest.approx(0.8 * metrics["kl"] + metrics["ce"], rel=1e-5)
+    for key, value in student.model.encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[key]), key
+    assert not torch.equal(student.model.decoder.layers[1].fc1.weight, decoder_before)
+    assert same_encoder(student, teacher)
+
+
+def test_same_encoder_detects_a_different_encoder(models):
+    student, teacher, _ = models
+    other = build_student(teacher, [1, 2])
+    assert same_encoder(other, teacher)
+    with torch.no_grad():
+        other.model.encoder.layers[0].fc1.weight.add_(1e-3)
+    assert not same_encoder(other, teacher)
+
+
+def test_eval_step_counts_words(models):
+    student, _, processor = models
+    rng = np.random.default_rng(1)
+    audios = [rng.normal(0, 0.05, 16000).astype(np.float32) for _ in range(2)]
+    stats = eval_step(
+        student.eval(), processor, audios, ["hello world", "one two three"], max_new_tokens=4
+    )
+    student.train()
+    assert stats.ref_words == 5
+    assert stats.wer >= 0
+
+
+def test_checkpoint_round_trip(models, tmp_path):
+    student, teacher, processor = models
+    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=3), 10)
+    train_step(student, teacher, DistillationLoss(), optimizer, scheduler, _batch(processor))
+    state = TrainState(step=1, epoch=0, batch_in_epoch=1, samples=2)
+    save_checkpoint(tmp_path, student, optimizer, scheduler, state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "train_state.pt",
+    ]
+    restored = load_student(tmp_path)
+    for key, value in student.state_dict().items():
+        assert torch.equal(value, restored.state_dict()[key]), key
+    saved = read_train_state(tmp_path)  # weights_only=True inside
+    opt2, sched2 = build_optimizer(restored, OptimSection(warmup_steps=3), 10)
+    assert apply_train_state(saved, opt2, sched2) == state
+    assert sched2.last_epoch == scheduler.last_epoch == 1
+    assert opt2.param_groups[0]["lr"] == pytest.approx(optimizer.param_groups[0]["lr"])
+    first = next(iter(optimizer.state.values()))
+    torch.testing.assert_close(next(iter(opt2.state.values()))["exp_avg"], first["exp_avg"])

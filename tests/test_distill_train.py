@@ -1,0 +1,141 @@
+"""Distillation on Ray Train with 2 CPU workers: learning, checkpoints, failure and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from distilray.distill.config import DistillConfig
+from distilray.distill.history import HISTORY_FILE, read_history
+from distilray.distill.trainer import TrainingFailed, run_distillation
+
+pytestmark = pytest.mark.ray
+
+COPIES = 5  # each synthetic clip appears this many times (distinct ids): 40 rows
+
+
+@pytest.fixture(scope="module")
+def student(tiny_random, tmp_path_factory) -> Path:
+    from distilray.student import StudentInitConfig, init_student
+
+    out = tmp_path_factory.mktemp("student") / "init"
+    init_student(StudentInitConfig(teacher=str(tiny_random), decoder_layers=2, out=str(out)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def labels(synth_clips, tiny_random, tmp_path_factory) -> Path:
+    """Labelled Parquet as `distilray label` writes it; pseudo-labels = tokenised references."""
+    from transformers import WhisperTokenizer
+
+    tokenizer = WhisperTokenizer.from_pretrained(tiny_random)
+    rows = [json.loads(line) for line in Path(synth_clips).read_text().splitlines()]
+    records = []
+    for copy in range(COPIES):
+        for row in rows:
+            records.append(
+                {
+                    "id": f"{row['id']}-{copy}",
+                    "audio": (Path(synth_clips).parent / row["audio"]).read_bytes(),
+                    "duration_s": 2.0,
+                    "text": row["text"],
+                    "pseudo_label": row["text"],
+                    "pseudo_label_ids": tokenizer(row["text"]).input_ids,
+                    "wer": 0.0,
+                    "teacher": "tiny-random",
+                    "error": None,
+                }
+            )
+    out = tmp_path_factory.mktemp("labels")
+    pq.write_table(pa.Table.from_pylist(records), out / "part-0.parquet")
+    return out
+
+
+def _config(tiny_random, student, labels, storage, name, **train) -> DistillConfig:
+    return DistillConfig.model_validate(
+        {
+            "data": {"train": str(labels), "eval_fraction": 0.15, "eval_max_rows": 4},
+            "model": {"teacher": str(tiny_random), "student": str(student)},
+            "optim": {"learning_rate": 2e-3, "warmup_steps": 2, "schedule": "constant"},
+            "train": {
+                "batch_size": 2,
+                "eval_max_new_tokens": 8,
+                "eval_batch_size": 4,
+                "torch_threads": 1,
+                **train,
+            },
+            "scaling": {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1},
+            "run": {"name": name, "storage": str(storage), "max_failures": 1},
+        }
+    )
+
+
+def _history(run_path: str) -> list[dict]:
+    """Every report of rank 0, in order, across attempts."""
+    return read_history(f"{run_path}/{HISTORY_FILE}")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_random, student, labels, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("runs")
+    cfg = _config(tiny_random, student, labels, storage, "clean", max_steps=16, eval_every=8)
+    return run_distillation(cfg)
+
+
+def test_loss_decreases_and_student_is_exported(uninterrupted):
+    from distilray.models import load_whisper
+
+    history = _history(uninterrupted.run_path)
+    assert [h["step"] for h in history] == [8, 16]
+    assert history[1]["train_loss"] < 0.9 * history[0]["train_loss"]
+    assert all(h["attempt_start_step"] == 0 for h in history)
+    assert uninterrupted.steps == 16
+    assert uninterrupted.data.kept == uninterrupted.data.candidates > 0
+    folder = Path(uninterrupted.student)
+    card = (folder / "README.md").read_text()
+    assert "Eval WER" in card and "λ: 0.1" in card
+    model, _ = load_whisper(str(folder))
+    assert model.config.decoder_layers == 2
+    checkpoints = sorted(p.name for p in Path(uninterrupted.run_path).glob("checkpoint_step_*"))
+    assert len(checkpoints) <= 2  # run.num_to_keep
+    for ckpt in checkpoints:
+        assert {p.name for p in (Path(uninterrupted.run_path) / ckpt).iterdir()} == {
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "train_state.pt",
+        }
+
+
+def test_failure_recovers_from_checkpoint_with_same_step_count(
+    uninterrupted, tiny_random, student, labels, tmp_path
+):
+    cfg = _config(
+        tiny_random, student, labels, tmp_path, "flaky", max_steps=16, eval_every=8, fail_at_step=12
+    )
+    outcome = run_distillation(cfg)
+    history = _history(outcome.run_path)
+    clean = _history(uninterrupted.run_path)
+    # Steps 1-12 ran, the attempt failed, the retry restarted from the step-8 checkpoint.
+    assert [h["step"] for h in history] == [8, 16]
+    assert [h["attempt_start_step"] for h in history] == [0, 8]
+    assert outcome.steps == uninterrupted.steps == 16
+    assert history[-1]["samples"] == clean[-1]["samples"] == 16 * 2 * 2
+
+
+def test_rerun_after_failed_fit_resumes(tiny_random, student, labels, tmp_path):
+    cfg = _config(
+        tiny_random, student, labels, tmp_path, "resume", max_steps=8, eval_every=4, fail_at_step=6
+    )
+    cfg.run.max_failures = 0
+    with pytest.raises(TrainingFailed, match="rerun the same command"):
+        run_distillation(cfg)
+    cfg.train.fail_at_step = None
+    outcome = run_distillation(cfg)
+    history = _history(outcome.run_path)
+    assert [(h["step"], h["attempt_start_step"]) for h in history] == [(4, 0), (8, 4)]
+    assert history[-1]["samples"] == 8 * 2 * 2

@@ -1,0 +1,120 @@
+"""Evaluation metrics and report tables on hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from distilray.evaluation.config import EvalConfig
+from distilray.evaluation.metrics import (
+    Utterance,
+    cell_metrics,
+    relative_latency,
+    repeated_ngrams,
+    rtfx,
+)
+from distilray.evaluation.report import build_cells, markdown_table
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", 0),
+        ("one two three four", 0),  # shorter than a 5-gram
+        ("a b c d e", 0),
+        ("a b c d e a b c d e", 1),  # 6 five-grams, 5 distinct
+        ("a b c d e a b c d e a b c d e", 6),  # 11 five-grams, 5 distinct
+        ("the cat sat on the mat the cat sat on the mat", 2),  # 8 grams, 6 distinct
+        ("Hello, hello. Hello hello hello!", 0),  # normalised: one 5-gram of "hello"
+        ("Hello hello hello hello hello hello", 1),  # two identical 5-grams
+    ],
+)
+def test_repeated_ngrams(text, expected):
+    assert repeated_ngrams(text) == expected
+
+
+def test_repeated_ngrams_other_n():
+    assert repeated_ngrams("x y x y x y", n=2) == 3  # xy yx xy yx xy: 2 distinct of 5
+
+
+def test_rtfx_and_relative_latency():
+    assert rtfx(60.0, 2.0) == 30.0
+    assert rtfx(60.0, 0.0) is None
+    assert relative_latency(1.0, 4.0) == 0.25
+    assert relative_latency(1.0, None) is None
+
+
+def test_cell_metrics_hand_computed():
+    utts = [
+        # ref 4 words; hyp: one substitution (sat->sit), one insertion (down)
+        Utterance("the cat sat there", "the cat sit there down", 2.0, 0.5, 10, 10, 6, 3),
+        # ref 2 words; hyp deletes one
+        Utterance("good morning", "good", 1.0, 0.5, 4, 5, 4, 2),
+        # no reference: timed but not scored
+        Utterance(None, "whatever", 1.0, 1.0, 6),
+    ]
+    m = cell_metrics(utts)
+    assert m["utterances"] == 3 and m["scored"] == 2
+    assert m["ref_words"] == 6
+    assert m["wer"] == pytest.approx(3 / 6)
+    assert m["substitution_rate"] == pytest.approx(1 / 6)
+    assert m["deletion_rate"] == pytest.approx(1 / 6)
+    assert m["insertion_rate"] == pytest.approx(1 / 6)
+    assert m["rtfx"] == pytest.approx(4.0 / 2.0)
+    assert m["tokens_per_s"] == pytest.approx(20 / 2.0)
+    assert m["acceptance_rate"] == pytest.approx(10 / 15)
+    assert m["teacher_passes"] == 5
+    assert m["repeated_5grams"] == 0
+
+
+def test_cell_metrics_without_references_or_drafts():
+    m = cell_metrics([Utterance(None, "a b", 1.0, 1.0, 2)])
+    assert m["wer"] is None and m["acceptance_rate"] is None and m["teacher_passes"] is None
+
+
+def _row(mode, snr, hyp, compute, form="short"):
+    return {
+        "dataset": "d",
+        "id": "x",
+        "snr_db": snr,
+        "mode": mode,
+        "form": form,
+        "reference": "hello world",
+        "hypothesis": hyp,
+        "duration_s": 2.0,
+        "compute_s": compute,
+        "generated_tokens": 3,
+        "drafted": 0,
+        "accepted": 0,
+        "teacher_passes": 0,
+        "error": None,
+    }
+
+
+def test_build_cells_groups_orders_and_relates_latency():
+    rows = [
+        _row("student", math.nan, "hello word", 0.25),
+        _row("teacher", math.nan, "hello world", 1.0),
+        _row("teacher", 10.0, "hello", 1.0),
+        {**_row("teacher", 10.0, "", 0.0), "error": "AudioDecodeError: bad", "mode": None},
+    ]
+    cells = build_cells(rows)
+    keys = [(c["mode"], c["snr_db"]) for c in cells]
+    assert keys == [("teacher", None), ("student", None), ("teacher", 10.0)]
+    assert cells[0]["wer"] == 0.0 and cells[1]["wer"] == 0.5 and cells[2]["wer"] == 0.5
+    assert cells[1]["latency_vs_teacher"] == 0.25
+    table = markdown_table(cells)
+    assert table.count("\n") == 5  # header, rule, three cells
+    assert "| d | student | short | clean | 1 | 50.00 |" in table
+
+
+def test_eval_config_requires_student_for_student_modes():
+    from pydantic import ValidationError
+
+    base = {"datasets": [{"name": "x", "manifest": "m.jsonl"}], "output_dir": "out"}
+    assert EvalConfig.model_validate(base).modes == ["teacher"]
+    with pytest.raises(ValidationError, match="need models.student"):
+        EvalConfig.model_validate({**base, "modes": ["speculative"]})
+    with pytest.raises(ValidationError, match="unique"):
+        EvalConfig.model_validate({**base, "forms": ["short", "short"]})

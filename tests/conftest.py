@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# One torch thread per process: tests run a driver and several Ray workers on 2 cores,
+# and oversubscribed intra-op threads make tiny models 20-60x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Tests never touch a hub; a stray download would hang or fail slowly otherwise.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

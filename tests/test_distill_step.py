@@ -85,7 +85,7 @@ def test_eval_step_counts_words(models):
     rng = np.random.default_rng(1)
     audios = [rng.normal(0, 0.05, 16000).astype(np.float32) for _ in range(2)]
     stats = eval_step(
-        student.eval(), processor, audios, ["hello world", "one two three"], max_new_tokens=4
+        student.eval(), processor, audios, ["hello world", "the cat sat"], max_new_tokens=4
     )
     student.train()
     assert stats.ref_words == 5
@@ -105,6 +105,7 @@ def test_checkpoint_round_trip(models, tmp_path):
         "train_state.pt",
     ]
     restored = load_student(tmp_path)
+    restored.model.encoder.requires_grad_(False)  # as the recipe freezes it before the optimizer
     for key, value in student.state_dict().items():
         assert torch.equal(value, restored.state_dict()[key]), key
     saved = read_train_state(tmp_path)  # weights_only=True inside

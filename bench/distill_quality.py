@@ -62,8 +62,8 @@ def read_clips(manifest: Path) -> list[dict]:
     return rows
 
 
-def transcribe(model_ref: str, clips: list[dict], batch_size: int = 8) -> tuple[list[str], list]:
-    """Greedy transcripts and generated ids (prompt and end of text removed)."""
+def transcribe(model_ref: str, clips: list[dict], batch_size: int = 8):
+    """Greedy generated ids per clip (prompt and end of text removed), texts, and the processor."""
     import torch
 
     from distilray.features import log_mel
@@ -71,30 +71,34 @@ def transcribe(model_ref: str, clips: list[dict], batch_size: int = 8) -> tuple[
     from distilray.models import load_whisper
 
     model, processor = load_whisper(model_ref, dtype=torch.float32)
-    texts, ids = [], []
+    ids = []
     for i in range(0, len(clips), batch_size):
         chunk = [c["array"] for c in clips[i : i + batch_size]]
         feats = torch.from_numpy(log_mel(processor.feature_extractor, chunk))
-        out = generate_greedy(model, processor, feats, max_new_tokens=128)
-        ids.extend(out)
-        texts.extend(t.strip() for t in processor.batch_decode(out, skip_special_tokens=True))
-    return texts, (ids, processor)
+        ids.extend(generate_greedy(model, processor, feats, max_new_tokens=128))
+    texts = [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+    return ids, texts, processor
 
 
 def held_out_wer(model_ref: str, clips: list[dict]) -> dict:
+    """Corpus WER of ``model_ref`` on ``clips`` (greedy, normalised)."""
+    start = time.perf_counter()
+    _, hyps, _ = transcribe(model_ref, clips)
+    return wer_summary(clips, hyps, time.perf_counter() - start)
+
+
+def wer_summary(clips: list[dict], hyps: list[str], seconds: float) -> dict:
     from distilray.text import corpus_wer
 
-    start = time.perf_counter()
-    hyps, _ = transcribe(model_ref, clips)
     stats = corpus_wer([c["text"] for c in clips], hyps)
-    return {**stats.as_dict(), "seconds": time.perf_counter() - start, "examples": hyps[:3]}
+    return {**stats.as_dict(), "seconds": seconds, "examples": hyps[:3]}
 
 
-def write_labels(path: Path, clips: list[dict], teacher: str) -> dict:
+def write_labels(path: Path, clips: list[dict], teacher: str) -> list[str]:
     """Pseudo-label ``clips`` with the teacher into the labelling stage's Parquet schema."""
     from distilray.text import wer
 
-    texts, (ids, processor) = transcribe(teacher, clips)
+    ids, texts, processor = transcribe(teacher, clips)
     tok = processor.tokenizer
     prompt = list(tok.prefix_tokens)  # <|startoftranscript|> (+ language, task) <|notimestamps|>
     records = [
@@ -111,16 +115,20 @@ def write_labels(path: Path, clips: list[dict], teacher: str) -> dict:
         }
         for c, text, row in zip(clips, texts, ids, strict=True)
     ]
-    path.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(records)
-    table = table.set_column(
-        table.schema.get_field_index("pseudo_label_ids"),
-        "pseudo_label_ids",
-        table["pseudo_label_ids"].cast(pa.list_(pa.int32())),
+    schema = pa.Table.from_pylist(records).schema
+    schema = schema.set(
+        schema.get_field_index("pseudo_label_ids"),
+        pa.field("pseudo_label_ids", pa.list_(pa.int32())),
     )
-    pq.write_table(table, path / "part-00000.parquet")
-    wers = [r["wer"] for r in records]
-    return {"rows": len(records), "kept_at_0.1": sum(w <= 0.1 for w in wers)}
+    path.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(records, schema=schema), path / "part-00000.parquet")
+    return texts
+
+
+def wer_of(reference: str, hypothesis: str) -> float | None:
+    from distilray.text import wer
+
+    return wer(reference, hypothesis)
 
 
 def run_cli(args: list[str]) -> None:
@@ -135,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir)
     train = read_clips(synth(work / "synth-train", args.train_clips, TRAIN_VOICES, "train"))
     test = read_clips(synth(work / "synth-test", args.test_clips, TEST_VOICES, "test"))
-    labels = write_labels(work / "labels", train, args.teacher)
-    write_labels(work / "heldout", test, args.teacher)  # references used for eval WER
+    start = time.perf_counter()
+    teacher_train = write_labels(work / "labels", train, args.teacher)
+    teacher_test = write_labels(work / "heldout", test, args.teacher)  # eval references: text
+    teacher_wer = wer_summary(test, teacher_test, time.perf_counter() - start)
     student_init, student = work / "student-init", work / "student"
     run_cli(["init-student", "--config", "configs/tiny/init_student.yaml", f"out={student_init}"])
     distill = [
@@ -153,12 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         "test_clips": len(test),
         "train_voices": TRAIN_VOICES,
         "test_voices": TEST_VOICES,
-        "labels": labels,
+        "train_labels_within_wer_0.1": sum(
+            (wer_of(c["text"], t) or 0) <= 0.1 for c, t in zip(train, teacher_train, strict=True)
+        ),
         "steps": args.steps,
         "distill_seconds": time.perf_counter() - start,
         "command": shlex.join(["distilray", *distill]),
         "wer": {
-            "teacher": held_out_wer(args.teacher, test),
+            "teacher": teacher_wer,
             "student_init": held_out_wer(str(student_init), test),
             "student_distilled": held_out_wer(str(student), test),
         },

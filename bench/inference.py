@@ -139,16 +139,22 @@ def run_suite(teacher, student, processor, features: torch.Tensor, args, *, labe
     t, reference = best_time(lambda: greedy(teacher, rows), device, args.repeats)
     results["teacher greedy b1"] = {"seconds": t}
     t, ref_batched = best_time(lambda: greedy(teacher, batches), device, args.repeats)
-    results[f"teacher greedy b{bs}"] = {"seconds": t, "identical": ref_batched == reference}
+    results[f"teacher greedy b{bs}"] = {"seconds": t, "same_as_b1": ref_batched == reference}
     t, _ = best_time(lambda: greedy(student, rows), device, args.repeats)
     results["student greedy b1"] = {"seconds": t}
-    for name, parts in (("ours speculative b1", rows), (f"ours speculative b{bs}", batches)):
+    # Each speculative run is checked against greedy at the same batch size: batched
+    # kernels may round differently from single-row ones on a GPU.
+    spec_runs = (
+        ("ours speculative b1", rows, reference),
+        (f"ours speculative b{bs}", batches, ref_batched),
+    )
+    for name, parts, want in spec_runs:
         t, outs = best_time(lambda parts=parts: ours(parts), device, args.repeats)
         seqs = [s for o in outs for s in o.sequences]
         stats = sum((o.stats for o in outs), start=type(outs[0].stats)())
         results[name] = {
             "seconds": t,
-            "identical": seqs == reference,
+            "identical": seqs == want,
             "acceptance_rate": stats.acceptance_rate,
             "teacher_passes": stats.teacher_passes,
             "tokens": stats.generated,

@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpus-per-actor", type=float, help="GPUs per actor (default: auto)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per generate() call")
     p.add_argument("--max-label-length", type=int, default=128, help="tokens per clip at most")
+    p.add_argument("--threads", type=int, help="torch threads of the plain loop (default: all)")
     p.add_argument("--out", default="bench/results/label.json", help="JSON results file")
     return p.parse_args(argv)
 
@@ -69,7 +70,7 @@ def plain_loop(clips: list[dict], args: argparse.Namespace) -> dict:
     from distilray.models import load_whisper
 
     cuda = torch.cuda.is_available() and args.gpus_per_actor != 0
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     began = time.perf_counter()
     model, processor = load_whisper(
         args.teacher,
@@ -145,6 +146,7 @@ def ray_pipeline(manifest: str, workdir: Path, args: argparse.Namespace) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    load_before = os.getloadavg()[0]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="bench-label-") as tmp:
         workdir = Path(tmp)
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        # Other work on the machine skews both figures: compare runs at a low load.
+        "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "plain": {k: v for k, v in plain.items() if k != "texts"},
         "ray": {k: v for k, v in ray_result.items() if k != "texts"},
         "ratio_ray_over_plain": round(ray_result["audio_s_per_s"] / plain["audio_s_per_s"], 3),

@@ -7,7 +7,8 @@ clip, and reports throughput and latency percentiles (also as JSON). Stops by
 itself: at most ``--requests`` requests and ``--max-seconds`` of sending.
 
     python bench/serve_load.py --requests 48 --concurrency 8
-    python bench/serve_load.py --assistant outputs/student --out bench/results/serve_load.json
+    python bench/serve_load.py --cut-student --out bench/results/serve_load_speculative.json
+    python bench/serve_load.py --url http://127.0.0.1:8000 --requests 100  # a running server
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Outcome:
     correct: bool
     batch_size: int | None
     error: str | None = None
+    acceptance_rate: float | None = None  # speculative decoding, from the response header
 
 
 def free_port() -> int:
@@ -91,8 +93,17 @@ async def one_request(client, clip: Clip) -> Outcome:
         return Outcome(clip.name, resp.status_code, latency, False, None, resp.text[:200])
     text = resp.json().get("text", "")
     batch = resp.headers.get("x-distilray-batch-size")
+    accepted = resp.headers.get("x-distilray-acceptance-rate")
     error = None if text == clip.expected else f"got {text!r}, expected {clip.expected!r}"
-    return Outcome(clip.name, 200, latency, error is None, int(batch) if batch else None, error)
+    return Outcome(
+        clip.name,
+        200,
+        latency,
+        error is None,
+        int(batch) if batch else None,
+        error,
+        float(accepted) if accepted else None,
+    )
 
 
 async def run_load(
@@ -132,6 +143,7 @@ def summarize(
     durations = {c.name: c.duration_s for c in clips}
     latencies = np.array([o.latency_s for o in ok]) if ok else np.zeros(0)
     batches = [o.batch_size for o in ok if o.batch_size]
+    accepted = [o.acceptance_rate for o in ok if o.acceptance_rate is not None]
 
     def pct(q: float) -> float | None:
         return round(float(np.percentile(latencies, q)), 4) if latencies.size else None
@@ -152,6 +164,7 @@ def summarize(
         else None,
         "latency_s": {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": pct(100)},
         "mean_batch_size": round(float(np.mean(batches)), 2) if batches else None,
+        "mean_acceptance_rate": round(float(np.mean(accepted)), 3) if accepted else None,
         "failures": [asdict(o) for o in outcomes if not o.correct][:10],
     }
 
@@ -165,6 +178,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--teacher", default="tiny.en", help="teacher served (and used for expected text)"
     )
     p.add_argument("--assistant", help="student for speculative decoding (started endpoint only)")
+    p.add_argument(
+        "--cut-student",
+        action="store_true",
+        help="use a 2-layer student cut from the teacher (not distilled) as the assistant",
+    )
     p.add_argument("--requests", type=int, default=48, help="requests to send (bounded)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight at once")
     p.add_argument("--clips", type=int, default=8, help="distinct synthetic clips")
@@ -180,6 +198,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.requests <= 10_000 or not 1 <= args.concurrency <= 256:
         p.error("--requests must be 1..10000 and --concurrency 1..256")
     return args
+
+
+def cut_student(teacher: str, out: Path) -> str:
+    """A 2-layer student initialised from the teacher (first and last decoder layers)."""
+    from distilray.student import StudentInitConfig, init_student
+
+    init_student(StudentInitConfig(teacher=teacher, decoder_layers=2, out=str(out)))
+    return str(out)
 
 
 def start_endpoint(args: argparse.Namespace) -> str:
@@ -201,17 +227,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     with tempfile.TemporaryDirectory() as tmp:
-        clips = make_clips(args.clips, args.teacher, Path(tmp))
-    url = args.url or start_endpoint(args)
-    try:
-        outcomes, wall, not_sent = asyncio.run(
-            run_load(url, clips, args.requests, args.concurrency, args.max_seconds)
-        )
-    finally:
-        if not args.url:
-            from ray import serve
+        clips = make_clips(args.clips, args.teacher, Path(tmp) / "clips")
+        if args.cut_student and not args.assistant:
+            args.assistant = cut_student(args.teacher, Path(tmp) / "student")
+        url = args.url or start_endpoint(args)
+        try:
+            outcomes, wall, not_sent = asyncio.run(
+                run_load(url, clips, args.requests, args.concurrency, args.max_seconds)
+            )
+        finally:
+            if not args.url:
+                from ray import serve
 
-            serve.shutdown()
+                serve.shutdown()
     config = {k: v for k, v in vars(args).items() if k != "out"}
     report = summarize(outcomes, wall, not_sent, clips, config)
     out = Path(args.out)

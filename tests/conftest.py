@@ -112,3 +112,16 @@ def s3_server():
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def ray_head(s3_server, tmp_path_factory):
+    """A real ``ray start --head`` (token auth, free ports, private temp dir) for
+    ``ray job submit`` tests; its processes see the S3 server's AWS variables and a
+    private model cache. Stopped by signalling only its own processes."""
+    from local_head import LocalRayHead
+
+    cache = tmp_path_factory.mktemp("ray-head-cache")
+    env = {"DISTILRAY_CACHE": str(cache), "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    with LocalRayHead(num_cpus=4, env=env) as head:
+        yield head

@@ -116,12 +116,17 @@ class NodeSwap:
         self.cluster, self.node, self.cpus = cluster, node, cpus
         self.at: float | None = None
 
-    def __call__(self) -> None:
+    def __call__(self, stage: Background, observe):
+        """Swap nodes while ``stage`` runs; ``observe()`` taken just before the kill."""
         new = self.cluster.add_node(num_cpus=self.cpus, object_store_memory=128 * MIB)
+        seen = observe()
+        if not stage.running():  # finished while the new node started: no fault
+            return seen
         self.cluster.remove_node(self.node, allow_graceful=False)
         self.at = time.time()
         logger.info("replaced worker node %s with %s", self.node.node_id, new.node_id)
         self.node = new
+        return seen
 
 
 def repeated_manifest(manifest: Path, out: Path, copies: int) -> Path:
@@ -143,7 +148,7 @@ def label_with_node_loss(args, swap: NodeSwap, workdir: Path) -> dict:
     import pyarrow.parquet as pq
     import ray
 
-    import distilray.labelling.progress as progress
+    import distilray.labelling.progress as label_progress
     from distilray.labelling.config import LabelConfig
     from distilray.labelling.pipeline import run_labelling
     from distilray.labelling.shards import list_shards
@@ -151,13 +156,13 @@ def label_with_node_loss(args, swap: NodeSwap, workdir: Path) -> dict:
     manifest = repeated_manifest(Path(args.clips), workdir / "inputs", copies=2)
     total = len(manifest.read_text().splitlines())
     counters = []
-    start_counter = progress.start_counter
+    start_counter = label_progress.start_counter
 
     def watched_counter():
         counters.append(start_counter())
         return counters[-1]
 
-    progress.start_counter = watched_counter  # to see how far labelling got
+    label_progress.start_counter = watched_counter  # to see how far labelling got
     cfg = LabelConfig(
         input=str(manifest), output=str(workdir / "labels"), teacher=args.teacher,
         batch_size=2, prepare_batch_size=2, min_actors=1, max_actors=1, cpus_per_actor=1,
@@ -165,21 +170,19 @@ def label_with_node_loss(args, swap: NodeSwap, workdir: Path) -> dict:
     )  # fmt: skip
     stage = Background(run_labelling, cfg)
 
-    def progress_snapshot():
+    def progress() -> dict | None:
         if not counters or not stage.running():
             return None
-        totals = ray.get(counters[0].snapshot.remote(), timeout=30)
-        return totals if totals["inputs"] else None
+        return ray.get(counters[0].snapshot.remote(), timeout=30)
 
-    done_at_kill = wait_for(lambda: progress_snapshot() or not stage.running(), 240, "progress")
-    if stage.running():
-        swap()
+    wait_for(lambda: (progress() or {}).get("inputs") or not stage.running(), 300, "progress")
+    done_at_kill = swap(stage, progress) if stage.running() else None
     result = stage.join(300)
     shards = [pq.read_table(shard, columns=["id"]) for shard in list_shards(cfg.output)]
     ids = [i for table in shards for i in table["id"].to_pylist()]
     return {
         "inputs": total,
-        "done_at_kill": done_at_kill["inputs"] if isinstance(done_at_kill, dict) else None,
+        "done_at_kill": done_at_kill and done_at_kill["inputs"],
         "killed_at": swap.at,
         "ids_written": ids,
         "input_ids": [json.loads(line)["id"] for line in manifest.read_text().splitlines()],
@@ -205,11 +208,10 @@ def distill_with_node_loss(args, swap: NodeSwap, workdir: Path, labels: str) -> 
     student = workdir / "student-init"
     init_student(StudentInitConfig(teacher=args.teacher, decoder_layers=2, out=str(student)))
     cfg = DistillConfig.model_validate({
-        "data": {"train": labels, "wer_threshold": None, "eval_fraction": 0.2, "eval_max_rows": 4,
-                 "eval_reference": "pseudo_label"},
+        "data": {"train": labels, "wer_threshold": None, "eval": labels, "eval_max_rows": 4},
         "model": {"teacher": args.teacher, "student": str(student)},
         "optim": {"warmup_steps": 2},
-        "train": {"max_steps": 12, "batch_size": 2, "eval_every": 4, "eval_batch_size": 4,
+        "train": {"max_steps": 9, "batch_size": 1, "eval_every": 3, "eval_batch_size": 4,
                   "eval_max_new_tokens": 8, "shuffle_buffer": None, "feature_batch_size": 4,
                   "torch_threads": 1},
         "scaling": {"num_workers": 1, "use_gpu": False, "cpus_per_worker": 1},
@@ -218,15 +220,14 @@ def distill_with_node_loss(args, swap: NodeSwap, workdir: Path, labels: str) -> 
     })  # fmt: skip
     run_dir = workdir / "train" / "faults"
     stage = Background(run_distillation, cfg)
-    at_kill = wait_for(lambda: checkpoint_steps(run_dir) or not stage.running(), 240, "a checkpoint", 0.1)
-    if stage.running():
-        swap()
+    wait_for(lambda: checkpoint_steps(run_dir) or not stage.running(), 300, "a checkpoint", 0.1)
+    at_kill = swap(stage, lambda: checkpoint_steps(run_dir)) if stage.running() else {}
     outcome = stage.join(300)
     return {
         "max_steps": cfg.train.max_steps,
         "steps": outcome.steps,
         "killed_at": swap.at,
-        "checkpoints_at_kill": at_kill if isinstance(at_kill, dict) else {},
+        "checkpoints_at_kill": at_kill,
         "checkpoints": checkpoint_steps(run_dir),
         "student": outcome.student,
         "student_files": sorted(p.name for p in Path(outcome.student).iterdir()),

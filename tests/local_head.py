@@ -137,12 +137,12 @@ class LocalRayHead:
         return pids_mentioning(self.temp_dir)
 
     def stop(self) -> None:
-        """SIGTERM ``ray start --block`` (it shuts its children down, ~5 s), then
+        """SIGTERM ``ray start --block`` (it shuts its children down in ~5 s), then
         SIGKILL whatever of its process group or temp dir is still running."""
         if self.process is None:
             return
         self.process.terminate()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 10
         while time.monotonic() < deadline and (self.process.poll() is None or self._own_pids()):
             time.sleep(0.2)
         kill_leftovers(self.temp_dir, self.process.pid)

@@ -142,13 +142,34 @@ def test_cluster_uses_token_auth_everywhere(cluster):
         assert start and all("RAY_AUTH_MODE=token" in c for c in start), key
 
 
-def test_large_v3_distillation_fits_the_gpu_workers(cluster):
-    """Each Ray Train worker (CPUs + 1 GPU) must fit one GPU node, all of them the pool."""
-    scaling = load_yaml("configs/large-v3/distill.yaml")["scaling"]
+def test_large_v3_stages_fit_the_gpu_workers(cluster):
+    """Each GPU actor / Ray Train worker (its CPUs + 1 GPU) fits one GPU node."""
     gpu_node = cluster["available_node_types"]["gpu_worker"]
-    assert scaling["cpus_per_worker"] <= gpu_node["resources"]["CPU"]
-    assert gpu_node["resources"]["GPU"] >= 1
-    assert scaling["num_workers"] <= gpu_node["max_workers"]
+    cpus, slots = gpu_node["resources"]["CPU"], gpu_node["max_workers"]
+    assert gpu_node["resources"]["GPU"] == 1
+    scaling = load_yaml("configs/large-v3/distill.yaml")["scaling"]
+    assert scaling["cpus_per_worker"] <= cpus and scaling["num_workers"] <= slots
+    label = load_yaml("configs/large-v3/label.yaml")
+    assert label["cpus_per_actor"] <= cpus and label["max_actors"] <= slots
+    runtime = load_yaml("configs/large-v3/eval.yaml")["runtime"]
+    assert runtime["cpus_per_actor"] <= cpus and runtime["num_actors"] <= slots
+
+
+def test_large_v3_stages_hand_their_outputs_on():
+    """On the cluster each stage reads what the one before wrote (all on s3://)."""
+    label = load_yaml("configs/large-v3/label.yaml")
+    init = load_yaml("configs/large-v3/init_student.yaml")
+    distill = load_yaml("configs/large-v3/distill.yaml")
+    evaluate = load_yaml("configs/large-v3/eval.yaml")
+    assert distill["data"]["train"].rstrip("/") == label["output"].rstrip("/")
+    assert distill["model"]["student"] == init["out"]
+    assert label["teacher"] == init["teacher"] == distill["model"]["teacher"]
+    assert evaluate["models"]["teacher"] == label["teacher"]
+    assert evaluate["models"]["student"] == distill["run"]["export_to"], (
+        "configs/large-v3/eval.yaml evaluates a student distill.yaml does not export"
+    )
+    for uri in (label["input"], label["output"], init["out"], distill["run"]["storage"]):
+        assert uri.startswith("s3://"), uri
 
 
 # --- deploy/ (KubeRay) ----------------------------------------------------------------
@@ -205,7 +226,7 @@ def test_rayservice_serves_serve_config_yaml():
 
 def test_cluster_docs_name_existing_scripts_and_configs():
     text = (ROOT / "docs" / "cluster.md").read_text()
-    commands = re.findall(r"python (jobs/\S+\.py) --config (\S+)", text)
+    commands = re.findall(r"python (jobs/\S+\.py) --config ([^\s`]+)", text)
     assert len(commands) >= 4, "docs/cluster.md should show every stage"
     for script, config in commands:
         assert (ROOT / script).is_file(), f"docs/cluster.md names missing {script}"

@@ -15,7 +15,7 @@ from distilray.distill.trainer import TrainingFailed, run_distillation
 
 pytestmark = pytest.mark.ray
 
-COPIES = 5  # each synthetic clip appears this many times (distinct ids): 40 rows
+COPIES = 10  # each clip appears this many times (distinct ids): 80 rows, one epoch per run
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ def eval_manifest(synth_clips, tmp_path_factory):
     bad = out / "broken.wav"
     bad.write_bytes(b"RIFF but not really")
     lines = [
-        {"id": r["id"], "audio": str(synth_clips.parent / r["audio"]), "text": r["text"]} for r in rows
+        {"id": r["id"], "audio": str(synth_clips.parent / r["audio"]), "text": r["text"]}
+        for r in rows
     ]
     lines.append({"id": "broken", "audio": str(bad), "text": "nothing"})
     manifest = out / "manifest.jsonl"
@@ -60,7 +61,9 @@ output_dir: {tmp_path / "out"}
 
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     cells = {(c["mode"], c["snr_db"]): c for c in result["cells"]}
-    assert set(cells) == {(m, s) for m in ("teacher", "student", "speculative") for s in (None, 5.0)}
+    assert set(cells) == {
+        (m, s) for m in ("teacher", "student", "speculative") for s in (None, 5.0)
+    }
     clean = cells[("teacher", None)]
     assert clean["utterances"] == 3 and clean["wer"] < 0.4
     assert clean["latency_vs_teacher"] == 1.0 and clean["rtfx"] > 0

@@ -23,7 +23,7 @@ from local_head import RAY_BIN, kill_leftovers
 pytestmark = pytest.mark.slow  # each scenario brings its own Ray (not the session one)
 
 HERE = Path(__file__).resolve().parent
-SCENARIO_TIMEOUT_S = 300
+SCENARIO_TIMEOUT_S = 600  # a safety net: a quiet 2-core machine needs ~1-2 min
 
 
 def run_scenario(name: str, out_dir: Path, *options: str) -> tuple[dict, str]:
@@ -33,6 +33,7 @@ def run_scenario(name: str, out_dir: Path, *options: str) -> tuple[dict, str]:
         **os.environ,
         "RAY_TMPDIR": ray_tmp,
         "RAY_AUTH_MODE": "disabled",
+        "RAY_DATA_DISABLE_PROGRESS_BARS": "1",  # progress bars flood the log, cost CPU
         "PATH": f"{RAY_BIN.parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     env.pop("RAY_ADDRESS", None)
@@ -47,6 +48,7 @@ def run_scenario(name: str, out_dir: Path, *options: str) -> tuple[dict, str]:
             proc.wait(timeout=SCENARIO_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         finally:
             kill_leftovers(ray_tmp, proc.pid)
     text = log.read_text()

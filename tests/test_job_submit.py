@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def head():
-    with LocalRayHead(num_cpus=2) as running:
-        yield running
+def head(ray_head):
+    """The session's ``ray start`` head (tests/conftest.py)."""
+    return ray_head
 
 
 def ray_cli(head: LocalRayHead, *args: str, token: bool = True, timeout: float = 300):

@@ -15,10 +15,11 @@ from transformers import GenerationConfig
 
 from distilray.audio import encode_wav
 from distilray.config import load_config
-from distilray.errors import ConfigError
+from distilray.errors import ConfigError, DataError
 from distilray.labelling.config import LabelConfig
 from distilray.labelling.prepare import Clip, decode_row, pack
-from distilray.labelling.readers import keep_rows
+from distilray.labelling.progress import ProgressCounter, batch_counts, progress_line
+from distilray.labelling.readers import input_ids, keep_rows
 from distilray.labelling.schema import OUTPUT_SCHEMA
 from distilray.labelling.shards import PARTIAL_SUFFIX, list_shards, scan_output
 from distilray.labelling.summary import format_summary, summarize
@@ -231,3 +232,44 @@ def test_summary_counts_errors_hours_and_wer_shares():
     }
     text = format_summary(summary, run, "out")
     assert "> 10%: 50.0%" in text and "error e: corrupt" in text and "output: out" in text
+
+
+def test_progress_counts_inputs_audio_and_errors():
+    table = shard(
+        [
+            {"id": "a+b", "source_ids": ["a", "b"], "duration_s": 20.0},
+            {"id": "c", "source_ids": ["c"], "duration_s": None, "error": "corrupt"},
+        ]
+    )
+    counts = batch_counts(table)
+    assert counts == {"rows": 2, "inputs": 3, "audio_s": 20.0, "errors": 1}
+    counter = ProgressCounter()
+    counter.add(**counts)
+    counter.add(**counts)
+    line = progress_line(counter.snapshot(), inputs_total=10, elapsed_s=4.0)
+    assert line.startswith("labelled 6/10 inputs in 4 rows") and "10.0 audio-s/s" in line
+    assert line.endswith("2 errors")
+
+
+def test_input_ids_of_every_manifest_layout(tmp_path):
+    wav = encode_wav(tone(0.2))
+    folder = tmp_path / "folder"
+    (folder / "spk").mkdir(parents=True)
+    for name in ("a", "spk/b"):
+        (folder / f"{name}.wav").write_bytes(wav)
+    assert sorted(input_ids(str(folder)).to_pylist()) == ["a", "spk/b"]
+
+    (tmp_path / "m.jsonl").write_text(
+        '{"id": 1, "audio": "x.wav"}\n{"id": "two", "audio": "y.wav"}\n'
+    )
+    assert input_ids(str(tmp_path / "m.jsonl")).to_pylist() == ["1", "two"]
+
+    parquet = tmp_path / "pq"
+    parquet.mkdir()
+    pq.write_table(pa.table({"id": [1, 2], "audio": ["a.wav", "b.wav"]}), parquet / "0.parquet")
+    pq.write_table(pa.table({"id": [2], "audio": ["c.wav"]}), parquet / "1.parquet")
+    with pytest.raises(DataError, match="duplicate ids: '2'"):
+        input_ids(str(parquet))
+    pq.write_table(pa.table({"key": [3], "audio": ["c.wav"]}), parquet / "1.parquet")
+    with pytest.raises(DataError, match="expected id, audio"):
+        input_ids(str(parquet))

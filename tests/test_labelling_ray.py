@@ -30,18 +30,57 @@ def manifest_rows(manifest: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def mixed_input(synth_clips, tmp_path_factory) -> Path:
-    """The synthetic clips plus a corrupt file and two clips without reference."""
+    """A two-file Parquet manifest in the Hugging Face layout (``audio`` a ``{bytes, path}``
+    struct): the synthetic clips embedded, a corrupt clip, and two clips given by relative
+    path without reference."""
     folder = tmp_path_factory.mktemp("mixed")
-    (folder / "corrupt.wav").write_bytes(b"RIFF....WAVEfmt this is not audio")
+    (folder / "clips").mkdir()
+    audio = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     rows = [
-        {"id": r["id"], "audio": str(synth_clips.parent / r["audio"]), "text": r["text"]}
+        {
+            "id": r["id"],
+            "audio": {"bytes": (synth_clips.parent / r["audio"]).read_bytes(), "path": r["audio"]},
+            "text": r["text"],
+        }
         for r in manifest_rows(synth_clips)
     ]
-    rows.append({"id": "corrupt", "audio": "corrupt.wav", "text": "never heard"})
-    rows += [{"id": f"unlabelled-{i}", "audio": rows[i]["audio"]} for i in range(2)]
-    path = folder / "manifest.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    schema = pa.schema([("id", pa.string()), ("audio", audio), ("text", pa.string())])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / "part-0.parquet")
+    extra = [
+        {
+            "id": "corrupt",
+            "audio": {"bytes": b"RIFF....WAVEfmt not audio", "path": None},
+            "text": "never heard",
+        }
+    ]
+    for i, row in enumerate(manifest_rows(synth_clips)[:2]):
+        (folder / "clips" / f"u{i}.wav").write_bytes(
+            (synth_clips.parent / row["audio"]).read_bytes()
+        )
+        extra.append(
+            {
+                "id": f"unlabelled-{i}",
+                "audio": {"bytes": None, "path": f"clips/u{i}.wav"},
+                "text": None,
+            }
+        )
+    pq.write_table(pa.Table.from_pylist(extra, schema=schema), folder / "part-1.parquet")
+    return folder
+
+
+def input_clips(folder: Path) -> dict[str, dict]:
+    """id → {text, seconds} of the mixed input (corrupt clip: seconds None)."""
+    out = {}
+    for row in pa.concat_tables(
+        [pq.read_table(p) for p in sorted(folder.glob("*.parquet"))]
+    ).to_pylist():
+        data = row["audio"]["bytes"] or (folder / row["audio"]["path"]).read_bytes()
+        try:
+            seconds = decode_audio(data).size / 16000
+        except Exception:  # noqa: BLE001 - the corrupt clip
+            seconds = None
+        out[row["id"]] = {"text": row["text"], "seconds": seconds}
+    return out
 
 
 def config(input_uri, output, teacher, **overrides) -> LabelConfig:
@@ -66,28 +105,24 @@ def read_output(output) -> pa.Table:
 
 @pytest.mark.ray
 def test_corrupt_and_unlabelled_rows(ray_local, tiny_random, mixed_input, tmp_path):
-    inputs = manifest_rows(mixed_input)
+    inputs = input_clips(mixed_input)
     result = run_labelling(config(mixed_input, tmp_path / "out", tiny_random))
     table = read_output(tmp_path / "out")
     assert table.schema == OUTPUT_SCHEMA
     rows = {r["id"]: r for r in table.to_pylist()}
-    assert sorted(rows) == sorted(r["id"] for r in inputs)  # nothing dropped, no duplicates
+    assert sorted(rows) == sorted(inputs)  # nothing dropped, no duplicates
 
     bad = rows.pop("corrupt")
     assert "cannot decode" in bad["error"]
     assert bad["audio"] is bad["pseudo_label"] is bad["pseudo_label_ids"] is bad["wer"] is None
-    for i in range(2):
-        unlabelled = rows.pop(f"unlabelled-{i}")
-        assert unlabelled["text"] is None and unlabelled["wer"] is None
-        assert unlabelled["pseudo_label"] is not None
-    by_id = {r["id"]: r for r in inputs}
     for row in rows.values():
         assert row["error"] is None and row["teacher"] == str(tiny_random)
-        assert row["text"] == by_id[row["id"]]["text"] and row["wer"] >= 0
+        assert row["text"] == inputs[row["id"]]["text"] and row["pseudo_label"] is not None
+        assert (row["wer"] is None) == (row["text"] is None)  # unlabelled input: no WER
         assert row["pseudo_label_ids"][:2] == [SOT, NO_TS] and len(row["pseudo_label_ids"]) <= 15
-        audio = decode_audio(row["audio"])  # the stored WAV is the clip at 16 kHz
-        assert abs(audio.size / 16000 - row["duration_s"]) < 1e-3
-        assert abs(row["duration_s"] - decode_audio(by_id[row["id"]]["audio"]).size / 16000) < 0.01
+        stored = decode_audio(row["audio"]).size / 16000  # the stored WAV is the clip at 16 kHz
+        assert abs(stored - row["duration_s"]) < 1e-3
+        assert abs(row["duration_s"] - inputs[row["id"]]["seconds"]) < 0.01
 
     summary = result["summary"]
     assert (summary["rows"], summary["errors"], summary["scored"]) == (len(inputs), 1, 8)

@@ -91,7 +91,7 @@ def base_url(ray_local, tiny_en, student):
     main = {
         **common,
         "assistant": str(student),
-        "torch_threads": 2,
+        "torch_threads": 1,
         "api_key_env": None,
         "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.2},
     }

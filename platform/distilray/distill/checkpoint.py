@@ -24,6 +24,7 @@ class TrainState:
     epoch: int = 0  # passes over the training shard started
     batch_in_epoch: int = 0  # batches of the current epoch already consumed
     samples: int = 0  # rows trained on by this worker
+    batches_per_epoch: int = 0  # batches in one pass over the shard; 0 until a pass ends
 
 
 def save_checkpoint(
@@ -51,6 +52,15 @@ def load_student(folder: Path, dtype: torch.dtype = torch.float32):
     from transformers import WhisperForConditionalGeneration
 
     return WhisperForConditionalGeneration.from_pretrained(folder, dtype=dtype)
+
+
+def load_processor(model_ref: str):
+    """The processor saved with a model folder (tokenizer, feature extractor)."""
+    from transformers import WhisperProcessor
+
+    from distilray.models import resolve_model
+
+    return WhisperProcessor.from_pretrained(resolve_model(model_ref))
 
 
 def read_train_state(folder: Path) -> dict:

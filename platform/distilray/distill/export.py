@@ -59,26 +59,24 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * float(value):.2f} %"
 
 
-def _student_init_info(student_ref: str) -> tuple[Path, dict]:
+def _student_init_info(student_ref: str) -> dict:
+    """What ``init-student`` recorded about the student (empty for other models)."""
     from distilray.models import resolve_model
     from distilray.student import INIT_INFO_FILE
 
-    folder = Path(resolve_model(student_ref))
-    info = folder / INIT_INFO_FILE
-    return folder, (json.loads(info.read_text()) if info.is_file() else {})
+    info = Path(resolve_model(student_ref)) / INIT_INFO_FILE
+    return json.loads(info.read_text()) if info.is_file() else {}
 
 
 def export_student(cfg: DistillConfig, result, summary: DataSummary):
     """Save the chosen checkpoint with the processor and a model card; return the outcome."""
-    from transformers import WhisperProcessor
-
-    from distilray.distill.checkpoint import load_student
+    from distilray.distill.checkpoint import load_processor, load_student
     from distilray.distill.trainer import DistillOutcome
     from distilray.student import save_model_folder
 
     checkpoint, metrics = choose_checkpoint(result, cfg.run.export_checkpoint)
-    folder, init = _student_init_info(cfg.model.student)
-    processor = WhisperProcessor.from_pretrained(folder)
+    init = _student_init_info(cfg.model.student)
+    processor = load_processor(cfg.model.student)
     with checkpoint.as_directory() as ckpt_dir:
         model = load_student(Path(ckpt_dir))
     out = cfg.export_uri()

@@ -19,6 +19,7 @@ import torch
 from distilray.distill.checkpoint import (
     TrainState,
     apply_train_state,
+    load_processor,
     load_student,
     read_train_state,
     save_checkpoint,
@@ -80,10 +81,12 @@ class DistillRecipe:
         if self.cfg.train.torch_threads:
             torch.set_num_threads(self.cfg.train.torch_threads)
         torch.manual_seed(self.cfg.train.seed)
-        student, self.processor = load_whisper(self.cfg.model.student, dtype=torch.float32)
+        self.processor = load_processor(self.cfg.model.student)
         saved = None
         checkpoint = ray.train.get_checkpoint()
-        if checkpoint is not None:
+        if checkpoint is None:
+            student, _ = load_whisper(self.cfg.model.student, dtype=torch.float32)
+        else:
             with checkpoint.as_directory() as folder:
                 student = load_student(Path(folder))
                 saved = read_train_state(Path(folder))
@@ -136,12 +139,25 @@ class DistillRecipe:
             self.report({"eval_wer": self.evaluate()}, checkpoint=False)
         self.window = _Window(self.world_size)
         while self.state.step < self.cfg.train.max_steps:
-            if not self._run_epoch():
+            if self._epoch_done():  # the checkpoint was taken on an epoch's last batch
+                self._next_epoch()
+                continue
+            seen = self._run_epoch()
+            if seen == 0:
                 raise DataError(
                     "an epoch gave no batch: fewer training rows than batch_size x num_workers"
                 )
-            self.state.epoch += 1
-            self.state.batch_in_epoch = 0
+            if self.state.step < self.cfg.train.max_steps:  # the pass ran to its end
+                self.state.batches_per_epoch = seen
+                self._next_epoch()
+
+    def _epoch_done(self) -> bool:
+        per_epoch = self.state.batches_per_epoch
+        return per_epoch > 0 and self.state.batch_in_epoch >= per_epoch
+
+    def _next_epoch(self) -> None:
+        self.state.epoch += 1
+        self.state.batch_in_epoch = 0
 
     def _batches(self):
         train = self.cfg.train
@@ -160,8 +176,11 @@ class DistillRecipe:
             local_shuffle_seed=train.seed + self.state.epoch if train.shuffle_buffer else None,
         )
 
-    def _run_epoch(self) -> bool:
-        """One pass over the shard (skipping batches a checkpoint already consumed)."""
+    def _run_epoch(self) -> int:
+        """One pass over the shard (skipping batches a checkpoint already consumed).
+
+        Returns the number of batches the pass yielded (including skipped ones).
+        """
         skip, seen = self.state.batch_in_epoch, 0
         for batch in self._batches():
             seen += 1
@@ -170,7 +189,7 @@ class DistillRecipe:
             if self.state.step >= self.cfg.train.max_steps:
                 break
             self._step({k: v.to(self.device) for k, v in batch.items()})
-        return seen > 0
+        return seen
 
     def _step(self, batch: dict[str, torch.Tensor]) -> None:
         metrics = train_step(

@@ -95,10 +95,16 @@ def greedy_tokens(
     """Greedy next token for each prefix, after Whisper's logits processors.
 
     ``prefixes[i]`` is the full decoder input (prompt included) that produced
-    ``logits[i]`` ``(vocab,)``. Prefixes of equal length are processed as one batch;
-    the processors depend on the prefix length (first-position suppression,
-    timestamp pairing), so rows of different lengths cannot share a call.
+    ``logits[i]`` ``(vocab,)``. Token suppression alone (no timestamps) depends only
+    on the prefix length and runs as one batched call; otherwise prefixes of equal
+    length are processed together (timestamp rules read each prefix).
     """
+    if all(isinstance(p, MaskedSuppression) for p in processors):
+        lengths = torch.tensor([len(p) for p in prefixes], device=logits.device)
+        scores = logits.float()
+        for processor in processors:
+            scores = processor.by_length(lengths, scores)
+        return scores.argmax(dim=-1).tolist()
     out = [0] * len(prefixes)
     groups: dict[int, list[int]] = {}
     for i, prefix in enumerate(prefixes):
@@ -143,6 +149,13 @@ class MaskedSuppression(LogitsProcessor):
         if self.begin_index is not None and input_ids.shape[-1] != self.begin_index:
             return scores
         return scores.masked_fill(self._mask_for(scores), -float("inf"))
+
+    def by_length(self, lengths: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """The same for rows of different prefix lengths ``lengths`` ``(rows,)``."""
+        mask = self._mask_for(scores)[None, :]
+        if self.begin_index is not None:
+            mask = mask & (lengths == self.begin_index)[:, None]
+        return scores.masked_fill(mask, -float("inf"))
 
 
 def _faster(processor: LogitsProcessor) -> LogitsProcessor:

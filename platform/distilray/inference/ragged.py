@@ -81,11 +81,15 @@ class RaggedDecoder:
             cols = self.valid[i].nonzero().flatten()[-n:]
             self.valid[i, cols] = False
 
-    def compact(self) -> None:
-        """Gather each row's valid columns to the right end, dropping all-invalid columns."""
+    def compact(self, slack: int = 0) -> None:
+        """Gather each row's valid columns to the right end, dropping all-invalid columns.
+
+        Skipped while the cache is at most ``slack`` columns wider than its longest
+        row: masked holes cost a little attention, a gather costs a copy of the cache.
+        """
         lengths = self.lengths
         width = int(lengths.max().item()) if lengths.numel() else 0
-        if width == self.valid.shape[1]:
+        if self.valid.shape[1] - width <= slack:
             return
         # Sort key puts valid columns last, in their original order.
         cols = torch.arange(self.valid.shape[1], device=self.device)

@@ -185,9 +185,16 @@ def segments_from_ids(
     time_offset: float = 0.0,
     end_time: float | None = None,
 ) -> list[Segment]:
-    """Timestamped :class:`Segment` s (text decoded) from ids generated with timestamps."""
+    """Timestamped :class:`Segment` s (text decoded) from ids generated with timestamps.
+
+    With ``end_time`` (the audio's length) no segment ends after the audio does:
+    Whisper's last timestamp sometimes overshoots into the padding.
+    """
     out = []
     for start, end, tokens in split_timestamped(ids, timestamp_begin, end_time=end_time):
+        if end_time is not None:
+            end = min(end, end_time)
+            start = min(start, end)
         text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         if text:
             out.append(Segment(start + time_offset, end + time_offset, text))

@@ -27,6 +27,8 @@ from distilray.inference.shortform import to_model
 
 logger = logging.getLogger(__name__)
 
+COMPACT_SLACK = 16  # cache columns of rejected drafts tolerated before compacting
+
 
 @dataclass
 class SpeculativeStats:
@@ -225,11 +227,12 @@ class _SpeculativeLoop:
         teacher_drop, student_drop = [], []
         for row, d, pick in zip(rows, drafts, picks, strict=True):
             n = _agreeing_prefix(d, pick)
-            row.stats.drafted += k
-            row.stats.accepted += n
+            emitted = self._emit(row, d[:n] + [pick[n]])
+            # Drafts past an accepted end of text (or the budget) were never needed.
+            row.stats.drafted += min(k, emitted)
+            row.stats.accepted += min(n, emitted)
             row.stats.teacher_passes += 1
             row.stats.student_passes += k
-            self._emit(row, d[:n] + [pick[n]])
             teacher_drop.append(k - n)
             # The student saw drafts 1..k-1: keep those accepted, feed what it lacks next.
             student_drop.append(max(0, (k - 1) - n))
@@ -238,16 +241,17 @@ class _SpeculativeLoop:
             row.student_todo = row.student_todo + [pick[n]]
         self.teacher.invalidate_last(teacher_drop)
         self.student.invalidate_last(student_drop)
-        self.teacher.compact()
-        self.student.compact()
+        self.teacher.compact(slack=COMPACT_SLACK)
+        self.student.compact(slack=COMPACT_SLACK)
 
-    def _emit(self, row: _Row, tokens: list[int]) -> None:
-        """Append tokens to a row, stopping at end of text or the token budget."""
-        for token in tokens:
+    def _emit(self, row: _Row, tokens: list[int]) -> int:
+        """Append tokens to a row, stopping at end of text or the token budget; count them."""
+        for count, token in enumerate(tokens, start=1):
             row.generated.append(token)
             if token == self.setup.eos_token_id or len(row.generated) >= self.setup.max_new_tokens:
                 row.done = True
-                return
+                return count
+        return len(tokens)
 
     def _drop_finished(self) -> None:
         keep = [i for i, r in enumerate(self.active) if not self.rows[r].done]

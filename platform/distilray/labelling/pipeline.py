@@ -78,9 +78,12 @@ def place_teacher(cfg: LabelConfig) -> Placement:
     """GPU actors in bf16 when the cluster has GPUs (unless configured), else CPU fp32."""
     from distilray.runtime import cluster_has_gpus
 
+    has_gpus = cluster_has_gpus()
     gpus = cfg.num_gpus_per_actor
     if gpus is None:
-        gpus = 1.0 if cluster_has_gpus() else 0.0
+        gpus = 1.0 if has_gpus else 0.0
+    elif gpus > 0 and not has_gpus:  # an autoscaler may still add GPU nodes
+        logger.warning("no GPUs in the cluster yet: the teacher actors wait until one joins")
     device = "cuda" if gpus > 0 else "cpu"
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if gpus > 0 else "float32")
     return Placement(gpus, device, dtype)
@@ -144,6 +147,7 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
             "language": cfg.language,
             "task": cfg.task,
             "threads": max(1, int(cfg.cpus_per_actor)),
+            "progress": counter,
         },
         batch_size=cfg.batch_size,
         batch_format="pyarrow",
@@ -153,7 +157,7 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
     )
     return ds.map_batches(
         finish_batch,
-        fn_kwargs={"teacher": cfg.teacher, "progress": counter},
+        fn_kwargs={"teacher": cfg.teacher},
         batch_format="pyarrow",
     )
 
@@ -189,8 +193,12 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
     """Label ``plan``'s inputs into a new run folder; returns this run's figures."""
     import ray
 
-    from distilray.labelling.progress import ProgressReporter, progress_line, start_counter
-    from distilray.labelling.score import batch_counts
+    from distilray.labelling.progress import (
+        ProgressReporter,
+        batch_counts,
+        progress_line,
+        start_counter,
+    )
 
     placement = place_teacher(cfg)
     run_dir = new_run_dir(cfg.output)

@@ -1,10 +1,13 @@
-"""Progress while labelling: tasks report to a counter actor, the driver prints a line."""
+"""Progress while labelling: teacher actors report to a counter actor, the driver logs."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 logger = logging.getLogger("distilray.labelling")
 
@@ -16,12 +19,23 @@ class ProgressCounter:
         self.totals = {"rows": 0, "inputs": 0, "audio_s": 0.0, "errors": 0}
 
     def add(self, rows: int, inputs: int, audio_s: float, errors: int) -> None:
-        for key, value in (("rows", rows), ("inputs", inputs), ("audio_s", audio_s)):
+        new = {"rows": rows, "inputs": inputs, "audio_s": audio_s, "errors": errors}
+        for key, value in new.items():
             self.totals[key] += value
-        self.totals["errors"] += errors
 
     def snapshot(self) -> dict:
         return dict(self.totals)
+
+
+def batch_counts(table: pa.Table) -> dict:
+    """Rows, input clips, audio seconds and errors in a labelled table."""
+    seconds = pc.sum(table["duration_s"]).as_py() or 0.0
+    return {
+        "rows": table.num_rows,
+        "inputs": pc.sum(pc.list_value_length(table["source_ids"])).as_py() or 0,
+        "audio_s": float(seconds),
+        "errors": table.num_rows - pc.count(table["error"], mode="only_null").as_py(),
+    }
 
 
 def start_counter():

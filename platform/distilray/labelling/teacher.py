@@ -30,7 +30,7 @@ def teacher_assets(ref: str):
     from transformers import GenerationConfig, WhisperFeatureExtractor
 
     source: str | Path = ref
-    if ref == "tiny.en" or is_s3(ref) or Path(ref).expanduser().exists():
+    if not _is_hub_id(ref):
         from distilray.models import resolve_model
 
         source = resolve_model(ref)
@@ -41,6 +41,13 @@ def teacher_assets(ref: str):
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read the teacher's configuration from {ref}: {exc}") from None
+
+
+def _is_hub_id(ref: str) -> bool:
+    """``org/name`` (or ``name``) that is neither tiny.en, s3://, nor a local path."""
+    if ref == "tiny.en" or is_s3(ref) or Path(ref).expanduser().exists():
+        return False
+    return not ref.startswith((".", "/", "~")) and ref.count("/") <= 1
 
 
 def language_token(generation_config, language: str) -> int:
@@ -99,6 +106,7 @@ class TeacherLabeller:
         language: str | None,
         task: str | None,
         threads: int = 1,
+        progress=None,
     ) -> None:
         import torch
 
@@ -113,6 +121,7 @@ class TeacherLabeller:
         eos = config.eos_token_id
         self.eos = eos[0] if isinstance(eos, list) else eos
         self.prompt = prompt_ids(config, language, task, return_timestamps)
+        self.progress = progress  # a ProgressCounter actor handle, told about every batch
         self.options = {
             "max_new_tokens": max_new_tokens,
             "return_timestamps": return_timestamps,
@@ -136,12 +145,17 @@ class TeacherLabeller:
             None if row is None else full_sequence(self.prompt, row, self.eos, max_new)
             for row in ids
         ]
-        out = batch.drop_columns([FEATURES, "error"])
-        return (
-            out.append_column("pseudo_label", pa.array(texts, pa.string()))
+        out = (
+            batch.drop_columns([FEATURES, "error"])
+            .append_column("pseudo_label", pa.array(texts, pa.string()))
             .append_column("pseudo_label_ids", pa.array(labels, pa.list_(pa.int32())))
             .append_column("error", pa.array(errors, pa.string()))
         )
+        if self.progress is not None:
+            from distilray.labelling.progress import batch_counts
+
+            self.progress.add.remote(**batch_counts(out))
+        return out
 
     def _generate(self, features: np.ndarray) -> list[tuple[list[int] | None, str | None]]:
         """Generated ids per row; a failing batch is retried row by row."""

@@ -1,4 +1,4 @@
-"""cluster.yaml, the KubeRay manifests under deploy/ and docs/cluster.md checked offline.
+"""cluster.yaml, the KubeRay manifests under deploy/ and the README's cluster section checked offline.
 
 Ray's schema validates the launcher config's structure but not the provider or the
 ``node_config`` blocks (those go to EC2 as-is), so node configs are also checked
@@ -221,15 +221,15 @@ def test_rayservice_serves_serve_config_yaml():
     assert served == expected
 
 
-# --- docs/cluster.md -------------------------------------------------------------------
+# --- README: Running on a cluster -------------------------------------------------------------------
 
 
 def test_cluster_docs_name_existing_scripts_and_configs():
-    text = (ROOT / "docs" / "cluster.md").read_text()
+    text = (ROOT / "README.md").read_text()
     commands = re.findall(r"python (jobs/\S+\.py) --config ([^\s`]+)", text)
-    assert len(commands) >= 4, "docs/cluster.md should show every stage"
+    assert len(commands) >= 4, "README.md should show every stage"
     for script, config in commands:
-        assert (ROOT / script).is_file(), f"docs/cluster.md names missing {script}"
-        assert (ROOT / config).is_file(), f"docs/cluster.md names missing {config}"
+        assert (ROOT / script).is_file(), f"README.md names missing {script}"
+        assert (ROOT / config).is_file(), f"README.md names missing {config}"
     for file in ("cluster.yaml", "serve_config.yaml", "deploy/rayjob.yaml", "deploy/rayservice.yaml"):
         assert file in text

@@ -15,6 +15,12 @@ from distilray.distill.trainer import TrainingFailed, run_distillation
 
 pytestmark = pytest.mark.ray
 
+
+@pytest.fixture(autouse=True)
+def _shared_ray(ray_local):
+    """Fits join the session's Ray instead of starting an embedded one."""
+
+
 COPIES = 10  # each clip appears this many times (distinct ids): 80 rows, one epoch per run
 
 
@@ -80,7 +86,7 @@ def _history(run_path: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_random, student, labels, tmp_path_factory):
+def uninterrupted(ray_local, tiny_random, student, labels, tmp_path_factory):
     storage = tmp_path_factory.mktemp("runs")
     cfg = _config(tiny_random, student, labels, storage, "clean", max_steps=16, eval_every=8)
     return run_distillation(cfg)

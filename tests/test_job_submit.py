@@ -1,4 +1,4 @@
-"""``ray job submit`` against a real head, as docs/cluster.md runs every stage.
+"""``ray job submit`` against a real head, as the README runs every stage.
 
 The head is started with ``ray start --head`` and token authentication (the Ray 2.60
 cluster path: ``RAY_AUTH_MODE=token`` on the head and the client, the token from a

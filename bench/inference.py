@@ -62,8 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, object]:
-    """Lowest wall time of ``repeats`` calls and the last result."""
+def best_time(
+    fn: Callable[[], object], device: torch.device, repeats: int, name: str = ""
+) -> tuple[float, object]:
+    """Lowest wall time of ``repeats`` calls and the last result (progress on stderr)."""
     times, result = [], None
     for _ in range(repeats):
         _sync(device)
@@ -71,6 +73,7 @@ def best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> t
         result = fn()
         _sync(device)
         times.append(time.perf_counter() - began)
+    print(f"  {name or 'run'}: {min(times):.3f} s", file=sys.stderr, flush=True)
     return min(times), result
 
 
@@ -136,11 +139,13 @@ def run_suite(teacher, student, processor, features: torch.Tensor, args, *, labe
 
     _warm_up(teacher, student, processor, features[:1])
     results: dict[str, dict] = {}
-    t, reference = best_time(lambda: greedy(teacher, rows), device, args.repeats)
+    t, reference = best_time(lambda: greedy(teacher, rows), device, args.repeats, "teacher b1")
     results["teacher greedy b1"] = {"seconds": t}
-    t, ref_batched = best_time(lambda: greedy(teacher, batches), device, args.repeats)
+    t, ref_batched = best_time(
+        lambda: greedy(teacher, batches), device, args.repeats, "teacher batched"
+    )
     results[f"teacher greedy b{bs}"] = {"seconds": t, "same_as_b1": ref_batched == reference}
-    t, _ = best_time(lambda: greedy(student, rows), device, args.repeats)
+    t, _ = best_time(lambda: greedy(student, rows), device, args.repeats, "student b1")
     results["student greedy b1"] = {"seconds": t}
     # Each speculative run is checked against greedy at the same batch size: batched
     # kernels may round differently from single-row ones on a GPU.
@@ -149,7 +154,7 @@ def run_suite(teacher, student, processor, features: torch.Tensor, args, *, labe
         (f"ours speculative b{bs}", batches, ref_batched),
     )
     for name, parts, want in spec_runs:
-        t, outs = best_time(lambda parts=parts: ours(parts), device, args.repeats)
+        t, outs = best_time(lambda parts=parts: ours(parts), device, args.repeats, name)
         seqs = [s for o in outs for s in o.sequences]
         stats = sum((o.stats for o in outs), start=type(outs[0].stats)())
         results[name] = {
@@ -159,7 +164,7 @@ def run_suite(teacher, student, processor, features: torch.Tensor, args, *, labe
             "teacher_passes": stats.teacher_passes,
             "tokens": stats.generated,
         }
-    t, peer_out = best_time(peer, device, args.repeats)
+    t, peer_out = best_time(peer, device, args.repeats, "transformers assisted b1")
     same = sum(a == b for a, b in zip(peer_out, reference, strict=True))
     results["transformers assisted b1"] = {
         "seconds": t,

@@ -89,3 +89,16 @@ def test_config_mistakes_are_reported(override, message):
 def test_lr_schedule(step, schedule, expected):
     got = lr_factor(step, warmup_steps=4, total_steps=10, schedule=schedule)
     assert got == pytest.approx(expected)
+
+
+def test_cli_reports_missing_labels_before_starting_ray(tmp_path, capsys):
+    from distilray.cli import main
+
+    missing = tmp_path / "no-labels"
+    code = main(
+        ["distill", "--config", str(CONFIGS / "tiny/distill.yaml"), f"data.train={missing}"]
+    )
+    assert code == 2
+    assert "cannot read labelled Parquet" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: --config is required
+        main(["distill"])

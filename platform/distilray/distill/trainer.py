@@ -133,8 +133,8 @@ def build_trainer(cfg: DistillConfig, datasets: dict, gpu: bool):
     )
 
 
-def build_datasets(cfg: DistillConfig) -> tuple[dict, DataSummary]:
-    """Training and eval datasets, and the filter counts (logged)."""
+def check_inputs(cfg: DistillConfig) -> tuple[DataSummary, int]:
+    """Fail fast, before starting Ray: count the filter's rows and read the student's mel bins."""
     summary = summarize(cfg.data)
     logger.info(summary.describe(cfg.data))
     if summary.kept == 0:
@@ -142,17 +142,22 @@ def build_datasets(cfg: DistillConfig) -> tuple[dict, DataSummary]:
             f"no training rows left after the filter ({summary.describe(cfg.data)}): "
             "raise data.wer_threshold or check the labels"
         )
-    mels = num_mel_bins(cfg.model.student)
+    return summary, num_mel_bins(cfg.model.student)
+
+
+def build_datasets(cfg: DistillConfig, mels: int) -> dict:
+    """The streaming training set (features computed on the fly) and the held-out set."""
     train = featurize(train_dataset(cfg.data), mels, cfg.train.feature_batch_size)
     # Small and read at every evaluation: read once into the object store.
     held_out = eval_dataset(cfg.data).materialize()
-    if held_out.count() == 0:
+    rows = held_out.count()
+    if rows == 0:
         raise DataError(
             "no evaluation rows with a reference: set data.eval, raise data.eval_fraction, "
             "or evaluate against data.eval_reference=pseudo_label"
         )
-    logger.info("evaluating on %d held-out rows", held_out.count())
-    return {"train": train, "eval": held_out}, summary
+    logger.info("evaluating on %d held-out rows", rows)
+    return {"train": train, "eval": held_out}
 
 
 def run_distillation(cfg: DistillConfig) -> DistillOutcome:
@@ -162,10 +167,10 @@ def run_distillation(cfg: DistillConfig) -> DistillOutcome:
     from distilray.distill.export import export_student
     from distilray.runtime import ensure_ray
 
-    ensure_ray()
     cfg = worker_config(cfg)
-    datasets, summary = build_datasets(cfg)
-    trainer = build_trainer(cfg, datasets, use_gpu(cfg))
+    summary, mels = check_inputs(cfg)
+    ensure_ray()
+    trainer = build_trainer(cfg, build_datasets(cfg, mels), use_gpu(cfg))
     try:
         result = trainer.fit()
     except TrainingFailedError as exc:

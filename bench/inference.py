@@ -127,12 +127,13 @@ def run_suite(teacher, student, processor, features: torch.Tensor, args, *, labe
             for s in generate_greedy(model, processor, part, max_new_tokens=max_new)
         ]
 
-    def ours(parts):
-        outs = [
-            speculative_generate(teacher, student, p, num_draft_tokens=k, max_new_tokens=max_new)
+    def ours(parts, schedule="constant"):
+        return [
+            speculative_generate(
+                teacher, student, p, num_draft_tokens=k, schedule=schedule, max_new_tokens=max_new
+            )
             for p in parts
         ]
-        return outs
 
     def peer():
         return [_assisted(teacher, student, r, max_new) for r in rows]
@@ -150,11 +151,14 @@ def run_suite(teacher, student, processor, features: torch.Tensor, args, *, labe
     # Each speculative run is checked against greedy at the same batch size: batched
     # kernels may round differently from single-row ones on a GPU.
     spec_runs = (
-        ("ours speculative b1", rows, reference),
-        (f"ours speculative b{bs}", batches, ref_batched),
+        ("ours speculative b1", rows, reference, "constant"),
+        ("ours speculative b1 heuristic-k", rows, reference, "heuristic"),
+        (f"ours speculative b{bs}", batches, ref_batched, "constant"),
     )
-    for name, parts, want in spec_runs:
-        t, outs = best_time(lambda parts=parts: ours(parts), device, args.repeats, name)
+    for name, parts, want, schedule in spec_runs:
+        t, outs = best_time(
+            lambda parts=parts, schedule=schedule: ours(parts, schedule), device, args.repeats, name
+        )
         seqs = [s for o in outs for s in o.sequences]
         stats = sum((o.stats for o in outs), start=type(outs[0].stats)())
         results[name] = {

@@ -129,6 +129,10 @@ def test_budget_and_no_drafts(real_pair, features):
         assert out.sequences == greedy
         assert all(len(s) <= 7 for s in out.sequences)
     assert out.stats.drafted > 0
+    adaptive = speculative_generate(
+        teacher, student, features[:2], num_draft_tokens=2, schedule="heuristic", max_new_tokens=7
+    )
+    assert adaptive.sequences == greedy
 
 
 def test_ragged_cache_with_holes_matches_a_clean_cache(real_pair, features):

@@ -34,7 +34,12 @@ from distilray.inference.shortform import (
     segments_from_ids,
     timestamp_begin_id,
 )
-from distilray.inference.speculative import SpeculativeStats, check_assistant, speculative_generate
+from distilray.inference.speculative import (
+    SCHEDULES,
+    SpeculativeStats,
+    check_assistant,
+    speculative_generate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +98,7 @@ class Transcriber:
         assistant=None,
         *,
         num_draft_tokens: int = 5,
+        draft_schedule: str = "constant",
         chunk_length_s: float = 30.0,
         stride_s: float = 5.0,
         batch_size: int = 8,
@@ -108,10 +114,15 @@ class Transcriber:
                 f"chunk_length_s must be in (0, 30] and stride_s below half of it "
                 f"(got {chunk_length_s} and {stride_s})"
             )
+        if draft_schedule not in SCHEDULES:
+            raise DistilrayError(
+                f"draft_schedule must be one of {SCHEDULES}, got {draft_schedule!r}"
+            )
         if batch_size < 1:
             raise DistilrayError(f"batch_size must be >= 1, got {batch_size}")
         self.teacher, self.processor, self.assistant = teacher, processor, assistant
         self.num_draft_tokens = num_draft_tokens
+        self.draft_schedule = draft_schedule
         self.chunk_length_s, self.stride_s = chunk_length_s, stride_s
         self.batch_size = batch_size
         limit = teacher.config.max_target_positions - PROMPT_ALLOWANCE
@@ -185,7 +196,12 @@ class Transcriber:
             ids = generate_greedy(self.teacher, self.processor, features, **kwargs)
             return ids, [None] * len(ids)
         result = speculative_generate(
-            self.teacher, self.assistant, features, num_draft_tokens=self.num_draft_tokens, **kwargs
+            self.teacher,
+            self.assistant,
+            features,
+            num_draft_tokens=self.num_draft_tokens,
+            schedule=self.draft_schedule,
+            **kwargs,
         )
         _synchronize(self.teacher)
         return result.sequences, result.row_stats

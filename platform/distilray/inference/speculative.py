@@ -28,6 +28,8 @@ from distilray.inference.shortform import to_model
 logger = logging.getLogger(__name__)
 
 COMPACT_SLACK = 16  # cache columns of rejected drafts tolerated before compacting
+MAX_DRAFT_TOKENS = 16  # ceiling of the "heuristic" schedule
+SCHEDULES = ("constant", "heuristic")
 
 
 @dataclass
@@ -114,6 +116,7 @@ def speculative_generate(
     input_features: torch.Tensor,
     *,
     num_draft_tokens: int = 5,
+    schedule: str = "constant",
     max_new_tokens: int = 128,
     return_timestamps: bool = False,
     language: str | None = None,
@@ -123,8 +126,13 @@ def speculative_generate(
 
     The sequences equal :func:`~distilray.inference.shortform.generate_greedy`'s
     (generated tokens, no prompt, no end of text); the counters tell how many
-    drafts were accepted and how many teacher passes it took.
+    drafts were accepted and how many teacher passes it took. ``schedule``
+    "constant" drafts ``num_draft_tokens`` every round; "heuristic" (transformers'
+    default for assisted generation) starts there, drafts 2 more after a round in
+    which every draft was accepted and 1 fewer otherwise (between 1 and 16).
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     check_assistant(teacher, assistant)
     with torch.inference_mode():
         features = to_model(teacher, input_features)
@@ -138,7 +146,9 @@ def speculative_generate(
             language=language,
             task=task,
         )
-        return _SpeculativeLoop(teacher, assistant, encoded, setup, num_draft_tokens).run()
+        loop = _SpeculativeLoop(teacher, assistant, encoded, setup, num_draft_tokens)
+        loop.heuristic = schedule == "heuristic"
+        return loop.run()
 
 
 class _SpeculativeLoop:
@@ -148,6 +158,7 @@ class _SpeculativeLoop:
         pad = teacher.generation_config.pad_token_id
         self.setup = setup
         self.k = max(0, k)
+        self.heuristic = False  # adapt k to the acceptance of the last round
         self.max_positions = min(
             teacher.config.max_target_positions, assistant.config.max_target_positions
         )
@@ -239,6 +250,9 @@ class _SpeculativeLoop:
             if k and n < k:
                 row.student_todo = []
             row.student_todo = row.student_todo + [pick[n]]
+        if self.heuristic and k:
+            all_accepted = not any(teacher_drop)
+            self.k = min(self.k + 2, MAX_DRAFT_TOKENS) if all_accepted else max(1, self.k - 1)
         self.teacher.invalidate_last(teacher_drop)
         self.student.invalidate_last(student_drop)
         self.teacher.compact(slack=COMPACT_SLACK)

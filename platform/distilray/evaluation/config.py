@@ -52,6 +52,9 @@ class RuntimeConfig(StageConfig):
     rows_per_batch: int = Field(8, ge=1, description="rows handed to an actor at a time")
     batch_size: int = Field(8, ge=1, description="clips (or 30 s windows) per forward pass")
     num_draft_tokens: int = Field(5, ge=1, description="speculative: drafts per round")
+    draft_schedule: Literal["constant", "heuristic"] = Field(
+        "constant", description="speculative: fixed drafts per round, or adapt to acceptance"
+    )
     max_new_tokens: int | None = Field(None, ge=1, description="tokens per 30 s window at most")
     chunk_length_s: float = Field(30.0, gt=0, le=30, description="chunked long-form window")
     stride_s: float = Field(5.0, ge=0, description="chunked long-form overlap on each side")

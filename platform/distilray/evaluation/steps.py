@@ -102,6 +102,7 @@ class EvalWorker:
         options = {
             "batch_size": runtime["batch_size"],
             "num_draft_tokens": runtime["num_draft_tokens"],
+            "draft_schedule": runtime.get("draft_schedule", "constant"),
             "max_new_tokens": runtime.get("max_new_tokens"),
             "chunk_length_s": runtime["chunk_length_s"],
             "stride_s": runtime["stride_s"],

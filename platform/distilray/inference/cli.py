@@ -38,6 +38,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
     parser.add_argument("--num-draft-tokens", type=int, default=5, help="drafts per round")
+    parser.add_argument(
+        "--draft-schedule",
+        choices=["constant", "heuristic"],
+        default="constant",
+        help="keep the drafts per round fixed, or adapt them to the acceptance",
+    )
     parser.add_argument("--language", help="language code for multilingual models (e.g. en)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.set_defaults(func=run)
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             batch_size=args.batch_size,
             num_draft_tokens=args.num_draft_tokens,
+            draft_schedule=args.draft_schedule,
             language=args.language,
         )
         results = transcriber.transcribe(

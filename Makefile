@@ -31,7 +31,11 @@ demo: setup
 	$(PY) jobs/demo.py --config configs/tiny/demo.yaml
 
 ## The test suite (fast: tiny models, short audio, one local Ray instance).
+## Multi-node fault, S3-pipeline and other end-to-end tests are `slow`: `make test-all`.
 test: setup
+	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 lint: setup

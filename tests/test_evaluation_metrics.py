@@ -118,4 +118,3 @@ def test_eval_config_requires_student_for_student_modes():
         EvalConfig.model_validate({**base, "modes": ["speculative"]})
     with pytest.raises(ValidationError, match="unique"):
         EvalConfig.model_validate({**base, "forms": ["short", "short"]})
-

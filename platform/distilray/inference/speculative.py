@@ -121,6 +121,7 @@ def speculative_generate(
     return_timestamps: bool = False,
     language: str | None = None,
     task: str | None = None,
+    encoder_hidden_states: torch.Tensor | None = None,
 ) -> SpeculativeOutput:
     """Teacher-greedy token ids for a batch of ≤ 30 s features, drafted by ``assistant``.
 
@@ -130,13 +131,17 @@ def speculative_generate(
     "constant" drafts ``num_draft_tokens`` every round; "heuristic" (transformers'
     default for assisted generation) starts there, drafts 2 more after a round in
     which every draft was accepted and 1 fewer otherwise (between 1 and 16).
+    ``encoder_hidden_states`` (the teacher encoder's output for these features)
+    skips the encoder pass when the caller already has it.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     check_assistant(teacher, assistant)
     with torch.inference_mode():
         features = to_model(teacher, input_features)
-        encoded = encode(teacher, features)
+        encoded = encoder_hidden_states
+        if encoded is None:
+            encoded = encode(teacher, features)
         setup = prepare_decoding(
             teacher,
             features,

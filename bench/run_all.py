@@ -20,17 +20,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
+DEMO_STUDENT = ROOT.parent / "runs" / "demo" / "student"
 # Keys worth a row in the summary: ratios, equality checks, acceptance, throughput.
 INTERESTING = ("ratio", "identical", "same", "acceptance", "samples_per_s", "audio_s_per_s",
                "throughput", "p50", "p95", "lost", "correct")
 
 
-def benches(quick: bool, device: str) -> dict[str, list[str]]:
+def benches(quick: bool, device: str, student: str | None = None) -> dict[str, list[str]]:
     clips = "8" if quick else "24"
+    distilled = ["--student", student] if student else []
     return {
         "label": ["bench/label.py", "--clips", clips, "--actors", "1", "--out", str(RESULTS / "label.json")],
         "distill": ["bench/distill.py", "--device", device, "--out", str(RESULTS / "distill.json")],
-        "inference": ["bench/inference.py", "--clips", clips, "--device", device,
+        "inference": ["bench/inference.py", "--clips", clips, "--device", device, *distilled,
                       "--out", str(RESULTS / "inference.json")],
         "serve_load": ["bench/serve_load.py", "--requests", "16" if quick else "48",
                        "--out", str(RESULTS / "serve_load.json")],
@@ -63,10 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer clips and requests")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--only", nargs="*", help="run only these benchmarks")
+    parser.add_argument(
+        "--student",
+        default=str(DEMO_STUDENT) if DEMO_STUDENT.is_dir() else None,
+        help="distilled student for the inference benchmark (default: the one `make demo` "
+        "exported, if any; otherwise the untrained 2-layer initialisation)",
+    )
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     failed = []
-    for name, cmd in benches(args.quick, args.device).items():
+    for name, cmd in benches(args.quick, args.device, args.student).items():
         if args.only and name not in args.only:
             continue
         print(f"\n=== bench {name}: {' '.join(cmd)}", flush=True)
@@ -76,13 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             failed.append(name)
     lines = ["| benchmark | figure | value |", "|---|---|---|"]
-    for name in benches(args.quick, args.device):
+    for name in benches(args.quick, args.device, args.student):
         if not args.only or name in args.only:
             lines += summary_rows(name, RESULTS / f"{name}.json")
     table = "\n".join(lines)
     print("\n" + table)
     (RESULTS / "summary.md").write_text(
-        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs, device {args.device}.\n\n"
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs, device {args.device}; "
+        f"inference student: {args.student or 'untrained 2-layer initialisation'}.\n\n"
         + table + "\n"
     )
     return 1 if failed else 0

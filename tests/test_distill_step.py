@@ -54,6 +54,41 @@ def test_shared_encoder_pass_gives_the_same_logits(models):
         torch.testing.assert_close(a, b)
 
 
+def test_encoder_cache_serves_later_epochs_with_the_same_logits(models):
+    from distilray.distill.encoder_cache import EncoderCache
+
+    student, teacher, processor = models
+    batch = {**_batch(processor, rows=3), "ids": ["a", "b", "c"]}
+    cache = EncoderCache(max_bytes=2**30)
+    with torch.no_grad():
+        want = shared_logits(student, teacher, batch)
+        first = shared_logits(student, teacher, batch, cache)
+        assert (cache.hits, cache.misses, len(cache)) == (0, 3, 3)
+        # a later epoch: other order, one new row; the cached rows skip the encoder
+        reordered = {k: v[[2, 0]] for k, v in batch.items() if torch.is_tensor(v)}
+        again = shared_logits(student, teacher, {**reordered, "ids": ["c", "a"]}, cache)
+    assert (cache.hits, cache.misses) == (2, 3)
+    for a, b in zip(first, want, strict=True):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(again, want, strict=True):
+        torch.testing.assert_close(a, b[[2, 0]])
+
+
+def test_encoder_cache_stays_within_its_budget(models):
+    from distilray.distill.encoder_cache import EncoderCache
+
+    student, _, processor = models
+    batch = _batch(processor, rows=3)
+    encoder = student.model.encoder
+    with torch.no_grad():
+        one_row = encoder(batch["input_features"][:1]).last_hidden_state
+        cache = EncoderCache(max_bytes=one_row.numel() * one_row.element_size())
+        out = cache.encode(encoder, batch["input_features"], ["a", "b", "c"])
+    assert out.shape[0] == 3 and len(cache) == 1 and cache.used_bytes <= cache.max_bytes
+    with pytest.raises(ValueError, match="2 ids for a batch of 3"):
+        cache.encode(encoder, batch["input_features"], ["a", "b"])
+
+
 def test_train_step_updates_decoder_only(models):
     student, teacher, processor = models
     encoder_before = {k: v.clone() for k, v in student.model.encoder.state_dict().items()}

@@ -118,3 +118,21 @@ def test_eval_config_requires_student_for_student_modes():
         EvalConfig.model_validate({**base, "modes": ["speculative"]})
     with pytest.raises(ValidationError, match="unique"):
         EvalConfig.model_validate({**base, "forms": ["short", "short"]})
+
+
+def test_build_cells_reports_share_identical_to_the_teacher():
+    rows = [
+        _row("teacher", math.nan, "hello world", 1.0),
+        {**_row("teacher", math.nan, "good day", 1.0), "id": "y"},
+        _row("speculative", math.nan, "hello world", 0.5),
+        {**_row("speculative", math.nan, "good day", 0.5), "id": "y"},
+        _row("student", math.nan, "hello world", 0.2),
+        {**_row("student", math.nan, "good bay", 0.2), "id": "y"},
+        _row("student", 5.0, "hello", 0.2),  # no teacher at this SNR
+    ]
+    by_key = {(c["mode"], c["snr_db"]): c for c in build_cells(rows)}
+    assert by_key[("speculative", None)]["identical_to_teacher"] == 1.0
+    assert by_key[("student", None)]["identical_to_teacher"] == 0.5
+    assert by_key[("teacher", None)]["identical_to_teacher"] == 1.0
+    assert by_key[("student", 5.0)]["identical_to_teacher"] is None
+    assert "| 100 |" in markdown_table(list(by_key.values()))

@@ -70,7 +70,29 @@ output_dir: {tmp_path / "out"}
     # speculative decoding returns the teacher's words, so the same WER
     assert cells[("speculative", None)]["wer"] == pytest.approx(clean["wer"])
     assert cells[("speculative", None)]["acceptance_rate"] > 0
+    assert cells[("speculative", None)]["identical_to_teacher"] == 1.0
+    assert cells[("speculative", 5.0)]["identical_to_teacher"] == 1.0
     assert cells[("teacher", 5.0)]["wer"] >= clean["wer"] - 0.05
     assert [e["id"] for e in result["errors"]] == ["broken", "broken"]  # once per SNR
     for name in ("results.md", "wer_vs_snr.png", "latency_vs_wer.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_eval_with_a_missing_student_fails_before_starting_actors(
+    tiny_en, eval_manifest, tmp_path, capsys
+):
+    from distilray.cli import main
+
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        f"""
+models: {{teacher: {tiny_en}, student: {tmp_path / "no-such-student"}}}
+datasets: [{{name: synth, manifest: {eval_manifest}}}]
+modes: [speculative]
+output_dir: {tmp_path / "out"}
+"""
+    )
+    assert main(["eval", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-student" in err and "does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

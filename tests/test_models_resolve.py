@@ -180,3 +180,23 @@ def test_s3_missing_prefix_fails_clearly(s3_server, tmp_path, monkeypatch):
     with pytest.raises(ModelLoadError, match="cannot download model s3://empty/nothing"):
         resolve_model("s3://empty/nothing")
     assert not s3_cache_dir("s3://empty/nothing").exists()
+
+
+def test_check_model_ref_fails_fast_without_loading(tiny_random, tmp_path, s3_server):
+    """The driver-side check that stages run before they start actors."""
+    import boto3
+
+    from distilray.models.resolve import check_model_ref
+
+    check_model_ref("tiny.en")
+    check_model_ref(tiny_random)
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        check_model_ref(tmp_path / "no-student")
+    with pytest.raises(ModelLoadError, match="Hugging Face Hub"):
+        check_model_ref("openai/whisper-tiny.en")
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="refs")
+    s3.upload_file(str(tiny_random / "config.json"), "refs", "student/config.json")
+    check_model_ref("s3://refs/student/")
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        check_model_ref("s3://refs/other")

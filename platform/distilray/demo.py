@@ -119,22 +119,24 @@ def serve_check(student: str, manifest: Path, port: int) -> dict:
 
 
 def headline(cells: list[dict], baseline: list[dict]) -> list[dict]:
-    """Clean short-form rows of the results table, plus the untrained student."""
-    rows = [c for c in cells if c["form"] == "short" and c["snr_db"] is None]
+    """Clean rows of the results table (short-form, then long-form), plus the untrained student."""
+    clean = [c for c in cells if c["snr_db"] is None]
+    rows = [c for c in clean if c["form"] == "short"]
     rows += [dict(c, mode="student (untrained init)") for c in baseline]
+    rows += [c for c in clean if c["form"] != "short"]
     return rows
 
 
 def format_results(rows: list[dict], noisy: list[dict], served: dict) -> str:
     lines = [
-        "| model | WER % | relative latency | RTFx | identical to teacher |",
-        "|---|---|---|---|---|",
+        "| model | form | WER % | relative latency | RTFx | identical to teacher |",
+        "|---|---|---|---|---|---|",
     ]
     for c in rows:
         same = c.get("identical_to_teacher")
         lines.append(
-            f"| {c['mode']} | {100 * c['wer']:.1f} | "
-            f"{c['latency_vs_teacher'] if c.get('latency_vs_teacher') is None else round(c['latency_vs_teacher'], 2)} | "
+            f"| {c['mode']} | {c['form']} | {100 * c['wer']:.1f} | "
+            f"{'–' if c.get('latency_vs_teacher') is None else round(c['latency_vs_teacher'], 2)} | "
             f"{c['rtfx']:.1f} | {'–' if same is None else f'{100 * same:.0f}%'} |"
         )
     if noisy:

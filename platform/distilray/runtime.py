@@ -27,7 +27,9 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     # Embedded: give Ray a few more logical CPUs than cores so a Ray Train worker
     # group and the Ray Data tasks feeding it can run side by side on 2 cores.
     cpus = num_cpus or max(4, os.cpu_count() or 1)
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, **kwargs)
+    # The dashboard serves the state API that Ray Train's placement-group cleaner polls
+    # (without it the cleaner logs a warning every second); port 8265 or the next free one.
+    ray.init(address="local", num_cpus=cpus, include_dashboard=True, **kwargs)
     logger.info("started embedded Ray (%d logical CPUs)", cpus)
 
 

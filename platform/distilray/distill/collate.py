@@ -46,7 +46,7 @@ class DistillCollate(NumpyBatchCollateFn):
 
     Output: ``input_features`` ``(batch, n_mels, 3000)`` float32, and from
     :func:`pad_labels` ``decoder_input_ids``, ``labels``, ``decoder_attention_mask``
-    ``(batch, seq)`` int64.
+    ``(batch, seq)`` int64; ``ids`` (row ids, a list of str) when the batch has ``id``.
     """
 
     def __init__(self, pad_token_id: int, decoder_start_token_id: int, max_tokens: int = 448):
@@ -63,4 +63,5 @@ class DistillCollate(NumpyBatchCollateFn):
             decoder_start_token_id=self.decoder_start_token_id,
             max_tokens=self.max_tokens,
         )
-        return {"input_features": features, **out}
+        ids = {"ids": [str(i) for i in batch["id"]]} if "id" in batch else {}
+        return {"input_features": features, **out, **ids}

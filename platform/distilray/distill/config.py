@@ -47,6 +47,11 @@ class DataSection(StageConfig):
     max_label_tokens: int = Field(
         448, ge=2, description="pseudo-labels are cut to this many tokens (Whisper's maximum)"
     )
+    cache_features: bool = Field(
+        False,
+        description="compute the training log-mel features once and keep them in the Ray "
+        "object store (small sets read for many epochs; about 1 MB per row)",
+    )
 
 
 class ModelSection(StageConfig):
@@ -98,6 +103,9 @@ class TrainSection(StageConfig):
         ge=1,
         description="evaluate, checkpoint and report every this many steps (and at the end)",
     )
+    log_every: int = Field(
+        10, ge=1, description="print a progress line (loss, samples/s) every this many steps"
+    )
     eval_batch_size: int = Field(
         8, ge=1, description="rows per greedy-decoding batch in evaluation"
     )
@@ -114,6 +122,12 @@ class TrainSection(StageConfig):
     )
     torch_threads: int | None = Field(
         None, ge=1, description="torch CPU threads per worker (null: Ray's default)"
+    )
+    encoder_cache_gb: float = Field(
+        0.0,
+        ge=0,
+        description="keep each training row's frozen encoder output in worker memory, up to "
+        "this many GiB, so later epochs skip the encoder (0: off; for multi-epoch runs)",
     )
     feature_batch_size: int = Field(
         16, ge=1, description="rows per Ray Data task that decodes audio and computes log-mel"

@@ -26,6 +26,7 @@ from distilray.distill.checkpoint import (
 )
 from distilray.distill.collate import DistillCollate
 from distilray.distill.config import DistillConfig
+from distilray.distill.encoder_cache import EncoderCache
 from distilray.distill.history import append_history, history_uri
 from distilray.distill.losses import DistillationLoss
 from distilray.distill.optim import build_optimizer
@@ -73,6 +74,7 @@ class DistillRecipe:
 
     def setup(self) -> None:
         """Load models (from the latest checkpoint if any), DDP, optimizer, data shards."""
+        import ray.data
         import ray.train
         import ray.train.torch
 
@@ -80,6 +82,8 @@ class DistillRecipe:
 
         if self.cfg.train.torch_threads:
             torch.set_num_threads(self.cfg.train.torch_threads)
+        # progress is this loop's own log lines, not Ray Data bars redrawn every epoch
+        ray.data.DataContext.get_current().enable_progress_bars = False
         torch.manual_seed(self.cfg.train.seed)
         self.processor = load_processor(self.cfg.model.student)
         saved = None
@@ -104,6 +108,8 @@ class DistillRecipe:
             self.started_fresh = False
             self.start_step = self.state.step
             self._log("resumed at step %d (epoch %d, batch %d)", *self._position())
+        cache_gb = self.cfg.train.encoder_cache_gb
+        self.encoder_cache = EncoderCache(int(cache_gb * 2**30)) if cache_gb > 0 else None
         self.loss_fn = DistillationLoss(
             self.cfg.loss.kl_weight, self.cfg.loss.pl_weight, self.cfg.loss.temperature
         )
@@ -188,7 +194,9 @@ class DistillRecipe:
                 continue
             if self.state.step >= self.cfg.train.max_steps:
                 break
-            self._step({k: v.to(self.device) for k, v in batch.items()})
+            self._step(
+                {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            )
         return seen
 
     def _step(self, batch: dict[str, torch.Tensor]) -> None:
@@ -201,12 +209,27 @@ class DistillRecipe:
             batch,
             max_grad_norm=self.cfg.optim.max_grad_norm,
             amp_dtype=self.amp_dtype,
+            encoder_cache=self.encoder_cache,
         )
         self.state.step += 1
         self.state.batch_in_epoch += 1
         self.state.samples += batch["input_features"].shape[0]
         self.window.add(metrics, batch["input_features"].shape[0])
         step, train = self.state.step, self.cfg.train
+        if step % train.log_every == 0:
+            recent = self.window.summary()
+            self._log(
+                "step %d/%d: loss %.4f (kl %.4f, ce %.4f), lr %.3g, %.1f samples/s",
+                step,
+                train.max_steps,
+                recent["train_loss"],
+                recent["train_kl"],
+                recent["train_ce"],
+                recent["lr"],
+                recent["samples_per_s"],
+            )
+            if self.encoder_cache is not None:
+                self._log("%s", self.encoder_cache.describe())
         if step % train.eval_every == 0 or step == train.max_steps:
             self.report({**self.window.summary(), "eval_wer": self.evaluate()}, checkpoint=True)
             self.window = _Window(self.world_size)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
+from distilray.distill.encoder_cache import EncoderCache
 from distilray.distill.losses import DistillationLoss
 from distilray.text import WerStats, corpus_wer
 
@@ -40,15 +41,24 @@ def _decoder_kwargs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def shared_logits(
-    student: nn.Module, teacher: nn.Module, batch: dict[str, torch.Tensor]
+    student: nn.Module,
+    teacher: nn.Module,
+    batch: dict[str, torch.Tensor],
+    encoder_cache: EncoderCache | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Student and teacher logits ``(batch, seq, vocab)`` from ONE encoder pass.
 
     The frozen student encoder (a copy of the teacher's) encodes the features once
-    without autograd; both decoders attend to that same output.
+    without autograd; both decoders attend to that same output. With an
+    ``encoder_cache`` (and row ``ids`` in the batch) rows encoded in an earlier epoch
+    are not encoded again.
     """
     with torch.no_grad():
-        hidden = unwrap(student).model.encoder(batch["input_features"]).last_hidden_state
+        encoder = unwrap(student).model.encoder
+        if encoder_cache is not None and "ids" in batch:
+            hidden = encoder_cache.encode(encoder, batch["input_features"], batch["ids"])
+        else:
+            hidden = encoder(batch["input_features"]).last_hidden_state
         teacher_out = teacher(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden.to(teacher.dtype)),
             **_decoder_kwargs(batch),
@@ -82,12 +92,15 @@ def train_step(
     max_grad_norm: float | None = 1.0,
     amp_dtype: torch.dtype | None = None,
     share_encoder: bool = True,
+    encoder_cache: EncoderCache | None = None,
 ) -> dict[str, float]:
     """One optimizer step on ``batch``; returns ``loss``, ``kl``, ``ce``, ``grad_norm``, ``lr``."""
     device = batch["input_features"].device
-    forward = shared_logits if share_encoder else naive_logits
     with autocast(device, amp_dtype):
-        student_logits, teacher_logits = forward(student, teacher, batch)
+        if share_encoder:
+            student_logits, teacher_logits = shared_logits(student, teacher, batch, encoder_cache)
+        else:
+            student_logits, teacher_logits = naive_logits(student, teacher, batch)
     out = loss_fn(student_logits, teacher_logits, batch["labels"])
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()

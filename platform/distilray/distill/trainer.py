@@ -8,6 +8,7 @@ with the same name and storage resumes from the latest checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -145,9 +146,35 @@ def check_inputs(cfg: DistillConfig) -> tuple[DataSummary, int]:
     return summary, num_mel_bins(cfg.model.student)
 
 
+@contextlib.contextmanager
+def _quiet_datasets():
+    """Datasets created inside have no Ray Data progress bars.
+
+    Training iterates its datasets for many epochs, and the workers' own progress
+    lines (step, loss, samples/s) say more than a bar redrawn at every epoch.
+    """
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    saved = context.enable_progress_bars
+    context.enable_progress_bars = False
+    try:
+        yield
+    finally:
+        context.enable_progress_bars = saved
+
+
 def build_datasets(cfg: DistillConfig, mels: int) -> dict:
     """The streaming training set (features computed on the fly) and the held-out set."""
+    with _quiet_datasets():
+        return _build_datasets(cfg, mels)
+
+
+def _build_datasets(cfg: DistillConfig, mels: int) -> dict:
     train = featurize(train_dataset(cfg.data), mels, cfg.train.feature_batch_size)
+    if cfg.data.cache_features:
+        train = train.materialize()
+        logger.info("training features cached in the object store (%d rows)", train.count())
     # Small and read at every evaluation: read once into the object store.
     held_out = eval_dataset(cfg.data).materialize()
     rows = held_out.count()

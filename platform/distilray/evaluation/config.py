@@ -48,7 +48,9 @@ class RuntimeConfig(StageConfig):
     )
     num_actors: int = Field(1, ge=1, description="model actors at most (Ray actor pool size)")
     gpus_per_actor: float = Field(0.0, ge=0, description="GPUs each actor reserves")
-    cpus_per_actor: float = Field(1.0, gt=0, description="CPUs each actor reserves")
+    cpus_per_actor: float = Field(
+        1.0, gt=0, description="CPUs each actor reserves (and its torch threads, at least 1)"
+    )
     rows_per_batch: int = Field(8, ge=1, description="rows handed to an actor at a time")
     batch_size: int = Field(8, ge=1, description="clips (or 30 s windows) per forward pass")
     num_draft_tokens: int = Field(5, ge=1, description="speculative: drafts per round")

@@ -29,8 +29,9 @@ MD_COLUMNS = [
     ("latency_vs_teacher", "latency vs teacher", "{:.2f}"),
     ("tokens_per_s", "tokens/s", "{:.1f}"),
     ("acceptance_rate", "acceptance", "{:.2f}"),
+    ("identical_to_teacher", "same as teacher %", "{:.0f}"),
 ]
-PERCENT = {"wer", "substitution_rate", "deletion_rate", "insertion_rate"}
+PERCENT = {"wer", "substitution_rate", "deletion_rate", "insertion_rate", "identical_to_teacher"}
 
 
 def _snr(value) -> float | None:
@@ -40,10 +41,12 @@ def _snr(value) -> float | None:
 def build_cells(rows: Iterable[dict]) -> list[dict]:
     """Group result rows into cells and compute each cell's metrics."""
     groups: dict[CellKey, list[Utterance]] = defaultdict(list)
+    hypotheses: dict[CellKey, dict[str, str]] = defaultdict(dict)
     for row in rows:
         if row.get("error"):
             continue
         key = (row["dataset"], row["mode"], row["form"], _snr(row["snr_db"]))
+        hypotheses[key][row["id"]] = row["hypothesis"] or ""
         groups[key].append(
             Utterance(
                 reference=row["reference"],
@@ -69,7 +72,22 @@ def build_cells(rows: Iterable[dict]) -> list[dict]:
     for cell in cells:
         base = teacher.get((cell["dataset"], cell["form"], cell["snr_db"]))
         cell["latency_vs_teacher"] = relative_latency(cell["compute_s"], base)
+        cell["identical_to_teacher"] = _identical_share(hypotheses, cell)
     return cells
+
+
+def _identical_share(hypotheses: dict[CellKey, dict[str, str]], cell: dict) -> float | None:
+    """Share of the cell's utterances whose transcript equals the teacher's on the same audio.
+
+    Speculative decoding must score 1.0; ``None`` when the teacher did not run on that
+    (dataset, form, SNR).
+    """
+    own = hypotheses[(cell["dataset"], cell["mode"], cell["form"], cell["snr_db"])]
+    teacher = hypotheses.get((cell["dataset"], "teacher", cell["form"], cell["snr_db"]))
+    shared = [i for i in own if teacher and i in teacher]
+    if not shared:
+        return None
+    return sum(own[i] == teacher[i] for i in shared) / len(shared)
 
 
 def _order(item) -> tuple:

@@ -73,7 +73,12 @@ def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
 
 def run_evaluation(cfg: EvalConfig) -> dict:
     """Run the whole evaluation and write its report; returns the cells and file paths."""
+    from distilray.models.resolve import check_model_ref
+
     began = time.perf_counter()
+    for ref in (cfg.models.teacher, cfg.models.student):
+        if ref:
+            check_model_ref(ref)
     table = load_datasets(cfg)
     rows = transcribe_all(cfg, table)
     errors = [
@@ -109,5 +114,8 @@ def _write(output_dir: str, cells: list[dict], extra: dict) -> dict[str, str]:
 def _skipped_cells(cfg: EvalConfig) -> list[str]:
     """Cells that are never run, with the reason."""
     if "speculative" in cfg.modes and "sequential" in cfg.forms:
-        return ["speculative x sequential: sequential long-form runs the teacher alone"]
+        return [
+            "speculative x sequential: sequential long-form runs the teacher alone "
+            "(speculative decoding covers short-form and chunked long-form)"
+        ]
     return []

@@ -94,6 +94,7 @@ class EvalWorker:
         from distilray.inference.engine import Transcriber
         from distilray.models import load_whisper
 
+        torch.set_num_threads(max(1, int(runtime.get("cpus_per_actor", 1))))
         dtype = _dtype(runtime.get("dtype"), runtime["device"])
         teacher_model, processor = load_whisper(teacher, device=runtime["device"], dtype=dtype)
         student_model = (

@@ -43,6 +43,46 @@ def resolve_model(ref: str | os.PathLike) -> Path:
     return _from_hub(text)
 
 
+def check_model_ref(ref: str | os.PathLike) -> None:
+    """Fail fast, on the driver, when ``ref`` cannot name a model; download no weights.
+
+    Local folders and ``s3://`` URIs must hold a ``config.json``; a hub id must have
+    one on the Hub. The embedded ``tiny.en`` is always there (built on first load).
+    """
+    text = str(ref).strip()
+    if not text:
+        raise ModelLoadError("empty model reference: give tiny.en, a folder, s3://... or a hub id")
+    if text == EMBEDDED_TEACHER:
+        return
+    if storage.is_s3(text):
+        try:
+            found = storage.exists(f"{text.rstrip('/')}/config.json")
+        except (DataError, OSError) as exc:
+            raise ModelLoadError(f"cannot read model {text}: {exc}") from None
+        if not found:
+            raise ModelLoadError(f"{text} is not a model folder: it holds no config.json")
+        return
+    path = Path(text).expanduser()
+    if path.exists() or _looks_like_path(text):
+        _check_folder(path, text)
+        return
+    _hub_config(text)
+
+
+def _hub_config(repo_id: str) -> None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        hf_hub_download(repo_id, "config.json", etag_timeout=HUB_ETAG_TIMEOUT_S)
+    except (OSError, ValueError, HfHubHTTPError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(
+            f"{repo_id!r} is not a local folder, s3:// URI or tiny.en, and fetching it from "
+            f"the Hugging Face Hub failed ({type(exc).__name__}: {reason})"
+        ) from None
+
+
 def _looks_like_path(text: str) -> bool:
     """Paths that can never be hub ids: absolute, ``./``, ``~``, or more than one slash."""
     return text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text

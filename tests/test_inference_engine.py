@@ -148,4 +148,3 @@ def test_transcribe_command(tiny_en, short_clips, tmp_path, capsys):
     code = main(["transcribe", "--model", str(tiny_en), "--timestamps", str(good)])
     out, _ = capsys.readouterr()
     assert code == 0 and out.split("\t")[1].startswith("[0.")
-

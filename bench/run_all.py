@@ -22,15 +22,15 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 DEMO_STUDENT = ROOT.parent / "runs" / "demo" / "student"
 # Keys worth a row in the summary: ratios, equality checks, acceptance, throughput.
-INTERESTING = ("ratio", "identical", "same", "acceptance", "samples_per_s", "audio_s_per_s",
-               "throughput", "p50", "p95", "lost", "correct")
+INTERESTING = ("ratio", "speedup", "vs_teacher", "identical", "same", "acceptance",
+               "samples_per_s", "audio_s_per_s", "throughput", "p50", "p95", "lost", "correct")
 
 
 def benches(quick: bool, device: str, student: str | None = None) -> dict[str, list[str]]:
     clips = "8" if quick else "24"
     distilled = ["--student", student] if student else []
     return {
-        "label": ["bench/label.py", "--clips", clips, "--actors", "1", "--out", str(RESULTS / "label.json")],
+        "label": ["bench/label.py", "--clips", clips, "--actors", "1", "--cpus-per-actor", "2", "--out", str(RESULTS / "label.json")],
         "distill": ["bench/distill.py", "--device", device, "--out", str(RESULTS / "distill.json")],
         "inference": ["bench/inference.py", "--clips", clips, "--device", device, *distilled,
                       "--out", str(RESULTS / "inference.json")],
@@ -43,7 +43,11 @@ def flatten(data, prefix: str = ""):
     if isinstance(data, dict):
         for key, value in data.items():
             yield from flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    elif not isinstance(data, list):
+    elif isinstance(data, list):  # e.g. inference suites: named by their "label"
+        for index, item in enumerate(data):
+            name = item.get("label", index) if isinstance(item, dict) else index
+            yield from flatten(item, f"{prefix}.{name}")
+    else:
         yield prefix, data
 
 
@@ -60,6 +64,14 @@ def summary_rows(name: str, path: Path) -> list[str]:
     return rows
 
 
+def _shown(student: str | None) -> str:
+    """The student as the summary names it: relative to the repository when inside it."""
+    if not student:
+        return "untrained 2-layer initialisation"
+    path = Path(student).resolve()
+    return str(path.relative_to(ROOT.parent)) if path.is_relative_to(ROOT.parent) else student
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer clips and requests")
@@ -71,11 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         help="distilled student for the inference benchmark (default: the one `make demo` "
         "exported, if any; otherwise the untrained 2-layer initialisation)",
     )
+    parser.add_argument(
+        "--summary-only", action="store_true", help="rewrite summary.md from existing results"
+    )
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     failed = []
     for name, cmd in benches(args.quick, args.device, args.student).items():
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or args.summary_only:
             continue
         print(f"\n=== bench {name}: {' '.join(cmd)}", flush=True)
         began = time.perf_counter()
@@ -91,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table)
     (RESULTS / "summary.md").write_text(
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs, device {args.device}; "
-        f"inference student: {args.student or 'untrained 2-layer initialisation'}.\n\n"
+        f"inference student: {_shown(args.student)}.\n\n"
         + table + "\n"
     )
     return 1 if failed else 0

@@ -123,6 +123,10 @@ def test_failure_recovers_from_checkpoint_with_same_step_count(
     cfg = _config(
         tiny_random, student, labels, tmp_path, "flaky", max_steps=16, eval_every=8, fail_at_step=12
     )
+    # The multi-epoch speed-ups ride along: features materialised once, encoder outputs
+    # cached per row id (the ids travel through Ray's collate); neither may change counts.
+    cfg.data.cache_features = True
+    cfg.train.encoder_cache_gb = 0.25
     outcome = run_distillation(cfg)
     history = _history(outcome.run_path)
     clean = _history(uninterrupted.run_path)

@@ -16,7 +16,6 @@ import pyarrow as pa
 
 from distilray.errors import ConfigError, ModelLoadError
 from distilray.labelling.schema import FEATURES
-from distilray.storage import is_s3
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +28,10 @@ def teacher_assets(ref: str):
     """
     from transformers import GenerationConfig, WhisperFeatureExtractor
 
-    source: str | Path = ref
-    if not _is_hub_id(ref):
-        from distilray.models import resolve_model
+    from distilray.models.resolve import reference_kind, resolve_model
 
+    source: str | Path = ref
+    if reference_kind(ref)[0] != "hub":
         source = resolve_model(ref)
     try:
         return (
@@ -41,13 +40,6 @@ def teacher_assets(ref: str):
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read the teacher's configuration from {ref}: {exc}") from None
-
-
-def _is_hub_id(ref: str) -> bool:
-    """``org/name`` (or ``name``) that is neither tiny.en, s3://, nor a local path."""
-    if ref == "tiny.en" or is_s3(ref) or Path(ref).expanduser().exists():
-        return False
-    return not ref.startswith((".", "/", "~")) and ref.count("/") <= 1
 
 
 def language_token(generation_config, language: str) -> int:

@@ -11,10 +11,12 @@ A reference is one of:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
 from distilray import storage
 from distilray.errors import DataError, ModelLoadError
@@ -28,18 +30,32 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
 HUB_ETAG_TIMEOUT_S = 10.0  # fail fast when the Hub is unreachable
 
 
-def resolve_model(ref: str | os.PathLike) -> Path:
-    """A local folder holding the model named by ``ref`` (see the module docstring)."""
+RefKind = Literal["embedded", "s3", "folder", "hub"]
+
+
+def reference_kind(ref: str | os.PathLike) -> tuple[RefKind, str]:
+    """What ``ref`` names (see the module docstring), and its text stripped of blanks."""
     text = str(ref).strip()
     if not text:
         raise ModelLoadError("empty model reference: give tiny.en, a folder, s3://... or a hub id")
     if text == EMBEDDED_TEACHER:
-        return ensure_teacher()
+        return "embedded", text
     if storage.is_s3(text):
+        return "s3", text
+    if Path(text).expanduser().exists() or _looks_like_path(text):
+        return "folder", text
+    return "hub", text
+
+
+def resolve_model(ref: str | os.PathLike) -> Path:
+    """A local folder holding the model named by ``ref`` (see the module docstring)."""
+    kind, text = reference_kind(ref)
+    if kind == "embedded":
+        return ensure_teacher()
+    if kind == "s3":
         return _from_s3(text)
-    path = Path(text).expanduser()
-    if path.exists() or _looks_like_path(text):
-        return _check_folder(path, text)
+    if kind == "folder":
+        return _check_folder(Path(text).expanduser(), text)
     return _from_hub(text)
 
 
@@ -49,32 +65,30 @@ def check_model_ref(ref: str | os.PathLike) -> None:
     Local folders and ``s3://`` URIs must hold a ``config.json``; a hub id must have
     one on the Hub. The embedded ``tiny.en`` is always there (built on first load).
     """
-    text = str(ref).strip()
-    if not text:
-        raise ModelLoadError("empty model reference: give tiny.en, a folder, s3://... or a hub id")
-    if text == EMBEDDED_TEACHER:
-        return
-    if storage.is_s3(text):
+    kind, text = reference_kind(ref)
+    if kind == "s3":
         try:
             found = storage.exists(f"{text.rstrip('/')}/config.json")
         except (DataError, OSError) as exc:
             raise ModelLoadError(f"cannot read model {text}: {exc}") from None
         if not found:
             raise ModelLoadError(f"{text} is not a model folder: it holds no config.json")
-        return
-    path = Path(text).expanduser()
-    if path.exists() or _looks_like_path(text):
-        _check_folder(path, text)
-        return
-    _hub_config(text)
+    elif kind == "folder":
+        _check_folder(Path(text).expanduser(), text)
+    elif kind == "hub":
+        from huggingface_hub import hf_hub_download
+
+        with _hub_errors(text):
+            hf_hub_download(text, "config.json", etag_timeout=HUB_ETAG_TIMEOUT_S)
 
 
-def _hub_config(repo_id: str) -> None:
-    from huggingface_hub import hf_hub_download
+@contextlib.contextmanager
+def _hub_errors(repo_id: str):
+    """Turn a failed Hub download into one clear :class:`ModelLoadError`."""
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        hf_hub_download(repo_id, "config.json", etag_timeout=HUB_ETAG_TIMEOUT_S)
+        yield
     except (OSError, ValueError, HfHubHTTPError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelLoadError(
@@ -118,18 +132,11 @@ def _from_s3(uri: str) -> Path:
 
 def _from_hub(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError
 
-    try:
+    with _hub_errors(repo_id):
         folder = snapshot_download(
             repo_id, allow_patterns=HUB_PATTERNS, etag_timeout=HUB_ETAG_TIMEOUT_S
         )
-    except (OSError, ValueError, HfHubHTTPError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelLoadError(
-            f"{repo_id!r} is not a local folder, s3:// URI or tiny.en, and fetching it from "
-            f"the Hugging Face Hub failed ({type(exc).__name__}: {reason})"
-        ) from None
     return _check_folder(Path(folder), repo_id)
 
 

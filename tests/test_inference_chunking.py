@@ -87,6 +87,12 @@ def test_split_timestamped_pairs_and_open_end():
     ]
     assert split_timestamped([5, 6], begin) == [(0.0, 0.0, [5, 6])]
     assert split_timestamped([], begin) == []
+    # a last timestamp past the audio's end (into the padding) is cut to it
+    late = [100, 1, 250, 260, 2, 275]  # [0.00] 1 [3.00] [3.20] 2 [3.50]
+    assert split_timestamped(late, begin, end_time=3.1) == [
+        (0.0, 3.0, [1]),
+        (3.1, 3.1, [2]),
+    ]
 
 
 def test_generated_part_strips_prompt_end_and_padding():

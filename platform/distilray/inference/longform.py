@@ -113,10 +113,7 @@ def _merge_recording(
                 [toks for _, _, toks in triples], skip_special_tokens=True
             )
             per_window.append(
-                [
-                    (min(s, window_s), min(e, window_s), text.strip())
-                    for (s, e, _), text in zip(triples, decoded, strict=True)
-                ]
+                [(s, e, text.strip()) for (s, e, _), text in zip(triples, decoded, strict=True)]
             )
         spans = [span for span, _ in parts]
         kept = keep_owned_segments(spans, per_window, SAMPLING_RATE)

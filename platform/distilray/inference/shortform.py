@@ -151,7 +151,9 @@ def split_timestamped(
 
     Whisper brackets each segment by ``<|start|> text <|end|>``; a segment left open
     at the end of the output ends at ``end_time`` (or its start when not given).
-    Times are relative to the start of the window the tokens were decoded from.
+    With ``end_time`` (the audio's length) no segment ends after it: Whisper's last
+    timestamp sometimes overshoots into the padding. Times are relative to the start
+    of the window the tokens were decoded from.
     """
     segments: list[tuple[float, float, list[int]]] = []
     start: float | None = None
@@ -169,7 +171,13 @@ def split_timestamped(
     if tokens:
         begin = start if start is not None else (segments[-1][1] if segments else 0.0)
         segments.append((begin, end_time if end_time is not None else begin, tokens))
-    return segments
+    if end_time is None:
+        return segments
+    clamped = []
+    for start, end, tokens in segments:
+        end = min(end, end_time)
+        clamped.append((min(start, end), end, tokens))
+    return clamped
 
 
 def timestamp_begin_id(generation_config) -> int:
@@ -187,14 +195,10 @@ def segments_from_ids(
 ) -> list[Segment]:
     """Timestamped :class:`Segment` s (text decoded) from ids generated with timestamps.
 
-    With ``end_time`` (the audio's length) no segment ends after the audio does:
-    Whisper's last timestamp sometimes overshoots into the padding.
+    With ``end_time`` (the audio's length) no segment ends after the audio does.
     """
     out = []
     for start, end, tokens in split_timestamped(ids, timestamp_begin, end_time=end_time):
-        if end_time is not None:
-            end = min(end, end_time)
-            start = min(start, end)
         text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         if text:
             out.append(Segment(start + time_offset, end + time_offset, text))

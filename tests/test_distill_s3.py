@@ -5,17 +5,14 @@ start their own embedded Ray with the S3 endpoint in their environment."""
 
 from __future__ import annotations
 
-import io
-import json
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
+
+from labelled import labelled_table, parquet_bytes
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -27,28 +24,6 @@ def bucket(s3_server) -> str:
     name = f"distill-{uuid.uuid4().hex[:10]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name
-
-
-def _labels_parquet(synth_clips: Path, tokenizer) -> bytes:
-    rows = [json.loads(line) for line in Path(synth_clips).read_text().splitlines()]
-    records = [
-        {
-            "id": f"{row['id']}-{copy}",
-            "audio": (Path(synth_clips).parent / row["audio"]).read_bytes(),
-            "duration_s": 2.0,
-            "text": row["text"],
-            "pseudo_label": row["text"],
-            "pseudo_label_ids": tokenizer(row["text"]).input_ids,
-            "wer": 0.0,
-            "teacher": "tiny-random",
-            "error": None,
-        }
-        for copy in range(3)
-        for row in rows
-    ]
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(records), buf)
-    return buf.getvalue()
 
 
 def _distilray(*args: str) -> subprocess.CompletedProcess:
@@ -70,7 +45,8 @@ def test_distill_on_s3_exports_and_resumes(bucket, tiny_random, synth_clips, tmp
     base = f"s3://{bucket}"
     storage.copy_tree(tiny_random, f"{base}/models/teacher")
     tokenizer = WhisperTokenizer.from_pretrained(tiny_random)
-    storage.write_bytes(f"{base}/labels/part-0.parquet", _labels_parquet(synth_clips, tokenizer))
+    labels = parquet_bytes(labelled_table(synth_clips, tokenizer, copies=3))
+    storage.write_bytes(f"{base}/labels/part-0.parquet", labels)
     init = _distilray(
         "init-student", "--teacher", f"{base}/models/teacher", "--out", f"{base}/models/init"
     )

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from distilray.distill.config import DistillConfig
 from distilray.distill.history import HISTORY_FILE, read_history
 from distilray.distill.trainer import TrainingFailed, run_distillation
+from labelled import labelled_table
 
 pytestmark = pytest.mark.ray
 
@@ -39,25 +38,8 @@ def labels(synth_clips, tiny_random, tmp_path_factory) -> Path:
     from transformers import WhisperTokenizer
 
     tokenizer = WhisperTokenizer.from_pretrained(tiny_random)
-    rows = [json.loads(line) for line in Path(synth_clips).read_text().splitlines()]
-    records = []
-    for copy in range(COPIES):
-        for row in rows:
-            records.append(
-                {
-                    "id": f"{row['id']}-{copy}",
-                    "audio": (Path(synth_clips).parent / row["audio"]).read_bytes(),
-                    "duration_s": 2.0,
-                    "text": row["text"],
-                    "pseudo_label": row["text"],
-                    "pseudo_label_ids": tokenizer(row["text"]).input_ids,
-                    "wer": 0.0,
-                    "teacher": "tiny-random",
-                    "error": None,
-                }
-            )
     out = tmp_path_factory.mktemp("labels")
-    pq.write_table(pa.Table.from_pylist(records), out / "part-0.parquet")
+    pq.write_table(labelled_table(synth_clips, tokenizer, COPIES), out / "part-0.parquet")
     return out
 
 

@@ -110,5 +110,9 @@ def test_serve_replica_killed_requests_still_answered(tmp_path, tiny_en, synth_c
     assert during, "traffic was flowing when the replica was killed"
     for request in during:
         assert request["text"] == baseline[request["clip"]], request
+    # A request lost with its replica is retried on the other one, or answered 503 with
+    # Retry-After: never a bare 500.
+    statuses = [a for request in during for a in request["attempts"]]
+    assert 500 not in statuses, statuses
     # After recovery every clip gets the same transcript as before the fault.
     assert report["after"] == baseline

@@ -20,6 +20,8 @@ SCANNED = [ROOT / "platform" / "distilray", ROOT / "jobs", ROOT / "bench"]
 SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL", re.IGNORECASE)
 LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
 PICKLE_MODULES = {"pickle", "cPickle", "cloudpickle", "dill", "joblib", "_pickle"}
+# Classes whose from_pretrained reads weights (not configs, tokenizers or processors).
+MODEL_CLASS = re.compile(r"(^AutoModel\w*|Model|For\w+)$")
 
 
 def dotted(node: ast.AST) -> str:
@@ -63,9 +65,26 @@ def is_log_call(call: ast.Call) -> bool:
     name = dotted(call.func)
     if name == "print":
         return True
-    return isinstance(call.func, ast.Attribute) and call.func.attr in LOG_METHODS and (
-        "log" in dotted(call.func.value).lower()
+    return (
+        isinstance(call.func, ast.Attribute)
+        and call.func.attr in LOG_METHODS
+        and ("log" in dotted(call.func.value).lower())
     )
+
+
+def loads_weights_without_safetensors(call: ast.Call) -> bool:
+    """``<Model>.from_pretrained(...)`` not saying ``use_safetensors=True``.
+
+    A call passing ``**kwargs`` is given the benefit of the doubt (the loader in
+    ``models/resolve.py`` builds its keywords in a dict).
+    """
+    name = dotted(call.func)
+    if not name.endswith(".from_pretrained"):
+        return False
+    if not MODEL_CLASS.search(name.removesuffix(".from_pretrained").split(".")[-1]):
+        return False
+    star = any(k.arg is None for k in call.keywords)
+    return not star and not keyword_is(call, "use_safetensors", True)
 
 
 def findings(source: str) -> list[str]:
@@ -89,6 +108,8 @@ def findings(source: str) -> list[str]:
             found.append(f"line {node.lineno}: numpy.load(allow_pickle=True)")
         if keyword_is(node, "use_safetensors", False):
             found.append(f"line {node.lineno}: use_safetensors=False")
+        elif loads_weights_without_safetensors(node):
+            found.append(f"line {node.lineno}: from_pretrained without use_safetensors=True")
         if keyword_is(node, "trust_remote_code", True):
             found.append(f"line {node.lineno}: trust_remote_code=True")
         if is_log_call(node):
@@ -107,6 +128,8 @@ def findings(source: str) -> list[str]:
         "from pickle import loads",
         "import numpy as np\nx = np.load(p, allow_pickle=True)",
         "m = Model.from_pretrained(p, use_safetensors=False)",
+        "m = WhisperForConditionalGeneration.from_pretrained(folder, dtype=dtype)",
+        "m = transformers.AutoModelForSpeechSeq2Seq.from_pretrained(p)",
         "m = AutoModel.from_pretrained(p, trust_remote_code=True)",
         "logger.info('key %s', os.environ['AWS_SECRET_ACCESS_KEY'])",
         "logging.debug(f\"token={os.environ.get('RAY_AUTH_TOKEN')}\")",
@@ -125,6 +148,9 @@ def test_scanner_flags_unsafe_code(snippet):
         "from safetensors.torch import load_file\nstate = load_file(path)",
         "logger.info('endpoint %s', os.environ.get('AWS_ENDPOINT_URL'))",
         "key = os.environ.get('DISTILRAY_API_KEY')  # read, never logged",
+        "m = WhisperForConditionalGeneration.from_pretrained(p, use_safetensors=True)",
+        "m = WhisperForConditionalGeneration.from_pretrained(p, **kwargs)",
+        "proc = WhisperProcessor.from_pretrained(p)\ncfg = GenerationConfig.from_pretrained(p)",
     ],
 )
 def test_scanner_accepts_safe_code(snippet):
@@ -152,3 +178,17 @@ def test_pytorch_bin_only_model_folder_is_refused(tmp_path, tiny_random):
     (folder / "pytorch_model.bin").write_bytes(b"not even a real pickle")
     with pytest.raises(ModelLoadError, match=r"(?i)safetensors"):
         load_whisper(str(folder))
+
+
+def test_pickled_student_checkpoint_is_refused(tmp_path, tiny_random):
+    """A training checkpoint whose weights exist only as a pickle is not loaded."""
+    from distilray.distill.checkpoint import load_student
+    from distilray.errors import ModelLoadError
+
+    folder = tmp_path / "checkpoint"
+    shutil.copytree(tiny_random, folder)
+    for weights in folder.glob("*.safetensors*"):
+        weights.unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"not even a real pickle")
+    with pytest.raises(ModelLoadError, match=r"(?i)safetensors"):
+        load_student(folder)

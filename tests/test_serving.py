@@ -10,7 +10,9 @@ Expected transcripts are the teacher's own greedy output, computed in-process.
 from __future__ import annotations
 
 import json
+import os
 import socket
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 
 from distilray.audio import SAMPLING_RATE, decode_audio, encode_wav
+from hostile_audio import CORPUS, Target
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -248,6 +251,96 @@ def test_too_large_upload_is_413(client):
     _error(_post(client, b"\0" * (MAX_UPLOAD + 1)), 413, "file_too_large")
 
 
+BOUNDARY = "distilray-test-boundary"
+
+
+def _chunked_upload(client, file_pieces: Iterable[bytes]) -> httpx.Response:
+    """POST a multipart form whose file part is streamed: chunked, no Content-Length."""
+
+    def body() -> Iterator[bytes]:
+        yield (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="clip.wav"\r\nContent-Type: audio/wav\r\n\r\n'
+        ).encode()
+        yield from file_pieces
+        yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    resp = client.post(TRANSCRIBE, content=body(), headers=headers)
+    assert "content-length" not in resp.request.headers
+    return resp
+
+
+def _ingress_peak_rss(app: str) -> int | None:
+    """Peak resident memory (bytes) of this test's ``app`` ingress replica; None off Linux."""
+    title = f"ServeReplica:{app}:APIIngress".encode()
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    todo, found = [os.getpid()], []  # descendants only: other sessions may run Serve too
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            if title in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    if len(found) != 1:
+        return None
+    status = Path(f"/proc/{found[0]}/status").read_text()
+    peak_kb = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
+    return int(peak_kb) * 1024
+
+
+def test_chunked_upload_is_cut_off_at_the_limit(client):
+    """No Content-Length to check first: the ingress counts while reading and stops."""
+    mib = b"\0" * 2**20
+    before = _ingress_peak_rss("main")
+    resp = _chunked_upload(client, (mib for _ in range(MAX_UPLOAD // len(mib) + 64)))
+    _error(resp, 413, "file_too_large")
+    after = _ingress_peak_rss("main")
+    if before is not None and after is not None:  # 65 MiB sent; far less taken in
+        assert after - before < 24 * 2**20, f"ingress peak grew by {after - before} bytes"
+    # A chunked upload within the limit is transcribed as usual.
+    wav = encode_wav(np.zeros(SAMPLING_RATE, np.float32))
+    assert _chunked_upload(client, [wav[:1000], wav[1000:]]).status_code == 200
+
+
+@pytest.mark.parametrize("case", list(CORPUS))
+def test_hostile_uploads_are_400(client, case):
+    """Playlists, SDP, image sequences: refused before FFmpeg could open what they name."""
+    upload = CORPUS[case](Target(secret="secret.wav", tcp_port=9, udp_port=9))
+    _error(_post(client, upload), 400, "invalid_audio")
+
+
+def test_too_short_audio_is_400(client):
+    tiny = encode_wav(np.full(8, 0.1, np.float32))  # 8 samples: a 60-byte WAV
+    assert len(tiny) == 60
+    error = _error(_post(client, tiny), 400, "audio_too_short")
+    assert error["param"] == "file"
+
+
+@pytest.mark.parametrize("field", ["language", "model", "temperature", "response_format"])
+def test_error_bodies_quote_fields_cut_short(client, clips, field):
+    value = "x" * 200_000
+    resp = _post(client, encode_wav(clips[0][:8000]), **{field: value})
+    error = resp.json()["error"]
+    assert resp.status_code in (404, 422) and error["param"] == field
+    assert "200000 characters" in error["message"]
+    assert len(resp.content) < 1000
+
+
+def test_unknown_field_name_is_cut_short(client, clips):
+    resp = _post(client, encode_wav(clips[0][:8000]), **{"y" * 50_000: "1"})
+    assert resp.status_code in (400, 422)
+    assert len(resp.content) < 1000
+
+
 def test_too_long_audio_is_413(client):
     # 45 s of quiet noise at 8 kHz: small upload, long audio.
     rng = np.random.default_rng(0)
@@ -276,3 +369,26 @@ def test_auth_required_when_key_is_set(client, clips, teacher_greedy):
     assert resp.json()["text"] == teacher_greedy[3]
     # The main app has auth off: the same request without a key works there.
     assert _post(client, wav).status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/openapi.json", "/docs", "/redoc"])
+def test_api_docs_need_the_key_when_auth_is_on(client, page):
+    _error(client.get(f"/secure{page}"), 401, "invalid_api_key")
+    bearer = {"Authorization": f"Bearer {API_KEY}"}
+    resp = client.get(f"/secure{page}", headers=bearer)
+    assert resp.status_code == 200, resp.text
+    assert client.get(page).status_code == 200  # auth off on the main app
+    if page == "/openapi.json":
+        assert TRANSCRIBE in resp.json()["paths"]
+        assert resp.json()["servers"] == [{"url": "/secure"}]
+    else:
+        assert "/secure/openapi.json" in resp.text
+
+
+def test_near_silence_gets_empty_text(client):
+    """Whisper's no-speech rule is on by default: no invented "you" for room noise."""
+    rng = np.random.default_rng(0)
+    noise = (0.01 * rng.standard_normal(5 * SAMPLING_RATE)).astype(np.float32)
+    resp = _post(client, encode_wav(noise))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["text"] == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -11,9 +12,16 @@ from starlette.requests import Request
 from distilray.audio import encode_wav
 from distilray.errors import ConfigError
 from distilray.serving.app import parse_args
-from distilray.serving.errors import APIError
+from distilray.serving.config import LimitsConfig
+from distilray.serving.errors import APIError, quote
 from distilray.serving.formats import Segment, Transcript, render, srt, vtt
-from distilray.serving.validation import check_bearer, check_content_length, decode_upload
+from distilray.serving.validation import (
+    FORM_OVERHEAD_BYTES,
+    BodyLimit,
+    check_bearer,
+    check_content_length,
+    decode_upload,
+)
 
 SEGMENTS = (Segment(0.0, 1.5, " Hello there."), Segment(1.5, 3661.25, " General Kenobi."))
 TRANSCRIPT = Transcript("Hello there. General Kenobi.", 3661.25, SEGMENTS, {"batch_size": 2})
@@ -109,15 +117,55 @@ def test_declared_size_checked_before_reading():
     assert info.value.status == 413
 
 
+def test_body_limit_stops_reading_at_the_limit():
+    """A chunked body (no Content-Length) is cut off once it passes the limit."""
+    piece = {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+    reads = 0
+
+    async def receive() -> dict:
+        nonlocal reads
+        reads += 1
+        return piece
+
+    async def read_all(limit: BodyLimit) -> None:
+        while True:
+            await limit()
+
+    limit = BodyLimit(receive, max_upload_bytes=5000)
+    with pytest.raises(APIError) as info:
+        asyncio.run(read_all(limit))
+    assert (info.value.status, info.value.code) == (413, "file_too_large")
+    assert reads == (5000 + FORM_OVERHEAD_BYTES) // 1000 + 1  # not one piece more
+
+
 def test_decode_upload_maps_errors():
     wav = encode_wav(np.zeros(16000 * 3, np.float32))
-    assert decode_upload(wav, 5.0).shape == (48000,)
+    assert decode_upload(wav, LimitsConfig(max_audio_s=5.0)).shape == (48000,)
     with pytest.raises(APIError) as info:
-        decode_upload(wav, 2.0)
+        decode_upload(wav, LimitsConfig(max_audio_s=2.0))
     assert (info.value.status, info.value.code) == (413, "audio_too_long")
     with pytest.raises(APIError) as info:
-        decode_upload(b"this is not audio at all" * 10, 5.0)
+        decode_upload(b"this is not audio at all" * 10, LimitsConfig())
     assert (info.value.status, info.value.code) == (400, "invalid_audio")
+    with pytest.raises(APIError) as info:
+        decode_upload(b"ffconcat version 1.0\nfile clip.wav\n", LimitsConfig())
+    assert (info.value.status, info.value.code) == (400, "invalid_audio")
+
+
+def test_audio_below_the_minimum_is_refused():
+    tiny = encode_wav(np.full(8, 0.1, np.float32))  # 60 bytes, 0.5 ms
+    with pytest.raises(APIError) as info:
+        decode_upload(tiny, LimitsConfig())
+    assert (info.value.status, info.value.code) == (400, "audio_too_short")
+    assert "minimum is 0.1 s" in info.value.message
+    assert decode_upload(tiny, LimitsConfig(min_audio_s=0)).shape == (8,)
+
+
+def test_error_messages_quote_client_values_cut_short():
+    assert quote("whisper-1") == "'whisper-1'"
+    assert quote("x" * 10_000) == f"{'x' * 64!r}... (10000 characters)"
+    error = APIError(422, "m" * 10**6, code="invalid_value", param="p" * 10**6)
+    assert len(error.message) < 600 and len(error.param) < 100
 
 
 def test_app_args_are_strict():

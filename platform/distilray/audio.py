@@ -1,4 +1,4 @@
-"""Audio in and out: decode anything FFmpeg reads into 16 kHz mono float32.
+"""Audio in and out: decode the common audio containers into 16 kHz mono float32.
 
 Every stage turns audio into model input through :func:`decode_audio`, so a clip
 decodes the same way in labelling, training, evaluation and serving. Decoding is
@@ -6,6 +6,12 @@ done by PyAV (FFmpeg) in memory; downmixing and resampling by ``av.AudioResample
 (libswresample). Anything that is not decodable audio raises one exception type,
 :class:`~distilray.errors.AudioDecodeError`, so pipelines can drop the row with its
 reason instead of failing.
+
+Every input is untrusted (uploads, manifests, buckets), so FFmpeg never guesses the
+format: the container is recognised from its first bytes and opened with that one
+demuxer from an allow-list (:data:`CONTAINERS`). FFmpeg's guessing would also pick
+demuxers that open other files or sockets named inside the input (concat and HLS
+playlists, SDP, image sequences), and no protocol may be opened from inside a file.
 """
 
 from __future__ import annotations
@@ -33,6 +39,25 @@ MAX_SOURCE_RATE = 768_000  # Hz: the highest rate real recorders produce; above 
 # Output frames of 1 s: fewer, larger frames cut PyAV's per-frame overhead by ~30 %.
 _OUT_FRAME_SIZE = SAMPLING_RATE
 
+# The accepted containers: FFmpeg demuxer name -> what users call it. Only these
+# demuxers ever see input bytes; none of them opens anything the file names.
+CONTAINERS = {
+    "wav": "WAV",
+    "flac": "FLAC",
+    "mp3": "MP3",
+    "ogg": "Ogg (Vorbis, Opus)",
+    "mov": "MP4/M4A",
+    "matroska": "WebM/Matroska",
+}
+# Demuxer options for every input. An empty protocol whitelist matches no protocol:
+# the input itself comes through a Python file object, which needs none, and a
+# reference inside a file (a playlist entry, an MP4 data reference) cannot be opened.
+_CONTAINER_OPTIONS = {"protocol_whitelist": ""}
+# MP4/MOV may point its samples at other files ("data references"): never follow them.
+_MOV_OPTIONS = {"enable_drefs": "0", "use_absolute_path": "0"}
+_SNIFF_BYTES = 12  # long enough for every signature in sniff_container
+_ID3_HEADER_BYTES = 10  # ID3v2 header (and footer) size
+
 # Everything a malformed stream can raise inside PyAV/FFmpeg or its Python glue.
 _DECODE_ERRORS = (av.error.FFmpegError, ValueError, EOFError, OSError, IndexError, RuntimeError)
 
@@ -49,12 +74,13 @@ def decode_audio(
 
     The result has shape ``(num_samples,)`` at ``sampling_rate`` with values in
     ``[-1, 1]``. Raises :class:`AudioDecodeError` for empty, corrupt or non-audio input,
-    input without an audio stream, and audio longer than ``max_duration_s`` (checked
-    while decoding, so an hours-long file costs no more than the limit).
+    a container not in :data:`CONTAINERS`, input without an audio stream, and audio
+    longer than ``max_duration_s`` (checked while decoding, so an hours-long file costs
+    no more than the limit).
     """
     name = _describe(source)
     try:
-        with _open_source(source, name) as stream, _open_container(stream) as container:
+        with _open_source(source, name) as stream, _open_container(stream, name) as container:
             audio = _decode_stream(container, sampling_rate, max_duration_s, name)
     except _DECODE_ERRORS as exc:
         raise AudioDecodeError(f"cannot decode audio from {name}: {_reason(exc)}") from None
@@ -107,9 +133,80 @@ def _open_source(source: AudioSource, name: str) -> BinaryIO:
         raise AudioDecodeError(f"cannot open audio file {name}: {exc.strerror or exc}") from None
 
 
-def _open_container(stream: BinaryIO) -> av.container.InputContainer:
+def _open_container(stream: BinaryIO, name: str) -> av.container.InputContainer:
+    """Open ``stream`` with the one allowed demuxer its first bytes call for."""
+    demuxer = _detect_container(stream, name)
+    options = {**_CONTAINER_OPTIONS, **(_MOV_OPTIONS if demuxer == "mov" else {})}
     # metadata_errors="ignore": broken tags must not fail an otherwise fine file.
-    return av.open(stream, mode="r", metadata_errors="ignore")
+    return av.open(
+        stream, mode="r", format=demuxer, container_options=options, metadata_errors="ignore"
+    )
+
+
+def _detect_container(stream: BinaryIO, name: str) -> str:
+    """The demuxer for ``stream`` (left at its start), or :class:`AudioDecodeError`."""
+    head = _peek(stream, 0, _SNIFF_BYTES)
+    demuxer = sniff_container(head)
+    # FFmpeg skips a leading ID3v2 tag for every demuxer, and FLAC may carry one too.
+    if head.startswith(b"ID3") and _peek(stream, _id3v2_size(head), 4) == b"fLaC":
+        demuxer = "flac"
+    if demuxer is None:
+        accepted = ", ".join(CONTAINERS.values())
+        raise AudioDecodeError(
+            f"cannot decode audio from {name}: not a supported audio format (accepted: {accepted})"
+        )
+    return demuxer
+
+
+def sniff_container(head: bytes) -> str | None:
+    """The demuxer (a key of :data:`CONTAINERS`) for a file starting with ``head``.
+
+    ``head`` is the first 12 bytes or more; ``None`` when no accepted container
+    starts that way.
+
+    >>> sniff_container(b"RIFF\\x24\\x00\\x00\\x00WAVEfmt "), sniff_container(b"ffconcat ver")
+    ('wav', None)
+    """
+    if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head[4:8] == b"ftyp":  # ISO base media (MP4, M4A): the first box is the file type
+        return "mov"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML header: Matroska, WebM
+        return "matroska"
+    if head.startswith(b"ID3") or _is_mpeg_audio_frame(head):
+        return "mp3"
+    return None
+
+
+def _is_mpeg_audio_frame(head: bytes) -> bool:
+    """An MPEG audio frame header: 11 sync bits, then a valid layer, bitrate and rate."""
+    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    layer, bitrate, rate = (head[1] >> 1) & 0b11, head[2] >> 4, (head[2] >> 2) & 0b11
+    return layer != 0 and bitrate != 0b1111 and rate != 0b11  # layer 0 is ADTS AAC
+
+
+def _id3v2_size(head: bytes) -> int:
+    """Bytes of the ID3v2 tag at the start of ``head``: header, body and footer."""
+    if len(head) < _ID3_HEADER_BYTES:
+        return len(head)
+    body = 0
+    for byte in head[6:10]:  # "synchsafe" integer: 7 bits per byte
+        body = (body << 7) | (byte & 0x7F)
+    footer = _ID3_HEADER_BYTES if head[5] & 0x10 else 0
+    return _ID3_HEADER_BYTES + body + footer
+
+
+def _peek(stream: BinaryIO, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset``, leaving the stream at its start."""
+    stream.seek(offset)
+    data = stream.read(size)
+    stream.seek(0)
+    return data
 
 
 def _decode_stream(

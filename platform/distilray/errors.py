@@ -29,3 +29,7 @@ class ModelLoadError(DistilrayError):
 
 class DataError(DistilrayError):
     """An input dataset or manifest is missing or malformed."""
+
+
+class StorageError(DataError):
+    """A storage location is unreachable, missing, or refuses access."""

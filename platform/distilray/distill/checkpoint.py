@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from distilray.errors import ModelLoadError
+
 STATE_FILE = "train_state.pt"
 
 
@@ -48,10 +50,15 @@ def save_checkpoint(
 
 
 def load_student(folder: Path, dtype: torch.dtype = torch.float32):
-    """The student saved in a checkpoint folder."""
+    """The student saved in a checkpoint folder; only its safetensors weights are read."""
     from transformers import WhisperForConditionalGeneration
 
-    return WhisperForConditionalGeneration.from_pretrained(folder, dtype=dtype)
+    try:
+        return WhisperForConditionalGeneration.from_pretrained(
+            folder, dtype=dtype, use_safetensors=True
+        )
+    except OSError as exc:  # no model.safetensors (e.g. a pickled pytorch_model.bin only)
+        raise ModelLoadError(f"cannot load the student checkpoint in {folder}: {exc}") from None
 
 
 def load_processor(model_ref: str):

@@ -3,7 +3,8 @@
 ``APIIngress`` parses and checks requests and decodes the audio (cheap, CPU-only,
 scaled on its own); ``WhisperModel`` holds the models and batches short requests
 (see :mod:`distilray.serving.model`). ``build_app`` is the ``import_path`` of
-``serve_config.yaml``; its ``args`` are a :class:`ServeArgs`.
+``serve_config.yaml``; its ``args`` are a :class:`ServeArgs`. The API description
+(``/openapi.json``, ``/docs``, ``/redoc``) is behind the same key as ``/v1/*``.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint
@@ -12,9 +13,18 @@ import asyncio
 import logging
 import os
 
+import numpy as np
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+)
 from ray.serve.handle import DeploymentHandle
 
 from distilray import __version__
@@ -22,20 +32,39 @@ from distilray.config import format_validation_error
 from distilray.errors import ConfigError
 from distilray.serving import validation
 from distilray.serving.config import ServeArgs
-from distilray.serving.errors import install_error_handlers
-from distilray.serving.formats import needs_timestamps, render
+from distilray.serving.errors import APIError, install_error_handlers
+from distilray.serving.formats import Transcript, needs_timestamps, render
 from distilray.serving.model import WhisperModel
 
 logger = logging.getLogger(__name__)
 
 INGRESS_DEPLOYMENT = "APIIngress"
+REPLICA_ATTEMPTS = 2  # a request lost with its model replica is sent once more
+RETRY_AFTER_S = 5  # told to clients when no replica could take it (a restart takes seconds)
+# The model replica died, or none could be reached: the request never finished there.
+REPLICA_LOST = (
+    RayActorError,
+    ReplicaUnavailableError,
+    DeploymentUnavailableError,
+    BackPressureError,
+)
 
 api = FastAPI(
     title="distilray transcription",
     version=__version__,
     description="Whisper transcription with speculative decoding, in the OpenAI convention.",
+    # FastAPI's own documentation routes know nothing of the API key: the ingress
+    # serves them itself, behind check_bearer.
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
 )
 install_error_handlers(api)
+
+
+def _openapi_url(request: Request) -> str:
+    """Where this app's schema is, under the route prefix Serve mounted it at."""
+    return request.scope.get("root_path", "").rstrip("/") + "/openapi.json"
 
 
 def _stat_headers(stats: dict) -> dict[str, str]:
@@ -44,6 +73,29 @@ def _stat_headers(stats: dict) -> dict[str, str]:
         f"x-distilray-{k.replace('_', '-')}": f"{v:.4g}" if isinstance(v, float) else str(v)
         for k, v in stats.items()
     }
+
+
+async def transcribe_on_a_replica(
+    model: DeploymentHandle, audio: np.ndarray, timestamps: bool, attempts: int = REPLICA_ATTEMPTS
+) -> Transcript:
+    """``model.transcribe``, sent again when the replica died or was unavailable.
+
+    Transcription is idempotent, so a request lost with its replica is simply sent
+    again (the router picks a live replica); when every attempt fails the client gets
+    503 with ``Retry-After``, never a bare 500.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await model.transcribe.remote(audio, timestamps)
+        except REPLICA_LOST as exc:
+            logger.warning("model replica lost (attempt %d/%d): %r", attempt, attempts, exc)
+    raise APIError(
+        503,
+        "no model replica could take the request right now; retry shortly",
+        code="model_unavailable",
+        type="server_error",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 @serve.deployment(
@@ -77,17 +129,31 @@ class APIIngress:
         }
         return {"object": "list", "data": [card]}
 
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self, request: Request) -> dict:
+        validation.check_bearer(request, self.api_key)
+        root = request.scope.get("root_path", "").rstrip("/")
+        return {**api.openapi(), **({"servers": [{"url": root}]} if root else {})}
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(self, request: Request) -> HTMLResponse:
+        validation.check_bearer(request, self.api_key)
+        return get_swagger_ui_html(openapi_url=_openapi_url(request), title=api.title)
+
+    @api.get("/redoc", include_in_schema=False)
+    async def redoc(self, request: Request) -> HTMLResponse:
+        validation.check_bearer(request, self.api_key)
+        return get_redoc_html(openapi_url=_openapi_url(request), title=api.title)
+
     @api.post("/v1/audio/transcriptions")
     async def transcriptions(self, request: Request) -> Response:
         limits = self.args.limits
         validation.check_bearer(request, self.api_key)
         validation.check_content_length(request, limits.max_upload_bytes)
         form = await validation.parse_form(request, self.args)
-        audio = await asyncio.to_thread(
-            validation.decode_upload, form.audio_bytes, limits.max_audio_s
-        )
+        audio = await asyncio.to_thread(validation.decode_upload, form.audio_bytes, limits)
         timestamps = needs_timestamps(form.response_format)
-        transcript = await self.model.transcribe.remote(audio, timestamps)
+        transcript = await transcribe_on_a_replica(self.model, audio, timestamps)
         body, media_type = render(transcript, form.response_format)
         return Response(body, media_type=media_type, headers=_stat_headers(transcript.stats))
 

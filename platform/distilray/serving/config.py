@@ -22,7 +22,15 @@ class LimitsConfig(StageConfig):
     max_upload_bytes: int = Field(
         25 * MIB, gt=0, description="larger uploads get 413 (OpenAI's limit is 25 MB)"
     )
-    max_audio_s: float = Field(1800.0, gt=0, description="longer audio (after decoding) gets 413")
+    max_audio_s: float = Field(
+        1800.0,
+        gt=0,
+        description="longer audio (after decoding) gets 413; a replica decodes one recording "
+        "at a time, so this bounds how long one request can hold a replica",
+    )
+    min_audio_s: float = Field(
+        0.1, ge=0, description="shorter audio (after decoding) gets 400 (OpenAI's minimum)"
+    )
 
 
 class BatchingConfig(StageConfig):
@@ -78,10 +86,26 @@ class ServeArgs(StageConfig):
         description="torch intra-op threads per model replica; null = the replica's Ray CPUs "
         "(a fractional num_cpus otherwise means 1 thread)",
     )
+    no_speech_threshold: float | None = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="a 30 s window whose P(<|nocaptions|>) is above this (and whose average "
+        "log-probability is below logprob_threshold) is silence: it gets no text (Whisper's "
+        "rule); null returns the raw decoding",
+    )
+    logprob_threshold: float | None = Field(
+        -1.0,
+        le=0,
+        description="with no_speech_threshold: a window is silence only when its average "
+        "log-probability is also below this (Whisper's rule: confident text is kept); null "
+        "lets the no-speech probability decide alone (drops some real speech on tiny.en)",
+    )
     api_key_env: str | None = Field(
         "DISTILRAY_API_KEY",
         description="environment variable holding the API key; when it is set and not empty, "
-        "/v1/* needs `Authorization: Bearer <key>`; null disables auth",
+        "/v1/* and the API docs (/docs, /redoc, /openapi.json) need "
+        "`Authorization: Bearer <key>`; null disables auth",
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)

@@ -18,6 +18,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 logger = logging.getLogger(__name__)
 
 INVALID_REQUEST = "invalid_request_error"
+MAX_ECHO_CHARS = 64  # of a client's value quoted back in an error message
+MAX_MESSAGE_CHARS = 512  # of any error message: a backstop against echoing a whole field
+
+
+def quote(value: object, limit: int = MAX_ECHO_CHARS) -> str:
+    """``repr`` of a client-sent value for an error message, cut to ``limit`` characters.
+
+    >>> quote("x" * 100, limit=4)
+    "'xxxx'... (100 characters)"
+    """
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class APIError(Exception):
@@ -31,13 +49,16 @@ class APIError(Exception):
         code: str,
         type: str = INVALID_REQUEST,
         param: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        message = _truncate(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.type = type
-        self.param = param
+        self.param = None if param is None else _truncate(param, MAX_ECHO_CHARS)
+        self.headers = dict(headers or {})
 
     def body(self) -> dict:
         return {
@@ -50,8 +71,8 @@ class APIError(Exception):
         }
 
     def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+        headers = {**({"WWW-Authenticate": "Bearer"} if self.status == 401 else {}), **self.headers}
+        return JSONResponse(self.body(), status_code=self.status, headers=headers or None)
 
 
 def _http_error(status: int, detail: object) -> APIError:

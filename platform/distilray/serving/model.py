@@ -72,6 +72,8 @@ def load_transcriber(args: ServeArgs):
         stride_s=args.stride_s,
         # One engine batch holds a full request batch or a long recording's windows.
         batch_size=max(args.long_form_batch_size, args.batching.max_batch_size),
+        no_speech_threshold=args.no_speech_threshold,
+        logprob_threshold=args.logprob_threshold,
     )
     logger.info("loaded %s (assistant %s) on %s/%s", args.teacher, args.assistant, device, dtype)
     return transcriber

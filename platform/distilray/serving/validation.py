@@ -1,8 +1,10 @@
 """Request checks of the transcription endpoint, each failing with an :class:`APIError`.
 
 Order matters for cost: the bearer token and the declared body size are checked
-before the body is read, the form fields before the audio is decoded, and the
-audio length while decoding (so an hours-long file costs no more than the limit).
+before the body is read, the body size again while it streams in (a chunked upload
+declares none), the form fields before the audio is decoded, and the audio length
+while decoding (so an hours-long file costs no more than the limit). Values a client
+sent are quoted back cut short (:func:`~distilray.serving.errors.quote`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
+from starlette.types import Message, Receive
 
-from distilray.audio import decode_audio
+from distilray.audio import SAMPLING_RATE, decode_audio, duration_s
 from distilray.errors import AudioDecodeError, AudioTooLongError
-from distilray.serving.config import ServeArgs
-from distilray.serving.errors import APIError
+from distilray.serving.config import LimitsConfig, ServeArgs
+from distilray.serving.errors import APIError, quote
 from distilray.serving.formats import RESPONSE_FORMATS
 
 # Multipart framing and the small text fields around the file part, in bytes.
@@ -68,6 +71,28 @@ def check_content_length(request: Request, max_upload_bytes: int) -> None:
         raise _too_large(max_upload_bytes)
 
 
+class BodyLimit:
+    """An ASGI ``receive`` that counts body bytes and raises 413 past the limit.
+
+    The check on ``Content-Length`` cannot cover a chunked upload, which declares no
+    size: this one stops reading at the limit, so no body larger than
+    ``max_upload_bytes`` plus the form's framing is ever taken in.
+    """
+
+    def __init__(self, receive: Receive, max_upload_bytes: int) -> None:
+        self._receive = receive
+        self.max_upload_bytes = max_upload_bytes
+        self.received = 0  # body bytes taken in so far
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.max_upload_bytes + FORM_OVERHEAD_BYTES:
+                raise _too_large(self.max_upload_bytes)
+        return message
+
+
 def _too_large(max_upload_bytes: int) -> APIError:
     return APIError(
         413,
@@ -78,8 +103,12 @@ def _too_large(max_upload_bytes: int) -> APIError:
 
 
 async def parse_form(request: Request, args: ServeArgs) -> TranscriptionRequest:
-    """Read and check the multipart form (422 for a missing or unsupported field)."""
-    form = await request.form(max_files=1, max_fields=16)
+    """Read and check the multipart form (422 for a missing or unsupported field).
+
+    The body is read through :class:`BodyLimit`: 413 as soon as it passes the limit.
+    """
+    limited = Request(request.scope, BodyLimit(request.receive, args.limits.max_upload_bytes))
+    form = await limited.form(max_files=1, max_fields=16)
     try:
         upload = _check_fields(form, args)
         data = await upload.read()
@@ -98,7 +127,7 @@ async def parse_form(request: Request, args: ServeArgs) -> TranscriptionRequest:
 def _check_fields(form: FormData, args: ServeArgs) -> UploadFile:
     unknown = sorted(set(form.keys()) - KNOWN_FIELDS)
     if unknown:
-        raise _unsupported(unknown[0], f"unsupported field {unknown[0]!r}")
+        raise _unsupported(unknown[0], f"unsupported field {quote(unknown[0])}")
     upload = form.get("file")
     if upload is None:
         raise APIError(
@@ -113,7 +142,7 @@ def _check_fields(form: FormData, args: ServeArgs) -> UploadFile:
     if fmt and fmt not in RESPONSE_FORMATS:
         raise _unsupported(
             "response_format",
-            f"response_format must be one of {', '.join(RESPONSE_FORMATS)}; got {fmt!r}",
+            f"response_format must be one of {', '.join(RESPONSE_FORMATS)}; got {quote(fmt)}",
         )
     _check_model(_text(form, "model"), args)
     _check_language(_text(form, "language"))
@@ -142,7 +171,8 @@ def _check_model(model: str | None, args: ServeArgs) -> None:
     if model and model not in args.model_ids():
         raise APIError(
             404,
-            f"model {model!r} is not served here; use {args.model_name!r} (see GET /v1/models)",
+            f"model {quote(model)} is not served here; use {args.model_name!r} "
+            "(see GET /v1/models)",
             code="model_not_found",
             param="model",
         )
@@ -151,7 +181,8 @@ def _check_model(model: str | None, args: ServeArgs) -> None:
 def _check_language(language: str | None) -> None:
     if language and language.lower() not in ENGLISH:
         raise _unsupported(
-            "language", f"language {language!r} is not supported: the model is English-only ('en')"
+            "language",
+            f"language {quote(language)} is not supported: the model is English-only ('en')",
         )
 
 
@@ -161,9 +192,11 @@ def _check_temperature(raw: str | None) -> None:
     try:
         value = float(raw)
     except ValueError:
-        raise _unsupported("temperature", f"temperature must be a number; got {raw!r}") from None
+        raise _unsupported(
+            "temperature", f"temperature must be a number; got {quote(raw)}"
+        ) from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise _unsupported("temperature", f"temperature must be between 0 and 1; got {raw}")
+        raise _unsupported("temperature", f"temperature must be between 0 and 1; got {quote(raw)}")
     if value != 0.0:
         raise _unsupported(
             "temperature",
@@ -172,14 +205,19 @@ def _check_temperature(raw: str | None) -> None:
         )
 
 
-def decode_upload(data: bytes, max_audio_s: float) -> np.ndarray:
-    """16 kHz mono float32 audio; 400 for undecodable input, 413 beyond ``max_audio_s``."""
+def decode_upload(data: bytes, limits: LimitsConfig) -> np.ndarray:
+    """16 kHz mono float32 audio.
+
+    400 for undecodable input or a format not accepted, 413 beyond
+    ``limits.max_audio_s``, 400 below ``limits.min_audio_s``.
+    """
     try:
-        return decode_audio(data, max_duration_s=max_audio_s)
+        audio = decode_audio(data, sampling_rate=SAMPLING_RATE, max_duration_s=limits.max_audio_s)
     except AudioTooLongError:
         raise APIError(
             413,
-            f"audio is longer than the {max_audio_s:g} s limit",
+            f"audio is longer than the {limits.max_audio_s:g} s limit of this server "
+            "(limits.max_audio_s): split the recording",
             code="audio_too_long",
             param="file",
         ) from None
@@ -187,3 +225,11 @@ def decode_upload(data: bytes, max_audio_s: float) -> np.ndarray:
         raise APIError(
             400, f"the file is not valid audio: {exc}", code="invalid_audio", param="file"
         ) from None
+    if duration_s(audio) < limits.min_audio_s:
+        raise APIError(
+            400,
+            f"audio is {duration_s(audio):.3f} s long; the minimum is {limits.min_audio_s:g} s",
+            code="audio_too_short",
+            param="file",
+        )
+    return audio

@@ -1,0 +1,75 @@
+"""Whisper's no-speech rule: a window the model thinks is silence gets no transcript.
+
+Whisper (openai/whisper ``transcribe``) skips a 30 s window when the probability of
+``<|nocaptions|>`` at the start of its transcript is above ``no_speech_threshold``
+*and* the average log-probability of what it decoded is below ``logprob_threshold``:
+without this, silence and near-silence come out as invented text ("you you you").
+A confident hallucination passes Whisper's combined rule: tiny.en decodes digital
+silence as "you" with P(no speech) 0.95 but an average log-probability of -0.38, so
+``logprob_threshold=None`` (the no-speech probability alone) is offered too.
+The rule is applied after decoding, to the ids decoding returned, so greedy and
+speculative decoding (same ids) give the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+NO_SPEECH_THRESHOLD = 0.6  # whisper's default
+LOGPROB_THRESHOLD = -1.0  # whisper's default
+
+
+def is_silence(
+    no_speech_prob: float,
+    avg_logprob: float,
+    no_speech_threshold: float = NO_SPEECH_THRESHOLD,
+    logprob_threshold: float | None = LOGPROB_THRESHOLD,
+) -> bool:
+    """Whisper's test for a silent window; ``logprob_threshold=None``: the no-speech
+    probability alone decides.
+
+    >>> is_silence(0.9, -1.5), is_silence(0.9, -0.2), is_silence(0.3, -1.5)
+    (True, False, False)
+    >>> is_silence(0.9, -0.2, logprob_threshold=None)
+    True
+    """
+    if no_speech_prob <= no_speech_threshold:
+        return False
+    return logprob_threshold is None or avg_logprob < logprob_threshold
+
+
+def silent_windows(
+    model,
+    features: torch.Tensor,
+    generated: Sequence[Sequence[int]],
+    *,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    no_speech_threshold: float = NO_SPEECH_THRESHOLD,
+    logprob_threshold: float | None = LOGPROB_THRESHOLD,
+) -> list[bool]:
+    """Which of the decoded windows are silence: one encoder and one teacher-forced
+    decoder pass over ``prompt + generated (+ end of text)`` per row of ``features``."""
+    from distilray.inference.confidence import no_speech_token_id, sequence_scores
+    from distilray.inference.prompt import full_sequence
+    from distilray.inference.shortform import to_model
+
+    config = model.generation_config
+    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
+    with torch.inference_mode():
+        encoded = model.model.encoder(to_model(model, features)).last_hidden_state
+    sequences = [full_sequence(list(prompt), list(row), eos, max_new_tokens) for row in generated]
+    scores = sequence_scores(
+        model,
+        encoded,
+        sequences,
+        [len(prompt)] * len(sequences),
+        suppress_tokens=list(config.suppress_tokens or []),
+        no_speech_id=no_speech_token_id(config),
+    )
+    return [
+        is_silence(no_speech, logprob, no_speech_threshold, logprob_threshold)
+        for logprob, no_speech in scores
+    ]

@@ -49,7 +49,9 @@ def shape_errors(shape, value, where: str) -> list[str]:
     if shape.type_name == "list":
         if not isinstance(value, list):
             return [f"{where}: expected a list"]
-        return [e for i, v in enumerate(value) for e in shape_errors(shape.member, v, f"{where}[{i}]")]
+        return [
+            e for i, v in enumerate(value) for e in shape_errors(shape.member, v, f"{where}[{i}]")
+        ]
     enum = getattr(shape, "enum", None)
     if enum and value not in enum:
         return [f"{where}: {value!r} is not one of EC2's values"]
@@ -231,5 +233,146 @@ def test_cluster_docs_name_existing_scripts_and_configs():
     for script, config in commands:
         assert (ROOT / script).is_file(), f"README.md names missing {script}"
         assert (ROOT / config).is_file(), f"README.md names missing {config}"
-    for file in ("cluster.yaml", "serve_config.yaml", "deploy/rayjob.yaml", "deploy/rayservice.yaml"):
+    for file in (
+        "cluster.yaml",
+        "serve_config.yaml",
+        "deploy/rayjob.yaml",
+        "deploy/rayservice.yaml",
+    ):
         assert file in text
+
+
+# --- deploy/ against configs/large-v3: every stage's workers fit the pods -------------
+
+OBJECT_STORE_SHARE = 0.3  # Ray's default object store: 30 % of a node's memory
+LARGE_V3_MELS = 128  # large-v3's log-mel bins (decode tasks hold its features)
+# Host memory a GPU worker needs besides what a config declares: a large-v3 teacher is
+# ~6 GiB of float32 weights while it loads (before the cast), plus the student,
+# optimizer state gathered for checkpoints and prefetched batches.
+GPU_WORKER_BASE_GIB = 16
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+
+
+def quantity(value) -> float:
+    """A Kubernetes quantity as a number: ``"500m"`` CPU → 0.5, ``"28Gi"`` → bytes."""
+    text = str(value)
+    if text.endswith("m"):
+        return float(text[:-1]) / 1000
+    for suffix, factor in _UNITS.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def worker_pods(cluster_spec: dict) -> dict[str, tuple[dict, int]]:
+    """Ray resources of each worker group's pod (as Ray sees them) and its max pods."""
+    pods = {}
+    for group in cluster_spec["workerGroupSpecs"]:
+        limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+        params = group.get("rayStartParams") or {}
+        memory = quantity(limits["memory"])
+        resources = {
+            "CPU": quantity(params.get("num-cpus", limits["cpu"])),
+            "GPU": quantity(params.get("num-gpus", limits.get("nvidia.com/gpu", 0))),
+            "memory": memory * (1 - OBJECT_STORE_SHARE),
+        }
+        pods[group["groupName"]] = (resources, group["maxReplicas"])
+    return pods
+
+
+def capacity(pods: dict[str, tuple[dict, int]], demand: dict) -> int:
+    """How many workers asking for ``demand`` the cluster holds at its largest."""
+    total = 0
+    for resources, max_pods in pods.values():
+        per_pod = min(
+            (int(resources.get(k, 0) // v) for k, v in demand.items() if v > 0), default=0
+        )
+        total += per_pod * max_pods
+    return total
+
+
+def large_v3_demands() -> dict[str, tuple[dict, int]]:
+    """Each stage's worker (Ray resources) and how many run at once, from configs/large-v3."""
+    from distilray.config import load_config
+    from distilray.distill.config import DistillConfig
+    from distilray.evaluation.config import EvalConfig
+    from distilray.labelling.config import LabelConfig
+    from distilray.labelling.pipeline import decode_task_memory
+
+    label = load_config(LabelConfig, ROOT / "configs/large-v3/label.yaml")
+    distill = load_config(DistillConfig, ROOT / "configs/large-v3/distill.yaml")
+    evaluate = load_config(EvalConfig, ROOT / "configs/large-v3/eval.yaml")
+    base = GPU_WORKER_BASE_GIB * 2**30
+    cache = distill.train.encoder_cache_gb * 2**30
+    return {
+        "label teacher actor": (
+            {"CPU": label.cpus_per_actor, "GPU": label.num_gpus_per_actor or 1, "memory": base},
+            label.max_actors,
+        ),
+        "label decode task": ({"CPU": 1, "memory": decode_task_memory(label, LARGE_V3_MELS)}, 1),
+        "distill worker": (
+            {"CPU": distill.scaling.cpus_per_worker, "GPU": 1, "memory": base + cache},
+            distill.scaling.num_workers,
+        ),
+        "eval actor": (
+            {
+                "CPU": evaluate.runtime.cpus_per_actor,
+                "GPU": evaluate.runtime.gpus_per_actor,
+                "memory": base,
+            },
+            evaluate.runtime.num_actors,
+        ),
+    }
+
+
+def test_rayjob_pods_fit_every_large_v3_stage():
+    pods = worker_pods(load_yaml("deploy/rayjob.yaml")["spec"]["rayClusterSpec"])
+    short = {
+        name: f"{capacity(pods, demand)} of {count} fit ({demand})"
+        for name, (demand, count) in large_v3_demands().items()
+        if capacity(pods, demand) < count
+    }
+    assert not short, short
+
+
+def test_fit_check_catches_the_pod_that_never_schedules():
+    """The manifest as it was (4-CPU GPU pods) cannot hold distill's 8-CPU workers."""
+    spec = load_yaml("deploy/rayjob.yaml")["spec"]["rayClusterSpec"]
+    gpu = next(g for g in spec["workerGroupSpecs"] if g["groupName"] == "gpu")
+    gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "4"
+    demand, count = large_v3_demands()["distill worker"]
+    assert capacity(worker_pods(spec), demand) == 0 < count
+
+
+def serve_demands(serve_config: dict) -> dict[str, tuple[dict, int]]:
+    """Each deployment's replica (Ray resources) and its most replicas."""
+    demands = {}
+    for app in serve_config["applications"]:
+        for deployment in app["deployments"]:
+            options = deployment.get("ray_actor_options", {})
+            replicas = deployment.get("autoscaling_config", {}).get(
+                "max_replicas", deployment.get("num_replicas", 1)
+            )
+            demand = {
+                "CPU": options.get("num_cpus", 1),
+                "GPU": options.get("num_gpus", 0),
+                "memory": options.get("memory", 0),
+            }
+            demands[deployment["name"]] = (demand, replicas)
+    return demands
+
+
+def test_rayservice_pods_fit_serve_config():
+    pods = worker_pods(load_yaml("deploy/rayservice.yaml")["spec"]["rayClusterConfig"])
+    demands = serve_demands(load_yaml("serve_config.yaml"))
+    assert demands, "serve_config.yaml has no deployments"
+    short = {
+        name: f"{capacity(pods, demand)} of {count} replicas fit ({demand})"
+        for name, (demand, count) in demands.items()
+        if capacity(pods, demand) < count
+    }
+    assert not short, short
+    # A GPU pod holds a model replica and an ingress replica side by side.
+    gpu_pod = pods["gpu"][0]
+    model, ingress = demands["WhisperModel"][0], demands["APIIngress"][0]
+    assert model["CPU"] + ingress["CPU"] <= gpu_pod["CPU"]

@@ -63,3 +63,54 @@ def test_bad_config_gives_clear_error(tmp_path, text, overrides, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(Outer, tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("datasets.1.limit=5", [{"name": "a"}, {"name": "b", "limit": 5}]),
+        ("datasets.0=null", [None, {"name": "b"}]),
+        ("datasets.0.extra.depth=1", [{"name": "a", "extra": {"depth": 1}}, {"name": "b"}]),
+    ],
+)
+def test_overrides_address_list_items(override, expected):
+    data = {"datasets": [{"name": "a"}, {"name": "b"}]}
+    apply_override(data, override)
+    assert data["datasets"] == expected
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("datasets.2.limit=5", "datasets.2 is past the end of the list"),
+        ("datasets.name=x", "'datasets' is a list: address its items by number"),
+        ("datasets.0.name.sub=1", "'name' is not a section"),
+    ],
+)
+def test_bad_list_overrides_say_why(override, message):
+    data = {"datasets": [{"name": "a"}, {"name": "b"}]}
+    with pytest.raises(ConfigError, match=message):
+        apply_override(data, override)
+
+
+class Listed(StageConfig):
+    items: list[Inner] = Field(default_factory=list, description="sections in a list")
+
+
+def test_list_item_override_is_validated(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("items:\n  - {lr: 0.1}\n  - {lr: 0.2}\n")
+    assert load_config(Listed, path, ["items.1.lr=0.5"]).items[1].lr == 0.5
+    with pytest.raises(ConfigError, match="items.1.lr"):
+        load_config(Listed, path, ["items.1.lr=fast"])
+
+
+def test_stop_at_config_hands_back_the_resolved_config(tmp_path):
+    from distilray.config import ConfigResolved, config_yaml, stop_at_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\n")
+    with stop_at_config(), pytest.raises(ConfigResolved) as resolved:
+        load_config(Outer, path, ["train.lr=0.5"])
+    assert config_yaml(resolved.value.config).startswith("name: x\ntrain:\n  lr: 0.5\n")
+    assert load_config(Outer, path).name == "x"  # outside the block: loads normally

@@ -2,8 +2,13 @@
 
 Each stage keeps its own argument definitions in a light ``cli`` module (no torch or
 Ray import at module level) exposing ``add_parser(subparsers)``; the parser it adds
-sets ``func`` to a callable taking the parsed arguments. User mistakes raise
-:class:`~distilray.errors.DistilrayError` and end as one ``error:`` line and exit 2.
+sets ``func`` to a callable taking the parsed arguments. Global flags (``-v``) are
+accepted before or after the sub-command.
+
+Exit status: 0 success; 1 an unexpected failure (a traceback); 2 a user mistake
+(:class:`~distilray.errors.DistilrayError`, reported as one ``error:`` line; for
+``transcribe``, some files could not be decoded); 3 the stage ran but produced nothing
+usable (``label``: no row labelled; ``eval``: no scored cell); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ import sys
 
 from distilray import __version__
 from distilray.errors import DistilrayError
+
+EXIT_FAILED = 1  # an unexpected exception (Python's own status for a traceback)
+EXIT_USER_ERROR = 2  # a DistilrayError: bad config, input, model reference, ...
+EXIT_NOTHING_USABLE = 3  # the stage ran but produced nothing usable
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 # Order is the order `distilray --help` lists them in: the pipeline's order.
 STAGE_CLI_MODULES = [
@@ -31,14 +41,30 @@ STAGE_CLI_MODULES = [
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """The ``--config FILE`` plus ``key.sub=value`` overrides every stage accepts."""
+    """The ``--config FILE`` plus ``key.sub=value`` overrides every stage accepts.
+
+    With ``--print-config`` the command resolves its configuration as it would to run
+    (file, overrides, flags), prints it as YAML and exits 0 without doing anything else.
+    """
     parser.add_argument("--config", "-c", required=required, help="YAML config file")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved configuration as YAML and exit",
+    )
     parser.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="override config fields, e.g. data.wer_threshold=0.2 (values parsed as YAML)",
+        help="override config fields, e.g. data.wer_threshold=0.2 or datasets.0.limit=5 "
+        "(values parsed as YAML)",
     )
+
+
+def nothing_usable(message: str) -> int:
+    """Report that a stage produced nothing usable; the exit status to return."""
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_NOTHING_USABLE
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -49,13 +75,31 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+def add_global_arguments(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """``-v``; on sub-commands its default is left unset so it cannot undo an earlier ``-v``."""
+    default = False if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", default=default, help="debug logging"
+    )
+
+
+def _sub_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every sub-command parser below ``parser``, nested ones (``data synth``) included."""
+    found: dict[int, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.setdefault(id(sub), sub)
+    return [p for sub in found.values() for p in (sub, *_sub_parsers(sub))]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distilray",
         description="Distil a Whisper teacher into a fast student on Ray.",
     )
     parser.add_argument("--version", action="version", version=f"distilray {__version__}")
-    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    add_global_arguments(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in STAGE_CLI_MODULES:
         try:
@@ -65,7 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_parser(subparsers)
+    for sub in _sub_parsers(parser):
+        add_global_arguments(sub)
     return parser
+
+
+def print_config(args: argparse.Namespace) -> int:
+    """Run the command only as far as its configuration, and print that."""
+    from distilray.config import ConfigResolved, config_yaml, stop_at_config
+
+    try:
+        with stop_at_config():
+            args.func(args)
+    except ConfigResolved as resolved:
+        print(config_yaml(resolved.config), end="")
+        return 0
+    raise DistilrayError(f"{args.command} resolved no configuration to print")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,16 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USER_ERROR
     setup_logging(args.verbose)
     try:
-        result = args.func(args)
+        result = print_config(args) if getattr(args, "print_config", False) else args.func(args)
     except DistilrayError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return int(result or 0)
 
 

@@ -1,8 +1,13 @@
 """Where the stages run: an existing Ray cluster, or an embedded local instance.
 
-Under ``ray job submit`` (or with ``RAY_ADDRESS`` set) ``ray.init()`` joins the
-cluster; on a laptop it starts an embedded Ray with no cluster at all. Stages call
-:func:`ensure_ray` and never care which.
+:func:`ensure_ray` decides the way ``ray.init()`` does: with ``RAY_ADDRESS`` set (as
+under ``ray job submit``) it joins that cluster; else, when ``ray start`` runs a
+cluster this node belongs to, it joins that one; else it starts an embedded Ray with
+no cluster at all. Stages call :func:`ensure_ray` and never care which.
+
+When the project starts Ray itself, Ray's own INFO and WARNING lines stay off the
+console (``-v`` shows them) and in Ray's session logs (``ray-data.log``, the
+workers' files); errors, and the project's own progress lines, still reach it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,39 @@ import os
 
 logger = logging.getLogger(__name__)
 
+RAY_CONSOLE_LEVEL = logging.ERROR  # Ray's own lines shown on the console without -v
+RAY_CONSOLE_LOGGERS = ("ray", "ray.data")  # the loggers Ray gives a console handler
+
+
+def running_cluster() -> str | None:
+    """Address of the cluster ``ray start`` started (or joined) on this node, if any.
+
+    The same lookup ``ray.init()`` makes without an address: the address file ``ray
+    start`` writes into Ray's temp folder (``/tmp/ray``, or under ``RAY_TMPDIR``).
+    """
+    from ray._private.services import canonicalize_bootstrap_address
+
+    if os.environ.get("RAY_ADDRESS"):
+        return None  # ray.init() reads it itself (it may be a ray:// client address)
+    return canonicalize_bootstrap_address(None)
+
+
+def quiet_ray_console() -> None:
+    """Ray's INFO/WARNING off the console; its session log files keep them."""
+    from ray.data import DataContext  # installs Ray Data's handlers, then we adjust them
+
+    if logging.getLogger().isEnabledFor(logging.DEBUG):  # -v: show everything
+        return
+    for name in RAY_CONSOLE_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                handler.setLevel(RAY_CONSOLE_LEVEL)
+    context = DataContext.get_current()
+    context.enable_progress_bars = False  # labelling and training log their own progress
+    context.print_on_execution_start = False
+
 
 def ensure_ray(num_cpus: int | None = None) -> None:
     """Initialise Ray once per process (no-op when already initialised)."""
@@ -19,10 +57,12 @@ def ensure_ray(num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    quiet_ray_console()
     kwargs: dict = {"configure_logging": False, "log_to_driver": True}
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(**kwargs)
-        logger.info("joined Ray cluster at %s", os.environ["RAY_ADDRESS"])
+    address = running_cluster()
+    if os.environ.get("RAY_ADDRESS") or address:
+        ray.init(address=address, **kwargs)
+        logger.info("joined Ray cluster at %s", address or os.environ["RAY_ADDRESS"])
         return
     # Embedded: give Ray a few more logical CPUs than cores so a Ray Train worker
     # group and the Ray Data tasks feeding it can run side by side on 2 cores.

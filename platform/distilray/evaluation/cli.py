@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from distilray.cli import add_config_arguments
+from distilray.cli import add_config_arguments, nothing_usable
 
 
 def add_parser(subparsers) -> None:
@@ -14,7 +14,8 @@ def add_parser(subparsers) -> None:
         description=(
             "Transcribe labelled manifests on Ray in each mode (teacher, student, speculative), "
             "form (short, chunked, sequential) and noise level, and write results.json, "
-            "results.md and plots to output_dir. KEY=VALUE overrides any config field."
+            "results.md and plots to output_dir. KEY=VALUE overrides any config field. "
+            "Exits 3 when no cell could be scored."
         ),
     )
     parser.add_argument("--out", help="output folder (overrides output_dir)")
@@ -34,4 +35,9 @@ def run(args: argparse.Namespace) -> int:
     result = run_evaluation(load_config(EvalConfig, args.config, overrides))
     print(markdown_table(result["cells"]), end="")
     print(f"results in {result['paths']['json']}")
-    return 1 if result["errors"] and not result["cells"] else 0
+    if not result["cells"]:
+        return nothing_usable(
+            f"no scored cell: {len(result['errors'])} utterances failed "
+            f"(reasons in {result['paths']['json']})"
+        )
+    return 0

@@ -1,10 +1,14 @@
 """``distilray transcribe``: transcribe audio files with a teacher (and optional assistant).
 
-Prints one line per file, ``path<TAB>text``, in the order given. With
-``--timestamps`` the text carries its segments as ``[start-end] text``; with
-``--json`` each line is a JSON object with the full result. A file that cannot be
-read or decoded is reported on stderr as ``error: path: reason``; the other files
-are still transcribed, and the command then exits with status 2.
+Files are decoded and transcribed one batch at a time (a batch is up to
+``--batch-size`` consecutive clips of at most 30 s, or one longer recording), and each
+result is printed as soon as its batch is done: one line per file, ``path<TAB>text``,
+in the order given. With ``--timestamps`` the text carries its segments as
+``[start-end] text``; with ``--json`` each line is a JSON object with the full result.
+``--output-format txt|srt|vtt|json|all`` also writes ``DIR/<name>.<format>`` per file
+into ``--output-dir`` (default: the current folder), as whisper does. A file that
+cannot be read or decoded is reported on stderr as ``error: path: reason``; the other
+files are still transcribed, and the command then exits with status 2.
 """
 
 from __future__ import annotations
@@ -12,8 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distilray.errors import AudioDecodeError, DistilrayError
 
 EXIT_SOME_FAILED = 2  # same status as any other user error
+# --output-format → the serving response format that renders it (serving/formats.py).
+FILE_FORMATS = {"txt": "text", "srt": "srt", "vtt": "vtt", "json": "verbose_json"}
 
 
 def add_parser(subparsers) -> None:
@@ -46,7 +58,61 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--language", help="language code for multilingual models (e.g. en)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--output-format",
+        "-f",
+        choices=[*FILE_FORMATS, "all"],
+        help="also write each transcript to DIR/<name>.<format> (srt, vtt, json: timestamped)",
+    )
+    parser.add_argument(
+        "--output-dir", "-o", help="folder for --output-format files (default: current folder)"
+    )
     parser.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class FileOutputs:
+    """Where and in which formats transcripts are written as files (none: stdout only)."""
+
+    directory: Path | None = None  # None: no files
+    formats: tuple[str, ...] = ()  # keys of FILE_FORMATS
+
+    @property
+    def timestamped(self) -> bool:
+        from distilray.serving.formats import needs_timestamps
+
+        return any(needs_timestamps(FILE_FORMATS[f]) for f in self.formats)
+
+    def paths(self, source: str) -> list[Path]:
+        if self.directory is None:
+            return []
+        return [self.directory / f"{Path(source).stem}.{fmt}" for fmt in self.formats]
+
+
+def file_outputs(
+    output_format: str | None, output_dir: str | None, files: list[str]
+) -> FileOutputs:
+    """The files to write, checked before any work: one name per input, a usable folder."""
+    if output_format is None:
+        if output_dir is not None:
+            raise DistilrayError("--output-dir needs --output-format (txt, srt, vtt, json or all)")
+        return FileOutputs()
+    formats = tuple(FILE_FORMATS) if output_format == "all" else (output_format,)
+    outputs = FileOutputs(Path(output_dir or "."), formats)
+    seen: dict[str, str] = {}
+    for source in files:
+        stem = Path(source).stem
+        if stem in seen:
+            raise DistilrayError(
+                f"{seen[stem]} and {source} would both be written as {stem}.* in "
+                f"{outputs.directory}: transcribe them into different --output-dir folders"
+            )
+        seen[stem] = source
+    try:
+        outputs.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DistilrayError(f"cannot create --output-dir {outputs.directory}: {exc}") from None
+    return outputs
 
 
 def format_line(path: str, result, timestamps: bool) -> str:
@@ -58,35 +124,115 @@ def format_line(path: str, result, timestamps: bool) -> str:
     return f"{path}\t{' '.join(text.split())}"
 
 
+def render_file(result, file_format: str) -> str:
+    """The body of ``result`` in one of :data:`FILE_FORMATS`, rendered as serving does."""
+    from distilray.serving.formats import Segment, Transcript, render
+
+    segments = tuple(Segment(s.start, s.end, s.text) for s in result.segments)
+    body, _ = render(
+        Transcript(result.text, result.duration_s, segments), FILE_FORMATS[file_format]
+    )
+    return body if body.endswith("\n") else body + "\n"
+
+
+@dataclass
+class Batcher:
+    """Groups decoded recordings into engine batches, keeping the input order.
+
+    Up to ``batch_size`` consecutive short clips share a batch; a recording longer
+    than ``window_samples`` is a batch of its own (its windows are batched inside).
+    """
+
+    batch_size: int
+    window_samples: int
+    pending: list[tuple[str, Any]] = field(default_factory=list)
+
+    def add(self, path: str, audio) -> Iterator[list[tuple[str, Any]]]:
+        """The batches ready once ``audio`` is added (zero, one or two)."""
+        if len(audio) > self.window_samples:
+            yield from self.flush()
+            yield [(path, audio)]
+            return
+        self.pending.append((path, audio))
+        if len(self.pending) >= self.batch_size:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[list[tuple[str, Any]]]:
+        if self.pending:
+            batch, self.pending = self.pending, []
+            yield batch
+
+
+def transcribe_files(
+    transcribe: Callable[[list], list],
+    paths: Iterable[str],
+    batcher: Batcher,
+    on_error: Callable[[str, Exception], None],
+    decode: Callable[[str], Any],
+) -> Iterator[tuple[str, Any]]:
+    """``(path, result)`` per decodable file, each batch as soon as it is transcribed.
+
+    Files are decoded one at a time, so at most one batch of audio is held in memory;
+    a file that fails to decode goes to ``on_error`` and the rest carry on.
+    """
+
+    def run(batch: list[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        results = transcribe([audio for _, audio in batch])
+        yield from zip([path for path, _ in batch], results, strict=True)
+
+    for path in paths:
+        try:
+            audio = decode(path)
+        except AudioDecodeError as exc:
+            on_error(path, exc)
+            continue
+        for batch in batcher.add(path, audio):
+            yield from run(batch)
+    for batch in batcher.flush():
+        yield from run(batch)
+
+
+def emit(path: str, result, args: argparse.Namespace, outputs: FileOutputs) -> None:
+    """Print one result (and write its files) right away."""
+    if args.json:
+        print(json.dumps({"path": path, **result.as_dict()}), flush=True)
+    else:
+        print(format_line(path, result, args.timestamps), flush=True)
+    for target, fmt in zip(outputs.paths(path), outputs.formats, strict=True):
+        try:
+            target.write_text(render_file(result, fmt), encoding="utf-8")
+        except OSError as exc:
+            raise DistilrayError(f"cannot write {target}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from distilray.audio import decode_audio
-    from distilray.errors import AudioDecodeError
     from distilray.inference.engine import Transcriber
+    from distilray.inference.longform import WINDOW_SAMPLES
 
-    audios, paths, failed = [], [], 0
-    for path in args.files:
-        try:
-            audios.append(decode_audio(path))
-            paths.append(path)
-        except AudioDecodeError as exc:
-            print(f"error: {path}: {exc}", file=sys.stderr)
-            failed += 1
-    if audios:
-        transcriber = Transcriber.load(
-            args.model,
-            args.assistant,
-            device=args.device,
-            batch_size=args.batch_size,
-            num_draft_tokens=args.num_draft_tokens,
-            draft_schedule=args.draft_schedule,
-            language=args.language,
+    outputs = file_outputs(args.output_format, args.output_dir, args.files)
+    transcriber = Transcriber.load(
+        args.model,
+        args.assistant,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_draft_tokens=args.num_draft_tokens,
+        draft_schedule=args.draft_schedule,
+        language=args.language,
+    )
+    timestamps = args.timestamps or outputs.timestamped
+    failed: list[str] = []
+
+    def on_error(path: str, exc: Exception) -> None:
+        print(f"error: {path}: {exc}", file=sys.stderr, flush=True)
+        failed.append(path)
+
+    def transcribe(audios: list) -> list:
+        return transcriber.transcribe(
+            audios, long_form=args.long_form, return_timestamps=timestamps
         )
-        results = transcriber.transcribe(
-            audios, long_form=args.long_form, return_timestamps=args.timestamps
-        )
-        for path, result in zip(paths, results, strict=True):
-            if args.json:
-                print(json.dumps({"path": path, **result.as_dict()}))
-            else:
-                print(format_line(path, result, args.timestamps))
+
+    batcher = Batcher(transcriber.batch_size, WINDOW_SAMPLES)
+    for path, result in transcribe_files(transcribe, args.files, batcher, on_error, decode_audio):
+        emit(path, result, args, outputs)
     return EXIT_SOME_FAILED if failed else 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from distilray.cli import add_config_arguments
+from distilray.cli import add_config_arguments, nothing_usable
 
 
 def add_parser(subparsers) -> None:
@@ -15,7 +15,8 @@ def add_parser(subparsers) -> None:
             "Decode the input manifest's audio on CPU tasks, transcribe it greedily with the "
             "teacher on an actor pool, score it against references and write Parquet shards "
             "plus _manifest.json. Rerunning into the same output resumes. KEY=VALUE "
-            "overrides any config field, e.g. limit=100 teacher=tiny.en."
+            "overrides any config field, e.g. limit=100 teacher=tiny.en. Exits 3 when the "
+            "output holds no labelled row (no input, or every row failed)."
         ),
     )
     add_config_arguments(parser, required=True)
@@ -30,6 +31,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(LabelConfig, args.config, args.overrides)
     result = run_labelling(cfg)
-    print(format_summary(result["summary"], result["run"], cfg.output))
+    summary = result["summary"]
+    print(format_summary(summary, result["run"], cfg.output))
     print(f"manifest: {result['manifest']}")
+    if summary["labelled"] == 0:
+        return nothing_usable(
+            f"no usable labels in {cfg.output}: {summary['rows']} rows, "
+            f"{summary['errors']} of them failed (reasons above)"
+        )
     return 0

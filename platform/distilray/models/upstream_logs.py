@@ -1,0 +1,36 @@
+"""Drop the one transformers warning that no caller of Whisper's ``generate`` can avoid.
+
+transformers 5.x's ``WhisperForConditionalGeneration.generate`` calls the generic
+``generate`` with both its ``generation_config`` and ``suppress_tokens`` /
+``begin_suppress_tokens`` (huggingface/transformers#48108), and the generic
+``generate`` then warns that passing both is deprecated, on the first call of every
+process, whatever the caller passed. Only that exact record is dropped: every other
+transformers warning still reaches the console.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+GENERATE_LOGGER = "transformers.generation.utils"
+# Whisper's own call passes exactly these two arguments next to its generation config.
+_WHISPER_OWN_ARGUMENTS = frozenset({"suppress_tokens", "begin_suppress_tokens"})
+_DEPRECATION = "Passing `generation_config` together with generation-related arguments"
+
+
+class WhisperInternalDeprecation(logging.Filter):
+    """Rejects the deprecation record raised by Whisper's own inner ``generate`` call."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(_DEPRECATION):
+            return True
+        return set(re.findall(r"'(\w+)'", message)) != _WHISPER_OWN_ARGUMENTS
+
+
+def quiet_whisper_generate() -> None:
+    """Install :class:`WhisperInternalDeprecation` on transformers' generate logger, once."""
+    logger = logging.getLogger(GENERATE_LOGGER)
+    if not any(isinstance(f, WhisperInternalDeprecation) for f in logger.filters):
+        logger.addFilter(WhisperInternalDeprecation())

@@ -1,0 +1,46 @@
+"""ensure_ray: join the cluster `ray start` runs on this node, else start an embedded Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from distilray import runtime
+
+ray = pytest.importorskip("ray")
+
+
+def test_running_cluster_reads_the_address_ray_start_wrote(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    assert runtime.running_cluster() is None
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("10.1.2.3:6379")
+    assert runtime.running_cluster() == "10.1.2.3:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    assert runtime.running_cluster() is None  # ray.init() reads RAY_ADDRESS itself
+
+
+@pytest.fixture
+def init_calls(monkeypatch) -> list[dict]:
+    """ray.init replaced by a recorder (and Ray reported as not yet initialised)."""
+    calls: list[dict] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(runtime, "quiet_ray_console", lambda: None)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return calls
+
+
+def test_ensure_ray_joins_a_running_cluster(init_calls, monkeypatch):
+    monkeypatch.setattr(runtime, "running_cluster", lambda: "10.1.2.3:6379")
+    runtime.ensure_ray(num_cpus=3)
+    (call,) = init_calls
+    assert call["address"] == "10.1.2.3:6379"
+    assert "num_cpus" not in call  # Ray refuses resources when joining a cluster
+
+
+def test_ensure_ray_starts_an_embedded_ray_when_none_runs(init_calls, monkeypatch):
+    monkeypatch.setattr(runtime, "running_cluster", lambda: None)
+    runtime.ensure_ray(num_cpus=3)
+    (call,) = init_calls
+    assert call["address"] == "local" and call["num_cpus"] == 3

@@ -9,26 +9,52 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test test-all lint bench clean
+.PHONY: setup system-deps demo quality test test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[embedded,dev]"
+	$(PY) -m pip install --quiet -e ".[embedded,tts,dev]"
 	touch $@
 
+# Speech for synthetic training data (`distilray data synth`, see README): espeak-ng and
+# flite (required), festival with Debian's English voices, Debian's `fortunes` quotations
+# (real prose for the sentence bank) and MBROLA voices. MBROLA lives in Debian's
+# contrib/non-free components: on Debian they are enabled in a sources file of their own;
+# where they cannot be had, synthesis runs without MBROLA voices.
+SPEECH_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k \
+	festvox-rablpc16k festvox-don festvox-us-slt-hts fortunes
+MBROLA_PACKAGES := mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 \
+	festvox-us1 festvox-us2 festvox-us3 festvox-en1
+NONFREE_SOURCES := /etc/apt/sources.list.d/distilray-contrib-non-free.sources
+
 system-deps:
-	@command -v espeak-ng >/dev/null && command -v flite >/dev/null || { \
-	  echo "installing espeak-ng and flite (speech synthesis for demo/test data)"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng flite >/dev/null; }
+	@missing=$$(for p in $(SPEECH_PACKAGES) $(MBROLA_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -z "$$missing" ] && exit 0; \
+	echo "installing speech synthesis packages:" $$missing; \
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	. /etc/os-release; \
+	if [ "$$ID" = debian ] && [ ! -f $(NONFREE_SOURCES) ] && [ -f /etc/apt/sources.list.d/debian.sources ] \
+	    && ! apt-cache show mbrola >/dev/null 2>&1; then \
+	  sed 's/^Components: .*/Components: contrib non-free/' /etc/apt/sources.list.d/debian.sources \
+	    | $$SUDO tee $(NONFREE_SOURCES) >/dev/null; \
+	fi; \
+	$$SUDO apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SPEECH_PACKAGES) >/dev/null && \
+	{ $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(MBROLA_PACKAGES) >/dev/null || \
+	  echo "warning: MBROLA voices not installed; synthesis goes on without them"; }
 
 setup: $(VENV)/.installed system-deps
 
 ## The whole pipeline end to end on the embedded tiny.en teacher (CPU, < 20 min).
 demo: setup
 	$(PY) jobs/demo.py --config configs/tiny/demo.yaml
+
+## The quality recipe: the demo's stages at a larger scale (CPU, <= 90 min).
+quality: setup
+	$(PY) jobs/demo.py --config configs/tiny/quality.yaml
 
 ## The test suite (fast: tiny models, short audio, one local Ray instance).
 ## Multi-node fault, S3-pipeline and other end-to-end tests are `slow`: `make test-all`.

@@ -1,29 +1,49 @@
-"""A built-in bank of varied English sentences for synthetic speech.
+"""The bank of English sentences that synthetic speech reads, and its splits.
 
-Sentences are composed from templates and word lists with a fixed random seed, so
-the bank is the same on every machine. It is cut into fixed, disjoint splits;
-within a split, ``offset`` picks a window, so two datasets drawn from different
-splits (or from non-overlapping offsets) never share a sentence.
+Sources (see :mod:`distilray.data.texts`): template sentences composed from word
+lists; generated numbers, prices, times, percentages, dates, names, questions, rare
+words, punctuation, short and long sentences; and real prose from Debian's
+``fortunes`` quotations when installed (templates and generated sentences alone, with
+a warning, when not). Generated parts use fixed seeds, so the bank is the same on
+every machine with the same packages.
+
+Splits are decided per sentence by a stable hash of its normalised text (lower case,
+letters and digits), not by position: train, validation and test never share a
+sentence, even as sources are added or differ between machines. The bank is ordered
+by a second hash, so every window of a split mixes all sources; within a split,
+``offset`` picks a window, and two non-overlapping windows share no sentence.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
+import re
+from collections import Counter
 from functools import lru_cache
 
+from distilray.data.texts import (
+    MAX_WORDS,
+    MIN_WORDS,
+    clean_sentence,
+    fortune_sentences,
+    generated_sentences,
+)
 from distilray.errors import DistilrayError
 
 logger = logging.getLogger(__name__)
 
-BANK_SIZE = 5000
+TEMPLATE_COUNT = 5000  # template sentences in the bank
+BANK_SIZE = TEMPLATE_COUNT  # the bank's size before other sources joined (kept for callers)
 _BANK_SEED = 20240917  # fixed: changing it changes every synthetic dataset
-# Fractions of the bank each split owns: [start, end).
+# Share of the hash space each split owns: [start, end).
 SPLITS: dict[str, tuple[float, float]] = {
-    "train": (0.0, 0.8),  # 4000 sentences
-    "validation": (0.8, 0.9),  # 500
-    "test": (0.9, 1.0),  # 500
+    "train": (0.0, 0.8),
+    "validation": (0.8, 0.9),
+    "test": (0.9, 1.0),
 }
+__all__ = ["MAX_WORDS", "MIN_WORDS", "SPLITS", "sentence_bank", "split_sentences", "take_sentences"]
 
 SUBJECTS = [
     "my sister",
@@ -161,7 +181,7 @@ COMPARISONS = [
     "it usually is",
     "my friends had told me",
 ]
-MAX_WORDS = 15
+TEMPLATE_MAX_WORDS = 15
 
 
 def _cap(text: str) -> str:
@@ -211,28 +231,69 @@ _TEMPLATES = [
 ]
 
 
-@lru_cache(maxsize=1)
-def sentence_bank() -> tuple[str, ...]:
-    """``BANK_SIZE`` distinct sentences of at most ``MAX_WORDS`` words, in a fixed order."""
+def _template_sentences() -> list[str]:
+    """``TEMPLATE_COUNT`` distinct template sentences, in a fixed order."""
     rng = random.Random(_BANK_SEED)
     templates, weights = zip(*_TEMPLATES, strict=True)
     seen: set[str] = set()
     bank: list[str] = []
-    while len(bank) < BANK_SIZE:
+    while len(bank) < TEMPLATE_COUNT:
         sentence = rng.choices(templates, weights)[0](rng)
-        if sentence not in seen and len(sentence.split()) <= MAX_WORDS:
+        if sentence not in seen and len(sentence.split()) <= TEMPLATE_MAX_WORDS:
             seen.add(sentence)
             bank.append(sentence)
-    return tuple(bank)
+    return bank
 
 
+def sentence_key(sentence: str) -> str:
+    """What makes two sentences the same: lower-case letters and digits, single spaces."""
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", sentence.lower()).split())
+
+
+def _digest(key: str, purpose: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8, person=purpose).digest())
+
+
+def sentence_split(sentence: str) -> str:
+    """The split that owns ``sentence``, from a stable hash of its normalised text."""
+    position = _digest(sentence_key(sentence), b"split") / 2**64
+    return next(name for name, (start, end) in SPLITS.items() if start <= position < end)
+
+
+@lru_cache(maxsize=1)
+def _bank() -> tuple[tuple[str, str], ...]:
+    """(sentence, source) for every distinct speakable sentence, in hash order."""
+    candidates = [("template", s) for s in _template_sentences()]
+    candidates += list(generated_sentences(_BANK_SEED))
+    candidates += [("fortunes", s) for s in fortune_sentences()]
+    chosen: dict[str, tuple[str, str]] = {}
+    for source, sentence in candidates:
+        cleaned = clean_sentence(sentence)
+        key = sentence_key(cleaned) if cleaned else ""
+        if key and key not in chosen:
+            chosen[key] = (cleaned, source)
+    ordered = sorted(chosen.items(), key=lambda item: (_digest(item[0], b"order"), item[0]))
+    bank = tuple(entry for _, entry in ordered)
+    logger.debug("sentence bank: %s", dict(Counter(source for _, source in bank)))
+    return bank
+
+
+def sentence_bank() -> tuple[str, ...]:
+    """Every bank sentence (``MIN_WORDS``-``MAX_WORDS`` words, distinct), in a fixed order."""
+    return tuple(sentence for sentence, _ in _bank())
+
+
+def bank_sources() -> dict[str, int]:
+    """How many bank sentences each source gave (``template``, ``date``, ``fortunes``, ...)."""
+    return dict(Counter(source for _, source in _bank()))
+
+
+@lru_cache(maxsize=len(SPLITS))
 def split_sentences(split: str) -> tuple[str, ...]:
-    """All bank sentences of one split (``train``, ``validation`` or ``test``)."""
+    """All bank sentences of one split (``train``, ``validation`` or ``test``), in bank order."""
     if split not in SPLITS:
         raise DistilrayError(f"unknown sentence split {split!r}: choose one of {', '.join(SPLITS)}")
-    start, end = SPLITS[split]
-    bank = sentence_bank()
-    return bank[int(start * len(bank)) : int(end * len(bank))]
+    return tuple(s for s in sentence_bank() if sentence_split(s) == split)
 
 
 def take_sentences(pool: tuple[str, ...] | list[str], offset: int, count: int) -> list[str]:

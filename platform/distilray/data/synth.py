@@ -1,12 +1,17 @@
-"""Synthetic English speech with known references, from espeak-ng and flite.
+"""Synthetic English speech with known references, from every installed synthesiser.
 
-Tests, the demo and benchmarks need labelled speech without downloading any. Each
-clip is one bank sentence (or, for long-form clips, several sentences joined with
-short pauses) spoken by one of several voices, optionally at a varied speaking rate
-and with white noise, written as a 16 kHz WAV next to a ``manifest.jsonl``.
+Tests, the demo and benchmarks need labelled speech without downloading any, and a
+student distilled on it must still understand people. Each clip is one bank sentence
+(or, for long-form clips, several sentences joined with short pauses) spoken by one
+voice (espeak-ng with its accents and variants, MBROLA, flite, festival, Piper; see
+:mod:`distilray.data.voices`), optionally at a varied speaking rate and pitch, then
+augmented (:mod:`distilray.data.augment`: speed, room, noise, telephone band, codec,
+level), written as a 16 kHz WAV next to a ``manifest.jsonl`` whose rows name the
+voice, its speaker and every augmentation applied.
 
-Everything is deterministic given the seed: clip ``i`` draws its speaking rate and
-noise from ``numpy.random.default_rng([seed, i])``, and voices go round-robin.
+Everything is deterministic given the seed: clip ``i`` draws its speaking rate from
+``numpy.random.default_rng([seed, i])`` and its pitch, augmentation and noise from
+generators seeded ``[seed, i, k]``; voices go round-robin.
 """
 
 from __future__ import annotations
@@ -15,21 +20,33 @@ import functools
 import json
 import logging
 import os
-import shutil
-import subprocess
 import tempfile
+from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from distilray.audio import SAMPLING_RATE, add_noise, decode_audio, encode_wav
+from distilray.audio import SAMPLING_RATE, add_noise, encode_wav
+from distilray.data.augment import AugmentConfig, Augmenter, preset
 from distilray.data.sentences import split_sentences, take_sentences
+from distilray.data.tts import ENGINE_TIMEOUT_S, ESPEAK_WORDS_PER_MINUTE, speak
+from distilray.data.voices import (
+    ENGINES,
+    INSTALL_HINTS,
+    Voice,
+    check_voices,
+    flite_voices,
+    resolve_voices,
+)
 from distilray.errors import DistilrayError
 
 logger = logging.getLogger(__name__)
 
+# The voices used when none are named: fast, always installed with `make system-deps`.
+# Wider sets: voices="split" (this split's speakers) or "all"; see distilray.data.voices.
 DEFAULT_VOICES = (
     "espeak-ng:en-us",
     "espeak-ng:en-gb",
@@ -40,36 +57,17 @@ DEFAULT_VOICES = (
     "flite:awb",
     "flite:kal",
 )
-ENGINES = ("espeak-ng", "flite")
-INSTALL_HINT = "install the speech synthesisers with: apt-get install espeak-ng flite"
-ESPEAK_WORDS_PER_MINUTE = 175  # espeak-ng's default speaking rate
+INSTALL_HINT = INSTALL_HINTS["espeak-ng"]
 SECONDS_PER_WORD = 0.36  # measured on the bank: both engines speak ~2.8 words/s
 LONG_FORM_TARGET_S = (45.0, 80.0)  # planned length; the result lands within 40-90 s
 LONG_FORM_MAX_S = 90.0
 PAUSE_S = (0.3, 0.8)  # silence between sentences of a long-form clip
-ENGINE_TIMEOUT_S = 60.0
 SUMMARY_NAME = "synth.json"  # what was made, with the offset of the next disjoint set
-
-
-@dataclass(frozen=True)
-class Voice:
-    """One synthetic voice: ``engine:name`` such as ``espeak-ng:en-gb`` or ``flite:slt``."""
-
-    engine: str
-    name: str
-
-    @classmethod
-    def parse(cls, spec: str) -> Voice:
-        engine, sep, name = spec.strip().partition(":")
-        if not sep or engine not in ENGINES or not name:
-            raise DistilrayError(
-                f"bad voice {spec!r}: write ENGINE:VOICE with ENGINE one of {', '.join(ENGINES)}, "
-                "e.g. espeak-ng:en-us or flite:slt"
-            )
-        return cls(engine, name)
-
-    def __str__(self) -> str:
-        return f"{self.engine}:{self.name}"
+__all__ = [
+    "DEFAULT_VOICES", "ENGINES", "ENGINE_TIMEOUT_S", "ESPEAK_WORDS_PER_MINUTE", "INSTALL_HINT",
+    "SUMMARY_NAME", "ClipPlan", "Voice", "check_voices", "flite_voices", "plan_clips", "speak",
+    "synthesize_dataset",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,14 +80,16 @@ class ClipPlan:
     sentences: tuple[str, ...]
     pauses_s: tuple[float, ...]  # silence after each sentence but the last
     snr_db: float | None
-    noise_seed: tuple[int, int]
+    noise_seed: tuple[int, int]  # (seed, clip index): every random draw of the clip
+    pitch_semitones: float = 0.0  # voice pitch shift applied by the synthesiser
+    long_form: bool = False
 
 
 def synthesize_dataset(
     out_dir: str | os.PathLike,
     num_clips: int,
     *,
-    voices: list[str] | tuple[str, ...] = DEFAULT_VOICES,
+    voices: str | Sequence[str] = DEFAULT_VOICES,
     snr_db: float | None = None,
     seed: int = 0,
     sentences: list[str] | None = None,
@@ -98,22 +98,26 @@ def synthesize_dataset(
     offset: int = 0,
     rate_jitter: float = 0.0,
     workers: int | None = None,
+    augment: AugmentConfig | str | None = None,
 ) -> Path:
     """Write ``num_clips`` sentence clips (+ ``long_form`` 40-90 s clips) and their manifest.
 
     Sentences come from the built-in bank's ``split`` starting at ``offset`` (or from
     ``sentences`` when given), so calls with different splits or non-overlapping
-    offsets never share a sentence. ``rate_jitter`` varies the speaking rate
-    uniformly within ``1 ± rate_jitter``. Returns the path of ``manifest.jsonl``.
+    offsets never share a sentence. ``voices`` is a list of ``ENGINE:VOICE`` specs
+    taken round-robin, or ``"split"`` (every installed voice of ``split``'s speaker
+    pool) or ``"all"``. ``rate_jitter`` varies the speaking rate uniformly within
+    ``1 ± rate_jitter``; ``augment`` (a config or a preset name: none, light, robust)
+    adds pitch, speed, room, noise, channel and level variation, recorded per row.
+    ``snr_db`` adds white noise at that SNR last. Returns the path of ``manifest.jsonl``.
     """
     if num_clips < 0 or long_form < 0:
         raise DistilrayError("the number of clips must be >= 0")
     if not 0 <= rate_jitter < 1:
         raise DistilrayError(f"rate_jitter must be in [0, 1), got {rate_jitter}")
-    parsed = [Voice.parse(v) for v in voices]
-    if not parsed:
-        raise DistilrayError("no voices given")
-    check_voices(parsed)
+    parsed = resolve_voices(voices, split, seed)
+    config = preset(augment) if isinstance(augment, str) else augment or AugmentConfig()
+    augmenter = Augmenter(config)
     plans = plan_clips(
         num_clips,
         parsed,
@@ -124,27 +128,39 @@ def synthesize_dataset(
         split=split,
         offset=offset,
         rate_jitter=rate_jitter,
+        augmenter=augmenter,
     )
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)
-    rows = _synthesize_all(plans, out, workers or min(8, 2 * (os.cpu_count() or 1)))
+    rows = _synthesize_all(plans, out, workers or min(8, 2 * (os.cpu_count() or 1)), augmenter)
     manifest = out / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    summary = {
+    summary = _summary(rows, plans, parsed, config, seed, snr_db, rate_jitter, split, offset)
+    summary["split"] = None if sentences is not None else split
+    (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+    logger.info("wrote %d clips (%.3f h) to %s", len(rows), summary["hours"], manifest)
+    return manifest
+
+
+def _summary(rows, plans, voices, config, seed, snr_db, rate_jitter, split, offset) -> dict:
+    """What was made: counts per voice family and augmentation, and the next offset."""
+    applied = Counter(a.split(":")[0].split("=")[0] for row in rows for a in row["augment"])
+    return {
         "clips": len(rows),
         "hours": round(sum(row["duration_s"] for row in rows) / 3600, 4),
-        "voices": [str(v) for v in parsed],
+        "voices": list(dict.fromkeys(str(v) for v in voices)),
+        "speakers": len({v.speaker for v in voices}),
+        "clips_per_family": dict(Counter(Voice.parse(row["voice"]).family for row in rows)),
         "seed": seed,
         "snr_db": snr_db,
         "rate_jitter": rate_jitter,
-        "split": None if sentences is not None else split,
+        "augment": config.model_dump() if config.active else None,
+        "augment_counts": dict(sorted(applied.items())),
+        "split": split,
         "offset": offset,
         # sentences consumed by this set: the next disjoint set starts here
         "next_offset": offset + sum(len(plan.sentences) for plan in plans),
     }
-    (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
-    logger.info("wrote %d clips (%.3f h) to %s", len(rows), summary["hours"], manifest)
-    return manifest
 
 
 def plan_clips(
@@ -158,8 +174,9 @@ def plan_clips(
     split: str,
     offset: int,
     rate_jitter: float,
+    augmenter: Augmenter | None = None,
 ) -> list[ClipPlan]:
-    """Assign sentences, voices, rates and noise seeds to every clip."""
+    """Assign sentences, voices, rates, pitch and noise seeds to every clip."""
     pool = tuple(sentences) if sentences is not None else split_sentences(split)
     prefix = "custom" if sentences is not None else split
     plans: list[ClipPlan] = []
@@ -175,7 +192,11 @@ def plan_clips(
             clip_id = f"{prefix}-long-{position:06d}"
         pauses = tuple(float(p) for p in rng.uniform(*PAUSE_S, size=len(texts) - 1))
         voice = voices[index % len(voices)]
-        plans.append(ClipPlan(clip_id, voice, rate, tuple(texts), pauses, snr_db, (seed, index)))
+        pitch = augmenter.pitch(np.random.default_rng([seed, index, 3])) if augmenter else 0.0
+        plans.append(
+            ClipPlan(clip_id, voice, rate, tuple(texts), pauses, snr_db, (seed, index),
+                     pitch, long_form=index >= num_clips)
+        )  # fmt: skip
         position += len(texts)
     return plans
 
@@ -191,31 +212,64 @@ def _long_form_sentences(pool: tuple[str, ...], position: int, rate: float, rng)
     return texts
 
 
-def _synthesize_all(plans: list[ClipPlan], out: Path, workers: int) -> list[dict]:
-    """Synthesise clips on a small thread pool (each thread drives one engine process)."""
+def _synthesize_all(
+    plans: list[ClipPlan], out: Path, workers: int, augmenter: Augmenter
+) -> list[dict]:
+    """Speak every clip on a small thread pool (each thread drives one engine process).
+
+    With augmentation, clean clips are spoken first into a scratch folder, so babble
+    noise can mix in other clips of the same set whatever order the threads finish in.
+    """
     with (
         tempfile.TemporaryDirectory(prefix="distilray-synth-") as scratch,
         ThreadPoolExecutor(max_workers=workers) as pool,
     ):
-        job = functools.partial(_synthesize_clip, out=out, scratch=Path(scratch))
-        return list(pool.map(job, plans))
+        clean = Path(scratch) / "clean"
+        clean.mkdir()
+        speak_one = functools.partial(_speak_clip, clean=clean, scratch=Path(scratch))
+        texts = list(pool.map(speak_one, plans))
+        finish = functools.partial(
+            _finish_clip, out=out, clean=clean, plans=plans, augmenter=augmenter
+        )
+        return list(pool.map(finish, plans, texts))
 
 
-def _synthesize_clip(plan: ClipPlan, out: Path, scratch: Path) -> dict:
-    """Speak, join, add noise, and write one clip; returns its manifest row."""
+def _speak_clip(plan: ClipPlan, clean: Path, scratch: Path) -> list[str]:
+    """Speak and join one clip's sentences into ``clean/ID.wav``; returns the texts kept."""
     silence = [np.zeros(int(p * SAMPLING_RATE), np.float32) for p in plan.pauses_s]
     parts: list[np.ndarray] = []
     texts: list[str] = []
     total = 0
     for i, text in enumerate(plan.sentences):
-        speech = speak(plan.voice, text, plan.rate, scratch / f"{plan.id}-{i}.wav")
+        wav = scratch / f"{plan.id}-{i}.wav"
+        speech = speak(plan.voice, text, plan.rate, wav, plan.pitch_semitones)
         pause = silence[i - 1] if i else np.zeros(0, np.float32)
         if texts and (total + pause.size + speech.size) / SAMPLING_RATE > LONG_FORM_MAX_S:
             break  # long-form: keep whole sentences only, within the maximum length
         parts += [pause, speech]
         texts.append(text)
         total += pause.size + speech.size
-    audio = np.concatenate(parts)
+    np.save(clean / f"{plan.id}.npy", np.concatenate(parts))  # exact, no requantising
+    return texts
+
+
+def _finish_clip(
+    plan: ClipPlan,
+    texts: list[str],
+    out: Path,
+    clean: Path,
+    plans: list[ClipPlan],
+    augmenter: Augmenter,
+) -> dict:
+    """Augment one clean clip, add the requested white noise, write it; its manifest row."""
+    audio = np.load(clean / f"{plan.id}.npy")
+    rng = np.random.default_rng([*plan.noise_seed, 2])
+    talkers = _talkers(plan, plans, clean) if len(plans) > 1 else None
+    applied = [f"pitch={plan.pitch_semitones:+.2f}st"] if plan.pitch_semitones else []
+    if augmenter.config.active:
+        # long-form clips keep their tempo: speed changes would break the 40-90 s bounds
+        audio, done = augmenter(audio, rng, talkers, speed=not plan.long_form)
+        applied += done
     if plan.snr_db is not None:
         audio = add_noise(audio, plan.snr_db, np.random.default_rng([*plan.noise_seed, 1]))
     relative = f"audio/{plan.id}.wav"
@@ -225,73 +279,19 @@ def _synthesize_clip(plan: ClipPlan, out: Path, scratch: Path) -> dict:
         "audio": relative,
         "text": " ".join(texts),
         "voice": str(plan.voice),
+        "speaker": plan.voice.speaker,
         "duration_s": round(audio.size / SAMPLING_RATE, 3),
+        "augment": applied,
     }
 
 
-def speak(voice: Voice, text: str, rate: float, wav_path: Path) -> np.ndarray:
-    """One engine call: ``text`` spoken by ``voice`` as 16 kHz mono float32."""
-    if voice.engine == "espeak-ng":
-        wpm = str(round(ESPEAK_WORDS_PER_MINUTE * rate))
-        command = ["espeak-ng", "-v", voice.name, "-s", wpm, "-w", str(wav_path), "--stdin"]
-    else:
-        stretch = f"duration_stretch={1.0 / rate:.4f}"
-        command = [
-            "flite",
-            "-voice",
-            voice.name,
-            "--setf",
-            stretch,
-            "-o",
-            str(wav_path),
-            "-t",
-            text,
-        ]
-    try:
-        done = subprocess.run(
-            command, input=text, capture_output=True, text=True, timeout=ENGINE_TIMEOUT_S
-        )
-    except FileNotFoundError:
-        raise DistilrayError(f"{voice.engine} is not installed: {INSTALL_HINT}") from None
-    except subprocess.TimeoutExpired:
-        raise DistilrayError(f"{voice} took over {ENGINE_TIMEOUT_S:g} s on {text!r}") from None
-    if done.returncode != 0 or not wav_path.exists():
-        detail = (done.stderr or done.stdout).strip() or f"exit code {done.returncode}"
-        raise DistilrayError(f"{voice} failed to speak {text!r}: {detail}")
-    audio = decode_audio(wav_path)
-    wav_path.unlink()
-    return audio
+def _talkers(plan: ClipPlan, plans: list[ClipPlan], clean: Path):
+    """Babble sources for ``plan``: other clean clips of this set, drawn by the clip's seed."""
+    others = [p.id for p in plans if p.id != plan.id]
+    rng = np.random.default_rng([*plan.noise_seed, 4])
 
+    def draw(count: int) -> list[np.ndarray]:
+        chosen = rng.choice(len(others), size=min(count, len(others)), replace=False)
+        return [np.load(clean / f"{others[i]}.npy") for i in chosen]
 
-def check_voices(voices: list[Voice]) -> None:
-    """Fail early, with the fix, if an engine or a voice is missing."""
-    for engine in sorted({v.engine for v in voices}):
-        if shutil.which(engine) is None:
-            raise DistilrayError(f"{engine} is not installed: {INSTALL_HINT}")
-    for voice in voices:
-        if voice.engine == "flite" and voice.name not in flite_voices():
-            raise DistilrayError(
-                f"flite has no voice {voice.name!r}; installed: {', '.join(flite_voices())}"
-            )
-        if voice.engine == "espeak-ng":
-            _check_espeak_voice(voice.name)
-
-
-@functools.lru_cache(maxsize=1)
-def flite_voices() -> tuple[str, ...]:
-    """The voices compiled into the installed flite (``flite -lv``)."""
-    done = subprocess.run(["flite", "-lv"], capture_output=True, text=True, timeout=30)
-    _, _, listed = done.stdout.partition(":")
-    return tuple(listed.split())
-
-
-@functools.lru_cache(maxsize=64)
-def _check_espeak_voice(name: str) -> None:
-    done = subprocess.run(
-        ["espeak-ng", "-q", "-v", name, "x"], capture_output=True, text=True, timeout=30
-    )
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip()
-        raise DistilrayError(
-            f"espeak-ng has no voice {name!r} ({detail}); list them with: espeak-ng --voices=en"
-        )
+    return draw

@@ -56,14 +56,21 @@ def test_demo_chains_the_tiny_configs_consistently():
     from distilray.student import StudentInitConfig
 
     demo = load_config(DemoConfig, ROOT / "configs/tiny/demo.yaml")
-    label = load_config(LabelConfig, ROOT / demo.label)
+    synth, real, val = (load_config(LabelConfig, ROOT / path) for path in demo.label)
     init = load_config(StudentInitConfig, ROOT / demo.init_student)
     distill = load_config(DistillConfig, ROOT / demo.distill)
     evaluation = load_config(EvalConfig, ROOT / demo.eval)
-    assert label.input == f"{demo.train_data.out}/manifest.jsonl"
-    assert distill.data.train == label.output
+    assert synth.input == f"{demo.train_data.out}/manifest.jsonl"
+    assert real.input == f"{demo.real_data.out}/train/manifest.jsonl"
+    assert val.input == f"{demo.real_data.out}/validation/manifest.jsonl"
+    assert distill.data.train == [synth.output, real.output]
+    assert distill.data.eval == val.output  # model selection on real, held-out speech
     assert distill.model.student == init.out
     assert evaluation.models.student == distill.run.export_to
-    assert evaluation.datasets[0].manifest == f"{demo.eval_data.out}/manifest.jsonl"
-    assert not set(demo.train_data.voices) & set(demo.eval_data.voices)
+    manifests = {d.name: d.manifest for d in evaluation.datasets}
+    assert manifests == {
+        "synth-test": f"{demo.eval_data.out}/manifest.jsonl",
+        "real-test": f"{demo.real_data.out}/test/manifest.jsonl",
+    }
     assert demo.train_data.split != demo.eval_data.split
+    assert demo.train_data.voices == "split"  # the train speaker pool: no test speaker

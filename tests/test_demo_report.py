@@ -5,8 +5,9 @@ from __future__ import annotations
 from distilray.demo import format_results, headline
 
 
-def _cell(mode, form="short", snr=None, wer=0.2, latency=1.0, same=None):
+def _cell(mode, form="short", snr=None, wer=0.2, latency=1.0, same=None, dataset="synth"):
     return {
+        "dataset": dataset,
         "mode": mode,
         "form": form,
         "snr_db": snr,
@@ -14,25 +15,32 @@ def _cell(mode, form="short", snr=None, wer=0.2, latency=1.0, same=None):
         "latency_vs_teacher": latency,
         "rtfx": 4.0,
         "identical_to_teacher": same,
+        "repeated_5grams": 0,
+        "acceptance_rate": 0.8 if mode == "speculative" else None,
     }
 
 
-def test_headline_orders_clean_rows_and_adds_the_untrained_baseline():
+def test_headline_orders_clean_rows_per_dataset_and_adds_the_untrained_baseline():
     cells = [
         _cell("teacher", same=1.0),
         _cell("student", wer=0.3, latency=0.6, same=0.25),
         _cell("speculative", latency=1.3, same=1.0),
         _cell("teacher", snr=10.0, wer=0.4),
         _cell("teacher", form="chunked", same=1.0),
+        _cell("teacher", dataset="real", wer=0.05),
+        _cell("student", dataset="real", wer=0.07),
     ]
-    baseline = [_cell("student", wer=1.2, latency=None)]
+    baseline = [_cell("student", wer=1.2, latency=None), _cell("student", dataset="real")]
     rows = headline(cells, baseline)
-    assert [(r["mode"], r["form"]) for r in rows] == [
-        ("teacher", "short"),
-        ("student", "short"),
-        ("speculative", "short"),
-        ("student (untrained init)", "short"),
-        ("teacher", "chunked"),
+    assert [(r["dataset"], r["mode"], r["form"]) for r in rows] == [
+        ("synth", "teacher", "short"),
+        ("synth", "student", "short"),
+        ("synth", "speculative", "short"),
+        ("synth", "student (untrained init)", "short"),
+        ("synth", "teacher", "chunked"),
+        ("real", "teacher", "short"),
+        ("real", "student", "short"),
+        ("real", "student (untrained init)", "short"),
     ]
     noisy = [c for c in cells if c["snr_db"] is not None]
     served = {
@@ -43,7 +51,7 @@ def test_headline_orders_clean_rows_and_adds_the_untrained_baseline():
         "wer": 0.0,
     }
     table = format_results(rows, noisy, served)
-    assert "| speculative | short | 20.0 | 1.3 | 4.0 | 100% |" in table
-    assert "| student (untrained init) | short | 120.0 | – | 4.0 | – |" in table
-    assert "teacher      SNR  10.0 dB: 40.0" in table
+    assert "| synth | speculative | short | 20.0 | 0 | 1.30 | 4.0 | 100% | 0.80 |" in table
+    assert "| synth | student (untrained init) | short | 120.0 | 0 | – | 4.0 | – | – |" in table
+    assert "synth      teacher      SNR  10.0 dB: 40.0" in table
     assert "transcribed clip.wav in 0.50 s: 'hello'" in table

@@ -64,7 +64,7 @@ def test_paper_defaults_and_overrides():
     ("override", "message"),
     [
         ("loss.kl_weight=0 loss.pl_weight=0", "nothing to learn"),
-        ("data.eval_fraction=0", "no evaluation data"),
+        ("data.eval=null data.eval_fraction=0", "no evaluation data"),
         ("loss.temperatur=2", "unknown key"),
         ("train.max_steps=0", "train.max_steps"),
     ],

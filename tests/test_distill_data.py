@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from distilray.audio import encode_wav
-from distilray.distill.collate import DistillCollate, pad_labels
+from distilray.distill.collate import DistillCollate, TimestampMix, pad_labels
 from distilray.distill.config import DataSection
 from distilray.distill.data import (
     add_features,
@@ -20,16 +22,21 @@ from distilray.distill.data import (
 )
 from distilray.errors import DataError
 
-# (id, wer, error): what the labelling stage can write.
+# (id, wer, error[, (avg_logprob, compression_ratio, no_speech_prob)]): what labelling writes.
+CONFIDENT = (-0.2, 1.5, 0.01)
 ROWS = [
     ("a", 0.0, None),
     ("b", 0.1, None),  # exactly λ: kept
     ("c", 0.1000001, None),  # just above: dropped
     ("d", 0.5, None),
-    ("e", None, None),  # no reference: kept only with keep_unscored
+    ("e", None, None),  # no reference, confident teacher: kept only with keep_unscored
     ("f", 0.0, "AudioDecodeError: bad"),  # failed row: always dropped
     ("g", None, "boom"),
     ("h", 0.05, None),
+    ("i", None, None, (-1.5, 1.5, 0.01)),  # unscored, unsure teacher: dropped
+    ("j", None, None, (-0.3, 3.1, 0.01)),  # unscored, a repetition loop: dropped
+    ("k", None, None, (-0.3, 1.2, 0.9)),  # unscored, probably silence: dropped
+    ("l", 0.0, None, (-3.0, 5.0, 0.99)),  # scored: judged by WER alone, kept
 ]
 
 
@@ -46,6 +53,10 @@ def _write_labels(path, rows=ROWS, text=True):
                 [[50257, 50362, 10 + i, 50256] for i in range(n)], pa.list_(pa.int32())
             ),
             "wer": pa.array([r[1] for r in rows], pa.float64()),
+            **{
+                name: pa.array([(r[3] if len(r) > 3 else CONFIDENT)[k] for r in rows], pa.float64())
+                for k, name in enumerate(["avg_logprob", "compression_ratio", "no_speech_prob"])
+            },
             "teacher": ["tiny.en"] * n,
             "error": pa.array([r[2] for r in rows], pa.string()),
         }
@@ -62,10 +73,11 @@ def _ids(ds) -> list[str]:
 
 CASES = [
     # (λ, keep_unscored, ids kept)
-    (0.1, True, ["a", "b", "e", "h"]),
-    (0.1, False, ["a", "b", "h"]),
-    (0.0, False, ["a"]),
-    (None, False, ["a", "b", "c", "d", "e", "h"]),
+    (0.1, True, ["a", "b", "e", "h", "l"]),
+    (0.1, False, ["a", "b", "h", "l"]),
+    (0.0, False, ["a", "l"]),
+    (None, False, ["a", "b", "c", "d", "h", "l"]),
+    (None, True, ["a", "b", "c", "d", "e", "h", "l"]),
 ]
 
 
@@ -80,12 +92,43 @@ def _cfg(labels, threshold, keep_unscored) -> DataSection:
 def test_filter_counts(tmp_path, threshold, keep_unscored, expected):
     summary = summarize(_cfg(_write_labels(tmp_path / "labels"), threshold, keep_unscored))
     assert (summary.rows, summary.held_out, summary.candidates, summary.kept) == (
-        8,
+        12,
         0,
-        8,
+        12,
         len(expected),
     )
     assert summary.hours == pytest.approx(len(expected) * 1.5 / 3600)
+    assert sum(summary.dropped.values()) == 12 - len(expected)
+
+
+def test_filter_records_why_rows_were_dropped(tmp_path):
+    summary = summarize(_cfg(_write_labels(tmp_path / "labels"), 0.1, True))
+    assert summary.dropped == {
+        "teacher or audio error": 2,
+        "wer > 0.1": 2,
+        "unscored, avg_logprob < -1": 1,
+        "unscored, compression_ratio > 2.4": 1,
+        "unscored, no_speech_prob > 0.6": 1,
+    }
+    assert "dropped: 2 teacher or audio error, 2 wer > 0.1" in summary.describe(
+        _cfg(tmp_path / "labels", 0.1, True)
+    )
+    strict = summarize(_cfg(tmp_path / "labels", 0.1, False))
+    assert strict.dropped["no reference (keep_unscored is off)"] == 4
+
+
+def test_unscored_rows_are_excluded_by_default():
+    assert DataSection(train="labels").keep_unscored is False
+
+
+def test_confidence_filter_needs_the_confidence_columns(tmp_path):
+    labels = _write_labels(tmp_path / "labels")
+    table = pq.read_table(labels / "part-0.parquet").drop_columns(["avg_logprob"])
+    pq.write_table(table, labels / "part-0.parquet")
+    pq.write_table(table, labels / "part-1.parquet")
+    with pytest.raises(DataError, match="relabel"):
+        summarize(_cfg(labels, 0.1, True))
+    assert summarize(_cfg(labels, 0.1, False)).kept > 0
 
 
 @pytest.mark.ray
@@ -172,3 +215,54 @@ def test_add_features_drops_undecodable_rows():
     assert out["input_features"].shape == (2, 80, 3000)
     assert "audio" not in out
     assert out["pseudo_label_ids"].tolist() == [0, 2]
+
+
+# tiny.en: <|startoftranscript|>, <|notimestamps|>, <|0.00|>, <|endoftext|>.
+SOT, NO_TS, T0, EOT = 50257, 50362, 50363, 50256
+MIX = TimestampMix(0.5, no_timestamps_id=NO_TS, timestamp_begin=T0, prompt_ids=frozenset({SOT}))
+TIMESTAMPED = [SOT, T0, 383, 2068, T0 + 50, T0 + 60, 1474, T0 + 110, EOT]
+
+
+def test_timestamp_mix_keeps_or_strips_exact_sequences():
+    assert MIX.apply(TIMESTAMPED, keep=True) == TIMESTAMPED
+    assert MIX.apply(TIMESTAMPED, keep=False) == [SOT, NO_TS, 383, 2068, 1474, EOT]
+    plain = [SOT, NO_TS, 383, 2068, EOT]  # labelled without timestamps: used as it is
+    assert MIX.apply(plain, keep=True) == MIX.apply(plain, keep=False) == plain
+    cut = [SOT, T0, 383, T0 + 20, T0 + 20, 2068]  # cut at the label limit: no end of text
+    assert MIX.apply(cut, keep=False) == [SOT, NO_TS, 383, 2068]
+
+
+def test_timestamp_mix_share_and_epochs():
+    ids = [f"clip-{i}" for i in range(2000)]
+    share = sum(MIX.keeps(i) for i in ids) / len(ids)
+    assert 0.45 < share < 0.55
+    assert not any(replace(MIX, probability=0.0).keeps(i) for i in ids)
+    assert all(replace(MIX, probability=1.0).keeps(i) for i in ids)
+    other_epoch = replace(MIX, seed=1)
+    assert [MIX.keeps(i) for i in ids] != [other_epoch.keeps(i) for i in ids]
+
+
+def test_timestamp_mix_matches_the_teacher_vocabulary(tiny_en):
+    from transformers import GenerationConfig
+
+    mix = TimestampMix.from_config(GenerationConfig.from_pretrained(tiny_en), 0.2)
+    assert (mix.no_timestamps_id, mix.timestamp_begin, mix.prompt_ids) == (
+        NO_TS,
+        T0,
+        frozenset({SOT}),
+    )
+
+
+def test_collator_mixes_timestamps_per_row():
+    ids = np.empty(2, dtype=object)
+    ids[0], ids[1] = np.array(TIMESTAMPED), np.array(TIMESTAMPED)
+    batch = {
+        "id": np.array(["kept", "stripped"]),
+        "input_features": np.zeros((2, 80, 3000), np.float32),
+        "pseudo_label_ids": ids,
+    }
+    always = DistillCollate(2, SOT, timestamps=replace(MIX, probability=1.0))(batch)
+    never = DistillCollate(2, SOT, timestamps=replace(MIX, probability=0.0))(batch)
+    assert always["labels"][0].tolist() == TIMESTAMPED[1:]
+    assert never["labels"][1].tolist()[:5] == [NO_TS, 383, 2068, 1474, EOT]
+    assert never["decoder_input_ids"][1].tolist()[:5] == [SOT, NO_TS, 383, 2068, 1474]

@@ -89,6 +89,33 @@ def test_encoder_cache_stays_within_its_budget(models):
         cache.encode(encoder, batch["input_features"], ["a", "b"])
 
 
+def test_encoder_cache_on_disk_serves_a_new_run_and_keys_by_content(models, tmp_path):
+    from distilray.distill.encoder_cache import EncoderCache
+    from distilray.models.encoder_store import EncoderStore
+
+    student, teacher, processor = models
+    batch = {**_batch(processor, rows=3), "ids": ["a", "b", "c"]}
+    one, two = EncoderStore(tmp_path, "teacher-1"), EncoderStore(tmp_path, "teacher-2")
+    with torch.no_grad():
+        want = shared_logits(student, teacher, batch)
+        shared_logits(student, teacher, batch, EncoderCache(2**30, one))
+        assert len(list(tmp_path.glob("*.npy"))) == 3
+        # a new run (empty memory), no memory budget at all: every row comes from disk
+        rerun = EncoderCache(0, one)
+        got = shared_logits(student, teacher, batch, rerun)
+        assert (rerun.disk_hits, rerun.misses, len(rerun)) == (3, 0, 0)
+        # the same ids on other audio, or another encoder, are not served from disk
+        other = {**batch, "input_features": batch["input_features"].flip(0)}
+        moved = EncoderCache(0, one)
+        shared_logits(student, teacher, {**other, "ids": ["a", "x", "y"]}, moved)
+        assert moved.disk_hits == 3  # same rows (by content) under other ids
+        fresh = EncoderCache(0, two)
+        shared_logits(student, teacher, batch, fresh)
+        assert (fresh.disk_hits, fresh.misses) == (0, 3)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_train_step_updates_decoder_only(models):
     student, teacher, processor = models
     encoder_before = {k: v.clone() for k, v in student.model.encoder.state_dict().items()}

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from distilray.evaluation.config import EvalConfig
 from distilray.evaluation.metrics import (
     Utterance,
     cell_metrics,
+    corpus_repeated_ngrams,
     relative_latency,
     repeated_ngrams,
     rtfx,
@@ -107,6 +110,65 @@ def test_build_cells_groups_orders_and_relates_latency():
     table = markdown_table(cells)
     assert table.count("\n") == 5  # header, rule, three cells
     assert "| d | student | short | clean | 1 | 50.00 |" in table
+
+
+def test_corpus_repeated_ngrams_count_across_utterances():
+    stock = "thank you for watching the video"  # the same hallucinated line on two clips
+    texts = [stock, f"and {stock}", "a b c d e", None]
+    assert sum(repeated_ngrams(t) for t in texts) == 0  # no clip repeats itself
+    assert corpus_repeated_ngrams(texts) == 2  # its two 5-grams come back in clip two
+    assert corpus_repeated_ngrams(["a b c d", "e f g h"]) == 0  # no n-gram spans two clips
+    looping = "much longer than it was " * 3
+    assert corpus_repeated_ngrams([looping]) == repeated_ngrams(looping) == 6  # 11 5-grams, 5 distinct
+    cell = cell_metrics([Utterance("x", t or "", 1.0, 0.1, 3) for t in texts])
+    assert (cell["repeated_5grams"], cell["repeated_5grams_corpus"]) == (0, 2)
+
+
+def test_student_chunk_length_is_its_own_setting():
+    from pydantic import ValidationError
+
+    base = {"datasets": [{"name": "x", "manifest": "m.jsonl"}], "output_dir": "out"}
+    cfg = EvalConfig.model_validate({**base, "runtime": {"student_chunk_length_s": 15}})
+    assert cfg.runtime.chunk_length_for("student") == 15
+    assert cfg.runtime.chunk_length_for("teacher") == 30
+    assert cfg.runtime.chunk_length_for("speculative") == 30  # stays the teacher's output
+    assert EvalConfig.model_validate(base).runtime.chunk_length_for("student") == 30
+    with pytest.raises(ValidationError, match="stride_s must be below half"):
+        EvalConfig.model_validate({**base, "runtime": {"student_chunk_length_s": 8}})
+
+
+def test_noise_levels_per_dataset():
+    from distilray.audio import encode_wav
+    from distilray.evaluation.steps import decode_rows
+
+    cfg = EvalConfig.model_validate(
+        {
+            "datasets": [
+                {"name": "synth", "manifest": "a.jsonl"},
+                {"name": "real", "manifest": "b.jsonl", "snr_db": [None]},
+            ],
+            "noise": {"snr_db": [None, 10]},
+            "output_dir": "out",
+        }
+    )
+    levels = cfg.snr_by_dataset()
+    assert levels == {"synth": [None, 10], "real": [None]}
+    tone = encode_wav(np.sin(np.linspace(0, 400 * np.pi, 16000)).astype(np.float32) * 0.1)
+    batch = pa.table(
+        {
+            "dataset": ["synth", "real"],
+            "id": ["a", "b"],
+            "text": ["x", "y"],
+            "audio_bytes": [tone, tone],
+            "audio_path": pa.array([None, None], pa.string()),
+        }
+    )
+    out = decode_rows(batch, levels, seed=0).to_pylist()
+    assert [(r["dataset"], math.isnan(r["snr_db"])) for r in out] == [
+        ("synth", True),
+        ("synth", False),
+        ("real", True),
+    ]
 
 
 def test_eval_config_requires_student_for_student_modes():

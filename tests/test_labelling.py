@@ -16,14 +16,15 @@ from transformers import GenerationConfig
 from distilray.audio import encode_wav
 from distilray.config import load_config
 from distilray.errors import ConfigError, DataError
+from distilray.inference.prompt import full_sequence, prompt_ids
 from distilray.labelling.config import LabelConfig
-from distilray.labelling.prepare import Clip, decode_row, pack
+from distilray.labelling.prepare import Clip, decode_row, is_packed, mix_packed, pack
 from distilray.labelling.progress import ProgressCounter, batch_counts, progress_line
 from distilray.labelling.readers import input_ids, keep_rows
 from distilray.labelling.schema import OUTPUT_SCHEMA
 from distilray.labelling.shards import PARTIAL_SUFFIX, list_shards, scan_output
 from distilray.labelling.summary import format_summary, summarize
-from distilray.labelling.teacher import check_options, full_sequence, prompt_ids
+from distilray.labelling.teacher import check_options
 
 ROOT = Path(__file__).resolve().parents[1]
 SOT, EOT, NO_TS = 50257, 50256, 50362  # tiny.en's special tokens
@@ -59,6 +60,43 @@ def test_config_rejects_bad_values(tmp_path):
         load_config(LabelConfig, None, ["input=s3://b/data/", "output=s3://b/data/labels"])
 
 
+@pytest.mark.parametrize(
+    ("inp", "out"),
+    [
+        ("data", "{tmp}/data/labels"),  # relative input, absolute output under it
+        ("{tmp}/data", "data/labels"),  # and the other way round
+        ("data/", "./data"),
+        ("data", "data/../data/x/.."),
+        ("file://{tmp}/data", "data/labels"),
+        ("link", "data/labels"),  # a symlink to the input folder
+        ("s3://b/data", "s3://b//data/./labels/"),
+        ("s3://b/data/", "s3://b/other/../data"),
+    ],
+)
+def test_output_inside_input_is_refused_after_resolving(tmp_path, monkeypatch, inp, out):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    fields = [f"input={inp.format(tmp=tmp_path)}", f"output={out.format(tmp=tmp_path)}"]
+    with pytest.raises(ConfigError, match="inside it"):
+        load_config(LabelConfig, None, fields)
+
+
+@pytest.mark.parametrize(
+    ("inp", "out"),
+    [
+        ("data", "{tmp}/data-labels"),  # a sibling sharing the name's start
+        ("data/manifest.jsonl", "data/labels"),  # a manifest file: its folder is fine
+        ("s3://b/data", "s3://b/data2"),
+        ("s3://b/data", "{tmp}/data"),  # different filesystems
+    ],
+)
+def test_output_beside_input_is_accepted(tmp_path, monkeypatch, inp, out):
+    monkeypatch.chdir(tmp_path)
+    fields = [f"input={inp.format(tmp=tmp_path)}", f"output={out.format(tmp=tmp_path)}"]
+    assert load_config(LabelConfig, None, fields).output == out.format(tmp=tmp_path)
+
+
 def test_cli_and_job_report_config_errors_in_one_line(tmp_path, capsys):
     import runpy
 
@@ -87,6 +125,22 @@ def test_pack_joins_consecutive_clips_up_to_the_limit():
     assert by_id["bad"].error == "corrupt" and by_id["c"].text is None
     # A chunk of a labelled and an unlabelled clip has no reference.
     assert pack([clip("a", 2), clip("c", 2, None)], 10)[0].text is None
+
+
+def test_pack_mix_packs_a_share_and_keeps_the_rest_single():
+    clips = [clip(f"c{i:02d}", 3) for i in range(40)]
+    mixed = mix_packed(clips, max_chunk_s=30, fraction=0.5)
+    packed = [c for c in mixed if len(c.ids) > 1]
+    single = [c for c in mixed if len(c.ids) == 1]
+    chosen = {c.ids[0] for c in clips if is_packed(c.ids[0], 0.5)}
+    assert 10 < len(chosen) < 30  # about half
+    assert {i for c in packed for i in c.ids} | {c.ids[0] for c in single if c.ids[0] in chosen} == chosen
+    assert not {c.ids[0] for c in single} & {i for c in packed for i in c.ids}
+    assert sorted(i for c in mixed for i in c.ids) == sorted(c.ids[0] for c in clips)  # each once
+    assert all(c.audio.size <= 30 * 16000 for c in mixed)
+    assert packed and max(c.audio.size for c in packed) > 20 * 16000  # full windows
+    assert all(len(c.ids) == 1 for c in mix_packed(clips, 30, 0.0))
+    assert len(mix_packed(clips, 30, 1.0)) == len(pack(clips, 30))
 
 
 def test_decode_row_records_errors_instead_of_raising(tmp_path):

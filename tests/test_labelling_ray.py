@@ -93,6 +93,8 @@ def config(input_uri, output, teacher, **overrides) -> LabelConfig:
         "max_label_length": 12,  # a random teacher never stops early: keep it short
         "progress_every_s": 1,
         "shard_rows": 6,
+        "concatenate_audio": False,  # one row per input clip: the tests follow ids
+        "return_timestamps": False,
         **overrides,
     }
     return LabelConfig.model_validate(settings)
@@ -115,11 +117,14 @@ def test_corrupt_and_unlabelled_rows(ray_local, tiny_random, mixed_input, tmp_pa
     bad = rows.pop("corrupt")
     assert "cannot decode" in bad["error"]
     assert bad["audio"] is bad["pseudo_label"] is bad["pseudo_label_ids"] is bad["wer"] is None
+    assert bad["avg_logprob"] is bad["compression_ratio"] is bad["no_speech_prob"] is None
     for row in rows.values():
         assert row["error"] is None and row["teacher"] == str(tiny_random)
         assert row["text"] == inputs[row["id"]]["text"] and row["pseudo_label"] is not None
         assert (row["wer"] is None) == (row["text"] is None)  # unlabelled input: no WER
         assert row["pseudo_label_ids"][:2] == [SOT, NO_TS] and len(row["pseudo_label_ids"]) <= 15
+        assert row["avg_logprob"] <= 0 and 0 <= row["no_speech_prob"] <= 1
+        assert row["compression_ratio"] > 0
         stored = decode_audio(row["audio"]).size / 16000  # the stored WAV is the clip at 16 kHz
         assert abs(stored - row["duration_s"]) < 1e-3
         assert abs(row["duration_s"] - inputs[row["id"]]["seconds"]) < 0.01
@@ -212,6 +217,7 @@ def test_s3_in_and_out_through_the_cli_with_the_real_teacher(s3_server, synth_cl
         sys.executable, "-m", "distilray.cli", "label",
         "--config", str(ROOT / "configs" / "tiny" / "label.yaml"),
         f"input=s3://{bucket}/synth/manifest.jsonl", f"output={output}", "progress_every_s=2",
+        "concatenate_audio=false", "encoder_cache_dir=null",  # a row per clip; no local cache
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -96,7 +96,8 @@ def test_pipeline_jobs_read_and_write_s3(bucket, ray_head, tiny_random, synth_cl
     stages = [
         ["python", "jobs/label.py", "--config", "configs/tiny/label.yaml",
          f"input={s3}/data/manifest.jsonl", f"output={s3}/labels", f"teacher={teacher}",
-         "batch_size=4", "prepare_batch_size=4", "max_label_length=16", "shard_rows=4"],
+         "batch_size=4", "prepare_batch_size=4", "max_label_length=16", "shard_rows=4",
+         "concatenate_audio=false", "encoder_cache_dir=null"],
         ["python", "jobs/init_student.py", "--config", "configs/tiny/init_student.yaml",
          f"teacher={teacher}", f"out={s3}/students/init"],
         ["python", "jobs/distill.py", "--config", "configs/tiny/distill.yaml",
@@ -104,6 +105,7 @@ def test_pipeline_jobs_read_and_write_s3(bucket, ray_head, tiny_random, synth_cl
          f"model.teacher={teacher}",
          f"model.student={s3}/students/init", "train.max_steps=2", "train.eval_every=1",
          "train.batch_size=1", "train.eval_max_new_tokens=8", "train.shuffle_buffer=null",
+         "train.encoder_cache_dir=null",
          "optim.warmup_steps=1", "scaling.cpus_per_worker=0.5", f"run.storage={s3}/train",
          "run.name=e2e", "run.export_checkpoint=latest", f"run.export_to={s3}/students/distilled"],
     ]  # fmt: skip

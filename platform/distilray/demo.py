@@ -1,11 +1,14 @@
 """The main job: the whole pipeline, end to end, on the embedded tiny.en teacher.
 
-synthesise train + eval speech (different voices) → pseudo-label with the teacher →
-WER filter → 2-layer student → distil → evaluate teacher / student / speculative
-(and the untrained student as a baseline) → serve and transcribe over HTTP → stop.
+synthesise train + eval speech (different voices) and gather real recorded speech
+from packages → pseudo-label both with the teacher → WER / confidence filter →
+2-layer student → distil (model selection on real validation speech) → evaluate
+teacher / student / speculative on synthetic and real test speech (and the
+untrained student as a baseline) → serve and transcribe over HTTP → stop.
 
 Each stage runs from its own YAML config (the same files `distilray <stage>` takes),
-so the demo exercises exactly the code a cluster run does.
+so the demo exercises exactly the code a cluster run does. A recipe at another
+scale (``configs/tiny/quality.yaml``) reuses those files with dotted overrides.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field
@@ -27,7 +31,14 @@ class SynthSection(StageConfig):
 
     out: str = Field(description="output folder (holds manifest.jsonl)")
     num_clips: int = Field(ge=1, description="short clips (one sentence each)")
-    voices: list[str] = Field(min_length=1, description="engine:voice specs, e.g. flite:slt")
+    voices: str | list[str] = Field(
+        "split",
+        description="engine:voice specs (e.g. flite:slt), or 'split': every installed voice "
+        "of this split's speaker pool (train, validation and test pools are disjoint)",
+    )
+    augment: str = Field(
+        "none", description="augmentation preset of `distilray data synth`: none, light, robust"
+    )
     split: str = Field("train", description="sentence-bank split: train, validation or test")
     long_form: int = Field(0, ge=0, description="extra 40-90 s recordings (long-form eval)")
     snr_db: float | None = Field(None, description="white noise mixed in; null = clean")
@@ -35,15 +46,52 @@ class SynthSection(StageConfig):
     seed: int = Field(0, description="synthesis seed")
 
 
+class RealSection(StageConfig):
+    """Real recorded speech gathered from packages (``distilray data real``)."""
+
+    out: str = Field(description="output folder (train/, validation/, test/ manifests)")
+    train_clips: int | None = Field(
+        None, ge=1, description="unlabelled training clips to take (null: all)"
+    )
+    validation_clips: int = Field(
+        200, ge=1, description="referenced validation clips to take (model selection)"
+    )
+
+
+class LabelStep(StageConfig):
+    """One labelling run: a config file and dotted overrides on top of it."""
+
+    config: str = Field(description="labelling config file")
+    overrides: list[str] = Field(default_factory=list, description="dotted key=value overrides")
+
+
+class Overrides(StageConfig):
+    """Dotted overrides applied on top of each stage's config file (``key=value``)."""
+
+    init_student: list[str] = Field(default_factory=list, description="for init_student")
+    distill: list[str] = Field(default_factory=list, description="for distill")
+    eval: list[str] = Field(default_factory=list, description="for eval")
+
+
 class DemoConfig(StageConfig):
     """Which stage configs the demo chains, and the data it synthesises for them."""
 
     train_data: SynthSection = Field(description="training speech (pseudo-labelled)")
     eval_data: SynthSection = Field(description="held-out speech, other voices and sentences")
-    label: str = Field(description="labelling config (its input must be train_data)")
+    real_data: RealSection | None = Field(
+        None, description="real recorded speech for training, validation and test"
+    )
+    label: list[str | LabelStep] = Field(
+        min_length=1,
+        description="labelling configs (a path, or {config, overrides}), run in order: "
+        "synthetic training speech, real training speech, real validation speech",
+    )
     init_student: str = Field(description="student initialisation config")
     distill: str = Field(description="distillation config")
     eval: str = Field(description="evaluation config (its dataset must be eval_data)")
+    overrides: Overrides = Field(
+        default_factory=Overrides, description="per-stage overrides (other scales, ablations)"
+    )
     serve_port: int = Field(8765, ge=1024, le=65535, description="port of the demo endpoint")
     summary: str = Field("runs/demo/results.json", description="where the demo's results go")
 
@@ -57,10 +105,31 @@ def _done(began: float, what: str) -> None:
     print(f"    {what} ({time.perf_counter() - began:.0f} s)", flush=True)
 
 
+def gather_real(section: RealSection) -> Path:
+    from distilray.data.real import RealOptions, build_real_dataset
+
+    options = RealOptions(
+        train_clips=section.train_clips, validation_clips=section.validation_clips
+    )
+    build_real_dataset(section.out, options)
+    return Path(section.out)
+
+
+REQUEST_NAME = "request.json"  # the SynthSection a synthetic set was made from
+
+
 def synth(section: SynthSection) -> Path:
+    """Synthesise ``section`` unless its folder already holds exactly that set."""
     from distilray.data.synth import synthesize_dataset
 
-    return synthesize_dataset(
+    out = Path(section.out)
+    request = section.model_dump(mode="json")
+    manifest = out / "manifest.jsonl"
+    recorded = out / REQUEST_NAME
+    if manifest.is_file() and recorded.is_file() and json.loads(recorded.read_text()) == request:
+        logger.info("reusing %s (made from the same settings)", manifest)
+        return manifest
+    manifest = synthesize_dataset(
         section.out,
         section.num_clips,
         voices=section.voices,
@@ -69,7 +138,10 @@ def synth(section: SynthSection) -> Path:
         snr_db=section.snr_db,
         rate_jitter=section.rate_jitter,
         seed=section.seed,
+        augment=section.augment,
     )
+    recorded.write_text(json.dumps(request, indent=2) + "\n")
+    return manifest
 
 
 def _baseline_eval(eval_cfg, student_init: str):
@@ -79,6 +151,8 @@ def _baseline_eval(eval_cfg, student_init: str):
     cfg.modes = ["student"]
     cfg.forms = ["short"]
     cfg.noise.snr_db = [None]
+    for dataset in cfg.datasets:
+        dataset.snr_db = None
     cfg.output_dir = str(Path(eval_cfg.output_dir).with_name("eval-student-init"))
     return cfg
 
@@ -119,73 +193,132 @@ def serve_check(student: str, manifest: Path, port: int) -> dict:
 
 
 def headline(cells: list[dict], baseline: list[dict]) -> list[dict]:
-    """Clean rows of the results table (short-form, then long-form), plus the untrained student."""
+    """Clean rows of the results table: per dataset, short-form (with the untrained
+    student), then long-form."""
     clean = [c for c in cells if c["snr_db"] is None]
-    rows = [c for c in clean if c["form"] == "short"]
-    rows += [dict(c, mode="student (untrained init)") for c in baseline]
-    rows += [c for c in clean if c["form"] != "short"]
+    rows: list[dict] = []
+    for dataset in dict.fromkeys(c["dataset"] for c in clean):
+        mine = [c for c in clean if c["dataset"] == dataset]
+        rows += [c for c in mine if c["form"] == "short"]
+        rows += [
+            dict(c, mode="student (untrained init)") for c in baseline if c["dataset"] == dataset
+        ]
+        rows += [c for c in mine if c["form"] != "short"]
     return rows
 
 
-def format_results(rows: list[dict], noisy: list[dict], served: dict) -> str:
+def _fmt(value, pattern: str = "{}") -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def format_results(rows: list[dict], noisy: list[dict], served: dict | None) -> str:
     lines = [
-        "| model | form | WER % | relative latency | RTFx | identical to teacher |",
-        "|---|---|---|---|---|---|",
+        "| data | model | form | WER % | 5-gram repeats | relative latency | RTFx | "
+        "identical to teacher | acceptance |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in rows:
         same = c.get("identical_to_teacher")
         lines.append(
-            f"| {c['mode']} | {c['form']} | {100 * c['wer']:.1f} | "
-            f"{'–' if c.get('latency_vs_teacher') is None else round(c['latency_vs_teacher'], 2)} | "
-            f"{c['rtfx']:.1f} | {'–' if same is None else f'{100 * same:.0f}%'} |"
+            f"| {c['dataset']} | {c['mode']} | {c['form']} | {100 * c['wer']:.1f} | "
+            f"{_fmt(c.get('repeated_5grams'))} | "
+            f"{_fmt(c.get('latency_vs_teacher'), '{:.2f}')} | {c['rtfx']:.1f} | "
+            f"{'–' if same is None else f'{100 * same:.0f}%'} | "
+            f"{_fmt(c.get('acceptance_rate'), '{:.2f}')} |"
         )
     if noisy:
         lines.append("\nWER % by SNR (short clips):")
         for c in noisy:
-            lines.append(f"  {c['mode']:<12} SNR {c['snr_db']:>5} dB: {100 * c['wer']:.1f}")
-    lines.append(
-        f"\nServe: {served['url']} transcribed {Path(served['file']).name} in "
-        f"{served['latency_s']:.2f} s: {served['transcript']!r} (WER {100 * (served['wer'] or 0):.0f}%)"
-    )
+            lines.append(
+                f"  {c['dataset']:<10} {c['mode']:<12} SNR {c['snr_db']:>5} dB: {100 * c['wer']:.1f}"
+            )
+    if served:
+        lines.append(
+            f"\nServe: {served['url']} transcribed {Path(served['file']).name} in "
+            f"{served['latency_s']:.2f} s: {served['transcript']!r} "
+            f"(WER {100 * (served['wer'] or 0):.0f}%)"
+        )
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The stage configs a demo-style recipe chains, loaded with its overrides."""
+
+    label: list  # LabelConfig per labelling run
+    init_student: object  # StudentInitConfig
+    distill: object  # DistillConfig
+    eval: object  # EvalConfig
+
+    @classmethod
+    def load(cls, cfg: DemoConfig) -> Stages:
+        from distilray.distill.config import DistillConfig
+        from distilray.evaluation.config import EvalConfig
+        from distilray.labelling.config import LabelConfig
+        from distilray.student import StudentInitConfig
+
+        ov = cfg.overrides
+        return cls(
+            label=[
+                load_config(LabelConfig, step)
+                if isinstance(step, str)
+                else load_config(LabelConfig, step.config, step.overrides)
+                for step in cfg.label
+            ],
+            init_student=load_config(StudentInitConfig, cfg.init_student, ov.init_student),
+            distill=load_config(DistillConfig, cfg.distill, ov.distill),
+            eval=load_config(EvalConfig, cfg.eval, ov.eval),
+        )
+
+
+def prepare_data(cfg: DemoConfig) -> tuple[Path, Path]:
+    """Synthesise the training and test speech and gather the real speech (idempotent)."""
+    train_manifest, eval_manifest = synth(cfg.train_data), synth(cfg.eval_data)
+    if cfg.real_data:
+        gather_real(cfg.real_data)
+    return train_manifest, eval_manifest
+
+
+def label_all(stages: Stages) -> list[dict]:
+    """Run every labelling config (each resumes: labelled inputs are skipped)."""
+    from distilray.labelling.pipeline import run_labelling
+
+    return [run_labelling(label_cfg) for label_cfg in stages.label]
 
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage in order; print progress and the results table; return the results."""
-    from distilray.distill.config import DistillConfig
     from distilray.distill.trainer import run_distillation
-    from distilray.evaluation.config import EvalConfig
     from distilray.evaluation.run import run_evaluation
-    from distilray.labelling.config import LabelConfig
-    from distilray.labelling.pipeline import run_labelling
-    from distilray.student import StudentInitConfig, init_student
+    from distilray.student import init_student
 
-    label_cfg = load_config(LabelConfig, cfg.label)
-    init_cfg = load_config(StudentInitConfig, cfg.init_student)
-    distill_cfg = load_config(DistillConfig, cfg.distill)
-    eval_cfg = load_config(EvalConfig, cfg.eval)
+    stages = Stages.load(cfg)
     total, began_all = 7, time.perf_counter()
 
-    t = _banner(1, total, "synthesise training and evaluation speech")
-    train_manifest, eval_manifest = synth(cfg.train_data), synth(cfg.eval_data)
-    _done(t, f"{train_manifest} and {eval_manifest}")
+    t = _banner(1, total, "synthesise training and evaluation speech; gather real speech")
+    train_manifest, eval_manifest = prepare_data(cfg)
+    real = f" and real speech in {cfg.real_data.out}" if cfg.real_data else ""
+    _done(t, f"{train_manifest}, {eval_manifest}{real}")
 
-    t = _banner(2, total, f"pseudo-label with the teacher ({label_cfg.teacher})")
-    labelled = run_labelling(label_cfg)
-    _done(t, f"{labelled['summary'].get('rows', '?')} rows labelled into {label_cfg.output}")
+    t = _banner(2, total, f"pseudo-label with the teacher ({stages.label[0].teacher})")
+    labelled = label_all(stages)
+    rows = sum(result["summary"].get("rows", 0) for result in labelled)
+    _done(t, f"{rows} rows labelled into {', '.join(c.output for c in stages.label)}")
 
-    t = _banner(3, total, f"initialise a {init_cfg.decoder_layers}-layer-decoder student")
-    info = init_student(init_cfg)
-    _done(t, f"student at {init_cfg.out}: {info}")
+    t = _banner(
+        3, total, f"initialise a {stages.init_student.decoder_layers}-layer-decoder student"
+    )
+    info = init_student(stages.init_student)
+    _done(t, f"student at {stages.init_student.out}: {info}")
 
-    t = _banner(4, total, f"distil (λ = {distill_cfg.data.wer_threshold})")
-    outcome = run_distillation(distill_cfg)
-    _done(t, f"{outcome.steps} steps; held-out WER {100 * outcome.eval_wer:.1f}%")
+    t = _banner(4, total, f"distil (λ = {stages.distill.data.wer_threshold})")
+    outcome = run_distillation(stages.distill)
+    _done(t, f"{outcome.steps} steps; validation WER {100 * outcome.eval_wer:.1f}%")
 
     t = _banner(5, total, "evaluate teacher, student and speculative decoding")
-    evaluated = run_evaluation(eval_cfg)
-    baseline = run_evaluation(_baseline_eval(eval_cfg, init_cfg.out))
-    _done(t, f"report in {eval_cfg.output_dir}")
+    evaluated = run_evaluation(stages.eval)
+    baseline = run_evaluation(_baseline_eval(stages.eval, stages.init_student.out))
+    _done(t, f"report in {stages.eval.output_dir}")
 
     t = _banner(6, total, "serve the teacher with the student as assistant, transcribe over HTTP")
     served = serve_check(outcome.student, eval_manifest, cfg.serve_port)
@@ -200,8 +333,13 @@ def run_demo(cfg: DemoConfig) -> dict:
         "headline": rows,
         "noise": noisy,
         "serve": served,
-        "labelling": labelled["summary"],
-        "distill": {"steps": outcome.steps, "eval_wer": outcome.eval_wer, "student": outcome.student},
+        "labelling": {c.output: r["summary"] for c, r in zip(stages.label, labelled, strict=True)},
+        "distill": {
+            "steps": outcome.steps,
+            "eval_wer": outcome.eval_wer,
+            "student": outcome.student,
+            "data": outcome.data.describe(stages.distill.data),
+        },
         "eval_report": evaluated["paths"],
         "wall_s": time.perf_counter() - began_all,
     }

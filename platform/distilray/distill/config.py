@@ -13,8 +13,10 @@ from distilray.errors import ConfigError
 class DataSection(StageConfig):
     """Which pseudo-labelled rows train the student and which evaluate it."""
 
-    train: str = Field(
-        ..., description="labelled Parquet (file, folder or s3:// prefix) from `distilray label`"
+    train: str | list[str] = Field(
+        ...,
+        description="labelled Parquet (file, folder or s3:// prefix) from `distilray label`, "
+        "or a list of them trained on as one set (e.g. synthetic and real speech)",
     )
     wer_threshold: float | None = Field(
         0.1,
@@ -23,12 +25,35 @@ class DataSection(StageConfig):
         "(the paper uses 0.1); null keeps every row",
     )
     keep_unscored: bool = Field(
-        True, description="keep rows without a reference (null wer) when filtering on λ"
+        False,
+        description="keep rows without a reference (null wer), judged by the teacher's "
+        "confidence instead (min_avg_logprob, max_compression_ratio, max_no_speech_prob); "
+        "the paper drops them",
     )
-    eval: str | None = Field(
+    min_avg_logprob: float | None = Field(
+        -1.0,
+        le=0,
+        description="unscored rows: drop when the teacher's mean token log-probability is "
+        "below this (Whisper's logprob_threshold); null: no limit",
+    )
+    max_compression_ratio: float | None = Field(
+        2.4,
+        gt=0,
+        description="unscored rows: drop when the pseudo-label's gzip compression ratio is "
+        "above this, a repetition loop (Whisper's compression_ratio_threshold); null: no limit",
+    )
+    max_no_speech_prob: float | None = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="unscored rows: drop when P(no speech) is above this (Whisper's "
+        "no_speech_threshold); null: no limit",
+    )
+    eval: str | list[str] | None = Field(
         None,
-        description="held-out labelled Parquet for evaluation; null: hold out eval_fraction "
-        "of the train rows instead",
+        description="held-out labelled Parquet(s) for evaluation and model selection (one "
+        "URI or a list, read as one set: put real speech, 30 s windows and short clips "
+        "here); null: hold out eval_fraction of the train rows instead",
     )
     eval_fraction: float = Field(
         0.05,
@@ -61,6 +86,12 @@ class ModelSection(StageConfig):
     student: str = Field(..., description="student initialised by `distilray init-student`")
     freeze_embed_positions: bool = Field(
         False, description="also freeze the decoder's position embeddings"
+    )
+    freeze_embed_tokens: bool = Field(
+        False,
+        description="also freeze the decoder's token embeddings (tied to the output "
+        "projection: most of a small student's weights); keeps the teacher's vocabulary "
+        "geometry when the training data is narrow",
     )
     gradient_checkpointing: bool = Field(
         False, description="recompute decoder activations in the backward pass to save memory"
@@ -113,8 +144,21 @@ class TrainSection(StageConfig):
     eval_at_start: bool = Field(
         False, description="also evaluate the initial student (step 0) before training"
     )
+    shuffle: Literal["global", "local", "none"] = Field(
+        "global",
+        description="global: the whole training set is reshuffled every epoch (seeded); "
+        "local: only a buffer of shuffle_buffer rows per worker; none: file order",
+    )
     shuffle_buffer: int | None = Field(
-        256, ge=1, description="rows in each worker's local shuffle buffer (null: no shuffle)"
+        256, ge=1, description="rows in each worker's local shuffle buffer (shuffle=local)"
+    )
+    timestamp_probability: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="share of rows trained with timestamp tokens (when their pseudo-label "
+        "has them); the rest are stripped to <|notimestamps|> + text. The paper uses 0.5, "
+        "its reference code 0.2",
     )
     seed: int = Field(0, description="seed of the shuffle and of torch")
     autocast: Literal["auto", "off", "bf16"] = Field(
@@ -128,6 +172,12 @@ class TrainSection(StageConfig):
         ge=0,
         description="keep each training row's frozen encoder output in worker memory, up to "
         "this many GiB, so later epochs skip the encoder (0: off; for multi-epoch runs)",
+    )
+    encoder_cache_dir: str | None = Field(
+        None,
+        description="also keep encoder outputs in this local folder, named by the teacher "
+        "and each row's features, so reruns and ablations over the same labels skip the "
+        "encoder from the first epoch (tiny.en: 2.3 MB per 30 s window); null: memory only",
     )
     feature_batch_size: int = Field(
         16, ge=1, description="rows per Ray Data task that decodes audio and computes log-mel"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -28,6 +28,7 @@ from distilray.features import log_mel
 logger = logging.getLogger(__name__)
 
 TRAIN_COLUMNS = ["id", "audio", "pseudo_label_ids"]
+CONFIDENCE_COLUMNS = ["avg_logprob", "compression_ratio", "no_speech_prob"]
 FILTER_COLUMNS = ["id", "wer", "error", "duration_s"]
 _HASH_RANGE = 2**32
 
@@ -41,30 +42,77 @@ class DataSummary:
     candidates: int  # rows left for training before the filter
     kept: int  # training rows after the filter
     hours: float  # audio hours of the kept rows
+    dropped: dict[str, int] = field(default_factory=dict)  # training rows dropped, by reason
 
     def describe(self, cfg: DataSection) -> str:
         rule = "error is null" + (
-            f", wer <= {cfg.wer_threshold}" + (" or no reference" if cfg.keep_unscored else "")
-            if cfg.wer_threshold is not None
-            else ""
+            f", wer <= {cfg.wer_threshold}" if cfg.wer_threshold is not None else ""
         )
+        if cfg.keep_unscored:
+            rule += ", unscored rows by teacher confidence"
+        why = ", ".join(f"{n} {reason}" for reason, n in self.dropped.items() if n)
         return (
             f"filter ({rule}) kept {self.kept} of {self.candidates} training rows "
-            f"({self.hours:.2f} h); {self.held_out} of {self.rows} rows held out for eval"
+            f"({self.hours:.2f} h)"
+            + (f"; dropped: {why}" if why else "")
+            + f"; {self.held_out} of {self.rows} rows held out for eval"
         )
 
 
-def keep_expr(wer_threshold: float | None, keep_unscored: bool):
-    """The Ray Data expression of the training filter (pushed into the Parquet scan)."""
+def drop_rules(cfg: DataSection) -> list[tuple[str, object]]:
+    """``(reason, expression)`` pairs, in order: a row is dropped for the first that holds.
+
+    Rows with a reference are judged by their WER (λ, the paper's filter); rows
+    without one are dropped unless ``keep_unscored``, and then judged by the
+    teacher's confidence as Whisper's decoding rules judge a window.
+    """
     from ray.data.expressions import col
 
-    expr = col("error").is_null()
-    if wer_threshold is None:
-        return expr
-    wer_ok = col("wer") <= wer_threshold
-    if keep_unscored:
-        wer_ok = wer_ok | col("wer").is_null()
-    return expr & wer_ok
+    unscored = col("wer").is_null()
+    rules: list[tuple[str, object]] = [("teacher or audio error", col("error").is_not_null())]
+    if cfg.wer_threshold is not None:
+        rules.append((f"wer > {cfg.wer_threshold:g}", col("wer") > cfg.wer_threshold))
+    if not cfg.keep_unscored:
+        rules.append(("no reference (keep_unscored is off)", unscored))
+        return rules
+    if cfg.min_avg_logprob is not None:
+        low = unscored & (col("avg_logprob") < cfg.min_avg_logprob)
+        rules.append((f"unscored, avg_logprob < {cfg.min_avg_logprob:g}", low))
+    if cfg.max_compression_ratio is not None:
+        loop = unscored & (col("compression_ratio") > cfg.max_compression_ratio)
+        rules.append((f"unscored, compression_ratio > {cfg.max_compression_ratio:g}", loop))
+    if cfg.max_no_speech_prob is not None:
+        silent = unscored & (col("no_speech_prob") > cfg.max_no_speech_prob)
+        rules.append((f"unscored, no_speech_prob > {cfg.max_no_speech_prob:g}", silent))
+    return rules
+
+
+def filter_columns(cfg: DataSection) -> list[str]:
+    """The columns :func:`drop_rules` reads."""
+    return ["wer", "error", *(CONFIDENCE_COLUMNS if cfg.keep_unscored else [])]
+
+
+def keep_expr(cfg: DataSection):
+    """The Ray Data expression of the training filter (pushed into the Parquet scan).
+
+    A comparison with a null value is null, and a null filter drops the row, so each
+    rule is written to be false (not null) for the rows it does not drop.
+    """
+    from ray.data.expressions import col
+
+    keep = col("error").is_null()
+    if cfg.wer_threshold is not None:
+        keep = keep & (col("wer").is_null() | (col("wer") <= cfg.wer_threshold))
+    if not cfg.keep_unscored:
+        return keep & col("wer").is_not_null()
+    scored = col("wer").is_not_null()
+    if cfg.min_avg_logprob is not None:
+        keep = keep & (scored | (col("avg_logprob") >= cfg.min_avg_logprob))
+    if cfg.max_compression_ratio is not None:
+        keep = keep & (scored | (col("compression_ratio") <= cfg.max_compression_ratio))
+    if cfg.max_no_speech_prob is not None:
+        keep = keep & (scored | (col("no_speech_prob") <= cfg.max_no_speech_prob))
+    return keep
 
 
 def is_held_out(row_id: str, fraction: float, seed: int = 0) -> bool:
@@ -106,9 +154,9 @@ def read_parquet(uri: str, required: list[str]):
 
 def train_dataset(cfg: DataSection):
     """Training rows: filtered by λ in the scan, minus the held-out ids."""
-    columns = [*TRAIN_COLUMNS, "wer", "error"]
-    ds = read_parquet(cfg.train, columns).select_columns(columns)
-    ds = ds.filter(expr=keep_expr(cfg.wer_threshold, cfg.keep_unscored))
+    columns = [*TRAIN_COLUMNS, *filter_columns(cfg)]
+    ds = _union([read_parquet(uri, columns).select_columns(columns) for uri in train_uris(cfg)])
+    ds = ds.filter(expr=keep_expr(cfg))
     if cfg.eval is None:
         ds = ds.map_batches(
             _select_split,
@@ -122,13 +170,15 @@ def eval_dataset(cfg: DataSection):
     """Held-out rows with a reference: ``id, audio, reference``, at most ``eval_max_rows``."""
     from ray.data.expressions import col
 
-    uri = cfg.eval or cfg.train
     ref = cfg.eval_reference
     columns = ["id", "audio", ref]
-    ds = read_parquet(uri, columns)
-    if "error" in ds.schema().names:
-        ds = ds.select_columns([*columns, "error"]).filter(expr=col("error").is_null())
-    ds = ds.select_columns(columns).filter(expr=col(ref).is_not_null())
+    parts = []
+    for uri in eval_uris(cfg) or train_uris(cfg):
+        part = read_parquet(uri, columns)
+        if "error" in part.schema().names:
+            part = part.select_columns([*columns, "error"]).filter(expr=col("error").is_null())
+        parts.append(part.select_columns(columns))
+    ds = _union(parts).filter(expr=col(ref).is_not_null())
     if cfg.eval is None:
         ds = ds.map_batches(
             _select_split,
@@ -139,35 +189,89 @@ def eval_dataset(cfg: DataSection):
     return ds.limit(cfg.eval_max_rows) if cfg.eval_max_rows else ds
 
 
+def _union(parts: list):
+    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def train_uris(cfg: DataSection) -> list[str]:
+    """``data.train`` as a list."""
+    return [cfg.train] if isinstance(cfg.train, str) else list(cfg.train)
+
+
+def eval_uris(cfg: DataSection) -> list[str]:
+    """``data.eval`` as a list (empty when rows are held out of the training set)."""
+    if cfg.eval is None:
+        return []
+    return [cfg.eval] if isinstance(cfg.eval, str) else list(cfg.eval)
+
+
 def summarize(cfg: DataSection) -> DataSummary:
     """Count rows before and after the filter (the same expression), reading only small columns.
 
     Runs in the driver with pyarrow: a scan of four narrow columns, no audio.
     """
-    import pyarrow.dataset as pads
 
-    from distilray.storage import filesystem_for
 
-    fs, path = filesystem_for(cfg.train)
-    try:
-        dataset = pads.dataset(path, filesystem=fs, format="parquet")
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read labelled Parquet {cfg.train}: {exc}") from None
-    missing = [c for c in FILTER_COLUMNS if c not in dataset.schema.names]
-    if missing:
-        raise DataError(f"{cfg.train} lacks column(s) {', '.join(missing)}")
-    keep = keep_expr(cfg.wer_threshold, cfg.keep_unscored).to_pyarrow()
+    needed = list(dict.fromkeys([*FILTER_COLUMNS, *filter_columns(cfg)]))
+    datasets = [_labelled_dataset(uri, needed) for uri in train_uris(cfg)]
+    keep = keep_expr(cfg).to_pyarrow()
+    rules = [(reason, expr.to_pyarrow()) for reason, expr in drop_rules(cfg)]
+    dropped = dict.fromkeys((reason for reason, _ in rules), 0)
     rows = held = kept = 0
     seconds = 0.0
-    for batch in dataset.to_batches(columns=FILTER_COLUMNS):
+    fraction = 0.0 if cfg.eval else cfg.eval_fraction
+    batches = (b for dataset in datasets for b in dataset.to_batches(columns=needed))
+    for batch in batches:
         table = pa.Table.from_batches([batch])
-        mask = held_out_mask(table["id"], 0.0 if cfg.eval else cfg.eval_fraction, cfg.split_seed)
-        train_rows = table.filter(pa.array(~mask)).filter(keep)
+        mask = held_out_mask(table["id"], fraction, cfg.split_seed)
+        candidates = table.filter(pa.array(~mask))
+        train_rows = candidates.filter(keep)
         rows += table.num_rows
         held += int(mask.sum())
         kept += train_rows.num_rows
         seconds += float(pc.sum(train_rows["duration_s"]).as_py() or 0.0)
-    return DataSummary(rows, held, rows - held, kept, seconds / 3600)
+        _count_drops(candidates, rules, dropped)
+    return DataSummary(rows, held, rows - held, kept, seconds / 3600, dropped)
+
+
+def _labelled_dataset(uri: str, needed: list[str]):
+    """A pyarrow dataset over labelled Parquet, checked for the columns the filter reads."""
+    import pyarrow.dataset as pads
+
+    from distilray.storage import filesystem_for
+
+    fs, path = filesystem_for(uri)
+    try:
+        dataset = pads.dataset(path, filesystem=fs, format="parquet")
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read labelled Parquet {uri}: {exc}") from None
+    missing = [c for c in needed if c not in dataset.schema.names]
+    if missing:
+        hint = (
+            ": relabel with this version of `distilray label` (it records the teacher's "
+            "confidence), or set data.keep_unscored=false"
+            if set(missing) & set(CONFIDENCE_COLUMNS)
+            else ""
+        )
+        raise DataError(f"{uri} lacks column(s) {', '.join(missing)}{hint}")
+    return dataset
+
+
+def _count_drops(table: pa.Table, rules: list, counts: dict[str, int]) -> None:
+    """Add to ``counts`` each row's first reason to be dropped."""
+    for reason, expr in rules:
+        if not table.num_rows:
+            return
+        match = pc.fill_null(_evaluate(table, expr), False)
+        counts[reason] += int(pc.sum(match).as_py() or 0)
+        table = table.filter(pc.invert(match))
+
+
+def _evaluate(table: pa.Table, expr) -> pa.ChunkedArray:
+    """The boolean value of a pyarrow compute expression on every row of ``table``."""
+    import pyarrow.dataset as pads
+
+    return pads.dataset(table).to_table(columns={"v": expr})["v"]
 
 
 @lru_cache(maxsize=4)

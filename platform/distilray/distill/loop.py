@@ -24,7 +24,7 @@ from distilray.distill.checkpoint import (
     read_train_state,
     save_checkpoint,
 )
-from distilray.distill.collate import DistillCollate
+from distilray.distill.collate import DistillCollate, TimestampMix
 from distilray.distill.config import DistillConfig
 from distilray.distill.encoder_cache import EncoderCache
 from distilray.distill.history import append_history, history_uri
@@ -32,6 +32,7 @@ from distilray.distill.losses import DistillationLoss
 from distilray.distill.optim import build_optimizer
 from distilray.distill.step import autocast, eval_step, train_step, unwrap
 from distilray.errors import AudioDecodeError, ConfigError, DataError
+from distilray.models.encoder_store import EncoderStore, encoder_namespace
 from distilray.text import WerStats
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,15 @@ class DistillRecipe:
             self.started_fresh = False
             self.start_step = self.state.step
             self._log("resumed at step %d (epoch %d, batch %d)", *self._position())
-        cache_gb = self.cfg.train.encoder_cache_gb
-        self.encoder_cache = EncoderCache(int(cache_gb * 2**30)) if cache_gb > 0 else None
+        cache_gb, cache_dir = self.cfg.train.encoder_cache_gb, self.cfg.train.encoder_cache_dir
+        disk = (
+            EncoderStore(cache_dir, encoder_namespace(self.cfg.model.teacher, self.teacher_dtype))
+            if cache_dir
+            else None
+        )
+        self.encoder_cache = (
+            EncoderCache(int(cache_gb * 2**30), disk) if cache_gb > 0 or disk else None
+        )
         self.loss_fn = DistillationLoss(
             self.cfg.loss.kl_weight, self.cfg.loss.pl_weight, self.cfg.loss.temperature
         )
@@ -128,6 +136,8 @@ class DistillRecipe:
         student.model.encoder.requires_grad_(False)
         if self.cfg.model.freeze_embed_positions:
             student.model.decoder.embed_positions.requires_grad_(False)
+        if self.cfg.model.freeze_embed_tokens:  # proj_out shares this weight
+            student.model.decoder.embed_tokens.requires_grad_(False)
         if self.cfg.model.gradient_checkpointing:
             student.gradient_checkpointing_enable({"use_reentrant": False})
         student.train()
@@ -173,13 +183,19 @@ class DistillRecipe:
             pad_token_id=model_config.eos_token_id if pad is None else pad,
             decoder_start_token_id=model_config.decoder_start_token_id,
             max_tokens=self.cfg.data.max_label_tokens,
+            timestamps=TimestampMix.from_config(
+                unwrap(self.student).generation_config,
+                train.timestamp_probability,
+                seed=train.seed + self.state.epoch,
+            ),
         )
+        local = train.shuffle == "local" and train.shuffle_buffer
         return self.train_shard.iter_torch_batches(
             batch_size=train.batch_size,
             collate_fn=collate,
             drop_last=True,
-            local_shuffle_buffer_size=train.shuffle_buffer,
-            local_shuffle_seed=train.seed + self.state.epoch if train.shuffle_buffer else None,
+            local_shuffle_buffer_size=train.shuffle_buffer if local else None,
+            local_shuffle_seed=train.seed + self.state.epoch if local else None,
         )
 
     def _run_epoch(self) -> int:

@@ -19,11 +19,14 @@ from distilray.distill.config import DistillConfig
 from distilray.distill.data import (
     DataSummary,
     eval_dataset,
+    eval_uris,
     featurize,
     summarize,
     train_dataset,
+    train_uris,
 )
 from distilray.errors import DataError, DistilrayError
+from distilray.storage_checks import check_access
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +59,8 @@ def worker_config(cfg: DistillConfig) -> DistillConfig:
     """``cfg`` with local paths absolute (workers do not share the driver's cwd)."""
     data = cfg.data.model_copy(
         update={
-            "train": absolute_ref(cfg.data.train),
-            "eval": cfg.data.eval and absolute_ref(cfg.data.eval),
+            "train": [absolute_ref(uri) for uri in train_uris(cfg.data)],
+            "eval": [absolute_ref(uri) for uri in eval_uris(cfg.data)] or None,
         }
     )
     model = cfg.model.model_copy(
@@ -72,7 +75,11 @@ def worker_config(cfg: DistillConfig) -> DistillConfig:
             "export_to": cfg.run.export_to and absolute_storage(cfg.run.export_to),
         }
     )
-    return cfg.model_copy(update={"data": data, "model": model, "run": run})
+    cache_dir = cfg.train.encoder_cache_dir
+    train = cfg.train.model_copy(
+        update={"encoder_cache_dir": cache_dir and absolute_storage(cache_dir)}
+    )
+    return cfg.model_copy(update={"data": data, "model": model, "run": run, "train": train})
 
 
 def absolute_storage(uri: str) -> str:
@@ -175,6 +182,10 @@ def _build_datasets(cfg: DistillConfig, mels: int) -> dict:
     if cfg.data.cache_features:
         train = train.materialize()
         logger.info("training features cached in the object store (%d rows)", train.count())
+    if cfg.train.shuffle == "global":
+        # A seeded shuffle that Ray Data reseeds at every execution: each epoch sees the
+        # whole set in a new (reproducible) order, not just a locally shuffled buffer.
+        train = train.random_shuffle(seed=cfg.train.seed)
     # Small and read at every evaluation: read once into the object store.
     held_out = eval_dataset(cfg.data).materialize()
     rows = held_out.count()
@@ -194,6 +205,13 @@ def run_distillation(cfg: DistillConfig) -> DistillOutcome:
     from distilray.distill.export import export_student
     from distilray.runtime import ensure_ray
 
+    check_access(
+        read=[
+            *(("data.train", uri) for uri in train_uris(cfg.data)),
+            *(("data.eval", uri) for uri in eval_uris(cfg.data)),
+        ],
+        write=[("run.storage", cfg.run.storage), ("run.export_to", cfg.export_uri())],
+    )
     cfg = worker_config(cfg)
     summary, mels = check_inputs(cfg)
     ensure_ray()

@@ -27,6 +27,11 @@ class DatasetConfig(StageConfig):
     name: str = Field(description="name used in the results tables")
     manifest: str = Field(description="manifest URI: Parquet/JSONL file or folder, local or s3://")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N rows")
+    snr_db: list[float | None] | None = Field(
+        None,
+        description="signal-to-noise ratios for this dataset (null = clean audio); "
+        "default: noise.snr_db",
+    )
 
 
 class NoiseConfig(StageConfig):
@@ -58,9 +63,25 @@ class RuntimeConfig(StageConfig):
         "constant", description="speculative: fixed drafts per round, or adapt to acceptance"
     )
     max_new_tokens: int | None = Field(None, ge=1, description="tokens per 30 s window at most")
-    chunk_length_s: float = Field(30.0, gt=0, le=30, description="chunked long-form window")
+    chunk_length_s: float = Field(
+        30.0, gt=0, le=30, description="chunked long-form window of the teacher (and speculative)"
+    )
+    student_chunk_length_s: float | None = Field(
+        None,
+        gt=0,
+        le=30,
+        description="chunked long-form window of the student alone (the paper: 15 s for "
+        "distilled students); null: chunk_length_s. Speculative decoding always uses the "
+        "teacher's window, so its output stays the teacher's",
+    )
     stride_s: float = Field(5.0, ge=0, description="chunked long-form overlap on each side")
     language: str | None = Field(None, description="language of multilingual teachers (e.g. en)")
+
+    def chunk_length_for(self, mode: str) -> float:
+        """The chunked long-form window of ``mode`` (teacher, student or speculative)."""
+        if mode == "student" and self.student_chunk_length_s is not None:
+            return self.student_chunk_length_s
+        return self.chunk_length_s
 
 
 class EvalConfig(StageConfig):
@@ -80,6 +101,13 @@ class EvalConfig(StageConfig):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output_dir: str = Field(description="where results.json, results.md and the plots go")
 
+    def snr_by_dataset(self) -> dict[str, list[float | None]]:
+        """Each dataset's noise levels (its own list, else ``noise.snr_db``)."""
+        return {
+            d.name: list(d.snr_db if d.snr_db is not None else self.noise.snr_db)
+            for d in self.datasets
+        }
+
     @field_validator("modes", "forms")
     @classmethod
     def _unique(cls, values: list) -> list:
@@ -94,6 +122,10 @@ class EvalConfig(StageConfig):
         needs = [m for m in self.modes if m in ("student", "speculative")]
         if needs and not self.models.student:
             raise ValueError(f"modes {needs} need models.student")
-        if 2 * self.runtime.stride_s >= self.runtime.chunk_length_s:
-            raise ValueError("runtime.stride_s must be below half of runtime.chunk_length_s")
+        for mode in ("teacher", "student"):
+            if 2 * self.runtime.stride_s >= self.runtime.chunk_length_for(mode):
+                raise ValueError(
+                    "runtime.stride_s must be below half of every chunk length "
+                    "(runtime.chunk_length_s, runtime.student_chunk_length_s)"
+                )
         return self

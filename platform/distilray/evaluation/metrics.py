@@ -26,6 +26,23 @@ def repeated_ngrams(text: str | None, n: int = 5) -> int:
     return sum(count - 1 for count in grams.values())
 
 
+def corpus_repeated_ngrams(texts: Sequence[str | None], n: int = 5) -> int:
+    """Word n-grams repeated anywhere in the corpus: every utterance's n-grams in one count.
+
+    Per-utterance counts (:func:`repeated_ngrams`) miss a model that emits the same
+    stock phrase for many clips; counted over the corpus, those repeats add up too.
+    N-grams do not cross utterance boundaries.
+
+    >>> corpus_repeated_ngrams(["a b c d e", "a b c d e f"])
+    1
+    """
+    grams: Counter[tuple[str, ...]] = Counter()
+    for text in texts:
+        words = normalize(text).split()
+        grams.update(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return sum(count - 1 for count in grams.values())
+
+
 def rtfx(audio_s: float, compute_s: float) -> float | None:
     """Inverse real-time factor: seconds of audio transcribed per second of compute."""
     return audio_s / compute_s if compute_s > 0 else None
@@ -62,6 +79,7 @@ def cell_metrics(utterances: Sequence[Utterance]) -> dict[str, float | int | Non
         "insertion_rate": stats.rate("insertions") if scored else None,
         "ref_words": stats.ref_words,
         "repeated_5grams": sum(repeated_ngrams(u.hypothesis) for u in utterances),
+        "repeated_5grams_corpus": corpus_repeated_ngrams([u.hypothesis for u in utterances]),
         "audio_s": audio,
         "compute_s": compute,
         "rtfx": rtfx(audio, compute),

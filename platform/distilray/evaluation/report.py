@@ -25,6 +25,7 @@ MD_COLUMNS = [
     ("deletion_rate", "del %", "{:.2f}"),
     ("insertion_rate", "ins (IER) %", "{:.2f}"),
     ("repeated_5grams", "5-gram dups", "{}"),
+    ("repeated_5grams_corpus", "5-gram dups (corpus)", "{}"),
     ("rtfx", "RTFx", "{:.1f}"),
     ("latency_vs_teacher", "latency vs teacher", "{:.2f}"),
     ("tokens_per_s", "tokens/s", "{:.1f}"),
@@ -116,13 +117,29 @@ def markdown_table(cells: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out_dir: str | Path, cells: list[dict], extra: dict) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and the plots; return their paths."""
+TRANSCRIPT_FIELDS = ("dataset", "id", "mode", "form", "snr_db", "reference", "hypothesis")
+
+
+def write_report(
+    out_dir: str | Path, cells: list[dict], extra: dict, rows: Iterable[dict] = ()
+) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md``, ``transcripts.jsonl`` (one line per
+    utterance and cell, to see *what* a model got wrong) and the plots; return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "results.json", "markdown": out / "results.md"}
+    paths = {
+        "json": out / "results.json",
+        "markdown": out / "results.md",
+        "transcripts": out / "transcripts.jsonl",
+    }
     paths["json"].write_text(json.dumps({"cells": cells, **extra}, indent=2, default=str) + "\n")
     paths["markdown"].write_text("# Evaluation results\n\n" + markdown_table(cells))
+    with paths["transcripts"].open("w") as f:
+        for row in rows:
+            if not row.get("error"):
+                line = {k: row.get(k) for k in TRANSCRIPT_FIELDS}
+                line["snr_db"] = _snr(line["snr_db"])
+                f.write(json.dumps(line) + "\n")
     paths.update(write_plots(out, cells))
     return paths
 

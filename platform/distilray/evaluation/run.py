@@ -49,7 +49,7 @@ def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
     rows = ray.data.from_arrow(table)
     decoded = rows.map_batches(
         decode_rows,
-        fn_kwargs={"snr_db": cfg.noise.snr_db, "seed": cfg.noise.seed},
+        fn_kwargs={"snr_db": cfg.snr_by_dataset(), "seed": cfg.noise.seed},
         batch_format="pyarrow",
         batch_size=rt.rows_per_batch,
     )
@@ -94,19 +94,19 @@ def run_evaluation(cfg: EvalConfig) -> dict:
         "skipped": skipped,
         "wall_s": time.perf_counter() - began,
     }
-    paths = _write(cfg.output_dir, cells, extra)
+    paths = _write(cfg.output_dir, cells, extra, rows)
     logger.info("wrote %s", ", ".join(paths.values()))
     return {"cells": cells, "errors": errors, "paths": paths}
 
 
-def _write(output_dir: str, cells: list[dict], extra: dict) -> dict[str, str]:
+def _write(output_dir: str, cells: list[dict], extra: dict, rows: list[dict]) -> dict[str, str]:
     """Write the report locally, or to a temporary folder copied to ``s3://``."""
     from distilray.storage import copy_tree, is_s3
 
     if not is_s3(output_dir):
-        return {k: str(v) for k, v in write_report(output_dir, cells, extra).items()}
+        return {k: str(v) for k, v in write_report(output_dir, cells, extra, rows).items()}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_report(tmp, cells, extra)
+        paths = write_report(tmp, cells, extra, rows)
         copy_tree(tmp, output_dir)
     return {k: f"{output_dir.rstrip('/')}/{v.name}" for k, v in paths.items()}
 

@@ -55,8 +55,11 @@ def noise_rng(seed: int, clip_id: str, snr_db: float) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(clip_id.encode()), snr_key])
 
 
-def decode_rows(batch: pa.Table, snr_db: list[float | None], seed: int) -> pa.Table:
-    """Decode every row's audio and emit one row per SNR (``None`` = clean)."""
+def decode_rows(
+    batch: pa.Table, snr_db: list[float | None] | dict[str, list[float | None]], seed: int
+) -> pa.Table:
+    """Decode every row's audio and emit one row per SNR (``None`` = clean); ``snr_db``
+    is one list for every row or a list per dataset name."""
     from distilray.audio import SAMPLING_RATE, add_noise, decode_audio
 
     out: dict[str, list] = {name: [] for name in DECODED_SCHEMA.names}
@@ -66,7 +69,8 @@ def decode_rows(batch: pa.Table, snr_db: list[float | None], seed: int) -> pa.Ta
             audio = decode_audio(row["audio_bytes"] or row["audio_path"])
         except Exception as exc:  # noqa: BLE001 - one bad file must not fail the block
             error = f"{type(exc).__name__}: {exc}"
-        for snr in snr_db:
+        levels = snr_db[row["dataset"]] if isinstance(snr_db, dict) else snr_db
+        for snr in levels:
             samples = b""
             if audio is not None:
                 noisy = (
@@ -109,9 +113,13 @@ class EvalWorker:
             "stride_s": runtime["stride_s"],
             "language": runtime.get("language"),
         }
+        student_options = {
+            **options,
+            "chunk_length_s": runtime.get("student_chunk_length_s") or runtime["chunk_length_s"],
+        }
         builders = {
             "teacher": lambda: Transcriber(teacher_model, processor, **options),
-            "student": lambda: Transcriber(student_model, processor, **options),
+            "student": lambda: Transcriber(student_model, processor, **student_options),
             "speculative": lambda: Transcriber(teacher_model, processor, student_model, **options),
         }
         self.transcribers = {mode: builders[mode]() for mode in modes}

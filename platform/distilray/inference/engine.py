@@ -34,6 +34,7 @@ from distilray.inference.shortform import (
     segments_from_ids,
     timestamp_begin_id,
 )
+from distilray.inference.silence import LOGPROB_THRESHOLD, silent_windows
 from distilray.inference.speculative import (
     SCHEDULES,
     SpeculativeStats,
@@ -106,6 +107,8 @@ class Transcriber:
         language: str | None = None,
         task: str | None = None,
         sequential: SequentialOptions | None = None,
+        no_speech_threshold: float | None = None,
+        logprob_threshold: float | None = LOGPROB_THRESHOLD,
     ):
         if assistant is not None:
             check_assistant(teacher, assistant)
@@ -130,6 +133,8 @@ class Transcriber:
         self.language, self.task = language, task
         self.sequential = sequential or SequentialOptions()
         self.timestamp_begin = timestamp_begin_id(teacher.generation_config)
+        # Whisper's no-speech rule on every ≤ 30 s window (silence.py); None: raw output.
+        self.no_speech_threshold, self.logprob_threshold = no_speech_threshold, logprob_threshold
 
     @classmethod
     def load(
@@ -179,6 +184,8 @@ class Transcriber:
             features = torch.from_numpy(log_mel(self.processor.feature_extractor, batch))
             began = time.perf_counter()
             ids, stats = self._decode_features(features, return_timestamps)
+            if self.no_speech_threshold is not None:
+                ids = self._blank_silence(features, ids, return_timestamps)
             share = (time.perf_counter() - began) / len(batch)
             out.ids.extend(ids)
             out.seconds.extend([share] * len(batch))
@@ -205,6 +212,24 @@ class Transcriber:
         )
         _synchronize(self.teacher)
         return result.sequences, result.row_stats
+
+    def _blank_silence(
+        self, features: torch.Tensor, ids: list[list[int]], return_timestamps: bool
+    ) -> list[list[int]]:
+        """``ids`` with the windows Whisper's no-speech rule calls silence emptied."""
+        from distilray.inference.prompt import prompt_ids
+
+        config = self.teacher.generation_config
+        silent = silent_windows(
+            self.teacher,
+            features,
+            ids,
+            prompt=prompt_ids(config, self.language, self.task, return_timestamps),
+            max_new_tokens=self.max_new_tokens,
+            no_speech_threshold=self.no_speech_threshold,
+            logprob_threshold=self.logprob_threshold,
+        )
+        return [[] if quiet else row for row, quiet in zip(ids, silent, strict=True)]
 
     def _short(self, audios: list[np.ndarray], return_timestamps: bool) -> list[TranscriptResult]:
         decoded = self.decode_clips(audios, return_timestamps)

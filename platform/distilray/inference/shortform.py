@@ -32,7 +32,12 @@ def _generate_kwargs(
     max_new_tokens: int, return_timestamps: bool, language: str | None, task: str | None
 ) -> dict:
     kwargs: dict = {
-        "max_new_tokens": max_new_tokens,
+        # Whisper's generate counts `max_length` from the end of the decoder prompt (it
+        # adds the prompt's length, capped at max_target_positions), so this allows
+        # exactly `max_new_tokens` tokens. Passing `max_new_tokens` instead makes
+        # transformers warn on every call: the checkpoints' generation config sets
+        # max_length=448.
+        "max_length": max_new_tokens,
         "return_timestamps": return_timestamps,
         "do_sample": False,
         "num_beams": 1,
@@ -46,6 +51,16 @@ def _generate_kwargs(
     if task is not None:
         kwargs["task"] = task
     return kwargs
+
+
+def window_mask(batch: int, frames: int, device: torch.device) -> torch.Tensor:
+    """An all-ones ``(batch, frames)`` attention mask for short-form features.
+
+    Every clip is padded to the same 30 s window and Whisper attends to all of it, so
+    nothing is masked; without a mask ``generate`` warns about batched input whose
+    padding it cannot infer (Whisper pads with end of text).
+    """
+    return torch.ones(batch, frames, dtype=torch.long, device=device)
 
 
 def prompt_token_ids(generation_config) -> set[int]:
@@ -92,22 +107,35 @@ def to_model(model, input_features: torch.Tensor | np.ndarray) -> torch.Tensor:
 def generate_greedy(
     model,
     processor,
-    input_features: torch.Tensor,
+    input_features: torch.Tensor | None,
     *,
     max_new_tokens: int = 128,
     return_timestamps: bool = False,
     language: str | None = None,
     task: str | None = None,
+    encoder_hidden_states: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """Greedy token ids per row for a batch of ≤ 30 s log-mel features.
 
     Each row holds the tokens the model generated, special tokens (timestamps)
     included as generated; the forced decoder prompt, the end-of-text token and
-    the batch padding are removed.
+    the batch padding are removed. ``encoder_hidden_states`` (the encoder's output
+    for ``input_features``, when the caller already has it) skips the encoder pass.
     """
     kwargs = _generate_kwargs(max_new_tokens, return_timestamps, language, task)
     with torch.inference_mode():
-        sequences = model.generate(to_model(model, input_features), **kwargs)
+        if encoder_hidden_states is None:
+            features = to_model(model, input_features)
+            mask = window_mask(features.shape[0], features.shape[-1], model.device)
+            sequences = model.generate(features, attention_mask=mask, **kwargs)
+        else:
+            from transformers.modeling_outputs import BaseModelOutput
+
+            encoded = BaseModelOutput(last_hidden_state=encoder_hidden_states)
+            # Two log-mel frames per encoder position (the convolutions' stride).
+            batch, positions = encoder_hidden_states.shape[:2]
+            mask = window_mask(batch, 2 * positions, model.device)
+            sequences = model.generate(encoder_outputs=encoded, attention_mask=mask, **kwargs)
     if isinstance(sequences, dict):  # some settings return a dict with "sequences"
         sequences = sequences["sequences"]
     config = model.generation_config

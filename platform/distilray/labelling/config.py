@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -52,21 +54,37 @@ class LabelConfig(StageConfig):
         "sdpa", description="attention kernel of the teacher"
     )
     concatenate_audio: bool = Field(
-        False,
+        True,
         description="pack consecutive short clips into chunks of up to max_chunk_s (the "
-        "paper's option): the chunk's id and text are the parts' joined with '+' and ' '",
+        "paper's recipe: the student sees full 30 s windows): the chunk's id and text are "
+        "the parts' joined with '+' and ' '",
+    )
+    pack_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="with concatenate_audio: share of clips (chosen by a hash of the id) that "
+        "are packed; the rest stay single, so the student also sees short utterances",
     )
     max_chunk_s: float = Field(
         WHISPER_WINDOW_S, gt=0, le=WHISPER_WINDOW_S, description="longest packed chunk, seconds"
     )
     return_timestamps: bool = Field(
-        False, description="let the teacher predict timestamp tokens (kept in pseudo_label_ids)"
+        True,
+        description="let the teacher predict timestamp tokens (kept in pseudo_label_ids); "
+        "distillation strips them from a share of rows (train.timestamp_probability)",
     )
     language: str | None = Field(
         None, description="language of a multilingual teacher (e.g. en); unset for *.en models"
     )
     task: Literal["transcribe", "translate"] | None = Field(
         None, description="task of a multilingual teacher (default transcribe)"
+    )
+    encoder_cache_dir: str | None = Field(
+        None,
+        description="leave the teacher's encoder output of every row in this local folder "
+        "(see distill's train.encoder_cache_dir: point both at the same folder and "
+        "distillation skips the encoder); null: do not keep them",
     )
     max_label_length: int = Field(
         128, ge=1, le=MAX_LABEL_TOKENS, description="tokens the teacher may generate per clip"
@@ -84,6 +102,12 @@ class LabelConfig(StageConfig):
         True,
         description="skip input ids already in the output; false refuses a non-empty output",
     )
+    retry_errors: bool | Literal["all"] = Field(
+        False,
+        description="with resume: label errored rows again; true = rows whose error may be "
+        "transient (audio file missing or unreadable, storage error, teacher failure), "
+        "all = every errored row (e.g. after raising max_duration_s); each id stays once",
+    )
     shard_rows: int = Field(10000, ge=1, description="rows per output Parquet file at most")
     progress_every_s: float = Field(
         10.0, gt=0, description="seconds between progress lines while labelling"
@@ -93,8 +117,30 @@ class LabelConfig(StageConfig):
     def _check(self) -> LabelConfig:
         if self.min_actors > self.max_actors:
             raise ValueError("min_actors must not exceed max_actors")
-        source, target = self.input.rstrip("/"), self.output.rstrip("/")
-        if target == source or target.startswith(source + "/"):
+        if is_inside(self.output, self.input):
             # A Parquet input folder would read the labelled shards back as input.
-            raise ValueError("output must not be the input folder or inside it")
+            raise ValueError(
+                f"output {self.output!r} is the input folder {self.input!r} or inside it: "
+                "write the labels to a folder outside the input"
+            )
         return self
+
+
+def is_inside(location: str, folder: str) -> bool:
+    """Whether ``location`` is ``folder`` or lies under it, both local paths or s3:// URIs.
+
+    Compared after resolving: relative against absolute, ``~``, ``..``, symlinks,
+    ``file://`` and doubled or trailing slashes all count.
+
+    >>> is_inside("s3://b/data//./labels/", "s3://b/data"), is_inside("s3://b/data2", "s3://b/data")
+    (True, False)
+    """
+    (kind, path), (folder_kind, folder_path) = _resolved(location), _resolved(folder)
+    return kind == folder_kind and path.is_relative_to(folder_path)
+
+
+def _resolved(location: str) -> tuple[str, PurePath]:
+    """``("s3", /bucket/key)`` or ``("local", absolute real path)`` of a location."""
+    if location.startswith("s3://"):
+        return "s3", PurePosixPath(posixpath.normpath("/" + location.removeprefix("s3://")))
+    return "local", Path(location.removeprefix("file://")).expanduser().resolve()

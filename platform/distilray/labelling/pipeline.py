@@ -6,6 +6,8 @@
 
 Resume is by id: the ids in the output's complete shards are skipped before any
 audio is read, so rerunning a crashed job finishes it without duplicates or gaps.
+With ``retry_errors`` the ids of errored rows are labelled again, and the old rows are
+dropped from their shards once the new ones are written.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,11 +28,13 @@ from distilray.labelling.schema import OUTPUT_COLUMNS, OUTPUT_SCHEMA
 from distilray.labelling.shards import (
     OutputState,
     new_run_dir,
+    prune_superseded,
     read_manifest,
     scan_output,
     write_manifest,
 )
 from distilray.labelling.summary import summarize
+from distilray.storage_checks import check_access
 
 logger = logging.getLogger("distilray.labelling")
 
@@ -42,6 +47,7 @@ class Plan:
 
     total: int  # input ids considered (the first `limit` when set)
     skipped: int  # of those, already in the output
+    retried: int  # errored ids in the output labelled again (retry_errors)
     skip: pa.Array | None  # ids to leave out (already labelled); None: nothing to skip
     only: pa.Array | None  # ids to keep (the first `limit`); None: all
 
@@ -60,15 +66,18 @@ class Placement:
 
 
 def plan_work(ids: pa.Array, state: OutputState, cfg: LabelConfig) -> Plan:
-    """Which input ids to label: the first ``limit`` ids, minus those already labelled."""
+    """Which input ids to label: the first ``limit`` ids, minus those already labelled
+    (errored rows count as labelled unless ``retry_errors`` picks them)."""
     wanted = ids.slice(0, cfg.limit) if cfg.limit else ids
-    done = state.done_ids()
+    done = state.done_ids(cfg.retry_errors)
     skipped = 0
     if len(done):
         skipped = pc.sum(pc.is_in(wanted, value_set=done)).as_py() or 0
+    retried = len(state.retry_ids(cfg.retry_errors))
     return Plan(
         total=len(wanted),
         skipped=skipped,
+        retried=retried,
         skip=done if len(done) else None,
         only=wanted if cfg.limit and cfg.limit < len(ids) else None,
     )
@@ -129,6 +138,7 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
             "max_duration_s": cfg.max_duration_s,
             "concatenate": cfg.concatenate_audio,
             "max_chunk_s": cfg.max_chunk_s,
+            "pack_fraction": cfg.pack_fraction,
         },
         batch_size=cfg.prepare_batch_size,
         batch_format="pyarrow",
@@ -148,6 +158,8 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
             "task": cfg.task,
             "threads": max(1, int(cfg.cpus_per_actor)),
             "progress": counter,
+            "encoder_cache_dir": cfg.encoder_cache_dir
+            and str(Path(cfg.encoder_cache_dir).expanduser().resolve()),
         },
         batch_size=cfg.batch_size,
         batch_format="pyarrow",
@@ -252,17 +264,19 @@ def run_labelling(cfg: LabelConfig) -> dict:
     from distilray.runtime import ensure_ray
 
     started = time.time()
+    check_access(read=[("input", cfg.input)], write=[("output", cfg.output)])
     feature_extractor, generation_config = teacher_assets(cfg.teacher)
     check_options(generation_config, cfg.language, cfg.task)
-    state = scan_output(cfg.output)
+    state = current_state(cfg.output)
     check_output(cfg, state)
     plan = plan_work(input_ids(cfg.input), state, cfg)
     logger.info(
-        "%d inputs: %d already labelled in %s, %d to do",
+        "%d inputs: %d already labelled in %s, %d to do (%d errored rows retried)",
         plan.total,
         plan.skipped,
         cfg.output,
         plan.todo,
+        plan.retried,
     )
     run = empty_run()
     if plan.todo:
@@ -272,11 +286,18 @@ def run_labelling(cfg: LabelConfig) -> dict:
         started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         inputs_total=plan.total,
         inputs_skipped=plan.skipped,
+        errors_retried=plan.retried,
         partial_files_set_aside=state.partial,
     )
-    summary = summarize(scan_output(cfg.output).table)
+    summary = summarize(current_state(cfg.output).table)
     manifest = record_run(cfg, run, summary)
     return {"run": run, "summary": summary, "manifest": manifest}
+
+
+def current_state(output: str) -> OutputState:
+    """What ``output`` holds, once rows that a later run labelled again are dropped."""
+    state = scan_output(output)
+    return scan_output(output) if prune_superseded(state) else state
 
 
 def record_run(cfg: LabelConfig, run: dict, summary: dict) -> str:

@@ -16,6 +16,7 @@ import pyarrow as pa
 from distilray.audio import SAMPLING_RATE, decode_audio, encode_wav
 from distilray.errors import AudioDecodeError
 from distilray.features import log_mel
+from distilray.hashing import unit_hash
 from distilray.labelling.schema import FEATURES
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,26 @@ def _join(group: list[Clip]) -> Clip:
     return Clip(ids, text, np.concatenate([c.audio for c in group]))
 
 
+def is_packed(row_id: str, fraction: float) -> bool:
+    """Whether clip ``row_id`` goes into a packed chunk: a stable hash, independent of order.
+
+    >>> is_packed("a", 1.0), is_packed("a", 0.0)
+    (True, False)
+    """
+    return unit_hash(f"pack:{row_id}") < fraction
+
+
+def mix_packed(clips: list[Clip], max_chunk_s: float, fraction: float) -> list[Clip]:
+    """Pack the ``fraction`` of clips :func:`is_packed` picks; the others stay single.
+
+    The paper trains on clips packed to 30 s; single clips are kept beside them so
+    the student also learns to end short utterances (and not to run on).
+    """
+    chosen = [c for c in clips if is_packed(c.ids[0], fraction)]
+    single = [c for c in clips if not is_packed(c.ids[0], fraction)]
+    return pack(chosen, max_chunk_s) + single
+
+
 def prepare_batch(
     batch: pa.Table,
     *,
@@ -90,29 +111,36 @@ def prepare_batch(
     max_duration_s: float,
     concatenate: bool = False,
     max_chunk_s: float = 30.0,
+    pack_fraction: float = 1.0,
 ) -> pa.Table:
     """Manifest rows → ``id, source_ids, audio, duration_s, text, error, input_features``."""
     clips = [decode_row(row, max_duration_s) for row in batch.to_pylist()]
     if concatenate:
-        clips = pack(clips, max_chunk_s)
+        clips = mix_packed(clips, max_chunk_s, pack_fraction)
     return clips_table(clips, feature_extractor)
 
 
 def clips_table(clips: list[Clip], feature_extractor) -> pa.Table:
-    """The clips as an Arrow table with WAV bytes and a log-mel tensor column."""
+    """The clips as an Arrow table with WAV bytes and a log-mel tensor column.
+
+    The features are computed from the stored 16-bit WAV, decoded again: exactly what
+    distillation will compute from the labelled row, so the teacher labels what the
+    student hears and the two stages can share encoder outputs.
+    """
     from ray.data.extensions import ArrowTensorArray
 
-    ok = [c.audio for c in clips if c.audio is not None]
+    wavs = [_wav(c) for c in clips]
+    stored = [decode_audio(w) for w in wavs if w is not None]
     n_mels = feature_extractor.feature_size
     features = np.zeros((len(clips), n_mels, N_FRAMES), np.float32)
-    if ok:
-        mask = np.array([c.audio is not None for c in clips])
-        features[mask] = log_mel(feature_extractor, ok)
+    if stored:
+        mask = np.array([w is not None for w in wavs])
+        features[mask] = log_mel(feature_extractor, stored)
     return pa.table(
         {
             "id": pa.array([ID_JOINER.join(c.ids) for c in clips], pa.string()),
             "source_ids": pa.array([c.ids for c in clips], pa.list_(pa.string())),
-            "audio": pa.array([_wav(c) for c in clips], pa.binary()),
+            "audio": pa.array(wavs, pa.binary()),
             "duration_s": pa.array([_seconds(c) for c in clips], pa.float64()),
             "text": pa.array([c.text for c in clips], pa.string()),
             "error": pa.array([c.error for c in clips], pa.string()),

@@ -22,6 +22,11 @@ OUTPUT_SCHEMA = pa.schema(
         # Full decoder sequence: prompt (<|startoftranscript|> ... ), generated tokens
         # (timestamps too when asked for), then <|endoftext|> unless cut at max_label_length.
         pa.field("pseudo_label_ids", pa.list_(pa.int32())),
+        # The teacher's confidence (Whisper's decoding rules; distilray.inference.confidence):
+        # what filters rows without a reference. Null when the row has no label.
+        pa.field("avg_logprob", pa.float64()),  # mean log-probability of the generated tokens
+        pa.field("compression_ratio", pa.float64()),  # gzip ratio of pseudo_label (> 2.4: loop)
+        pa.field("no_speech_prob", pa.float64()),  # P(<|nocaptions|>) at the transcript start
         pa.field("wer", pa.float64()),  # normalised WER of pseudo_label vs text; null: no text
         pa.field("teacher", pa.string()),  # teacher model reference
         pa.field("error", pa.string()),  # why the row has no label; null when fine

@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from distilray.errors import ConfigError, ModelLoadError
+from distilray.inference.confidence import compression_ratio, no_speech_token_id
+from distilray.inference.prompt import full_sequence, language_token, prompt_ids
 from distilray.labelling.schema import FEATURES
 
 logger = logging.getLogger(__name__)
@@ -42,18 +44,6 @@ def teacher_assets(ref: str):
         raise ModelLoadError(f"cannot read the teacher's configuration from {ref}: {exc}") from None
 
 
-def language_token(generation_config, language: str) -> int:
-    """Id of ``<|xx|>`` for a language given as a code (``en``) or name (``english``)."""
-    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
-
-    code = language.strip().strip("<|>").lower()
-    code = TO_LANGUAGE_CODE.get(code, code)
-    lang_to_id = getattr(generation_config, "lang_to_id", None) or {}
-    if f"<|{code}|>" not in lang_to_id:
-        raise ConfigError(f"language {language!r} is not one of the teacher's languages")
-    return lang_to_id[f"<|{code}|>"]
-
-
 def check_options(generation_config, language: str | None, task: str | None) -> None:
     """Reject language/task settings the teacher cannot take, before any work starts."""
     multilingual = bool(getattr(generation_config, "is_multilingual", False))
@@ -65,27 +55,9 @@ def check_options(generation_config, language: str | None, task: str | None) -> 
         language_token(generation_config, language)
 
 
-def prompt_ids(
-    generation_config, language: str | None, task: str | None, return_timestamps: bool
-) -> list[int]:
-    """The forced decoder prompt ``generate`` starts from (and the labels start with)."""
-    ids = [generation_config.decoder_start_token_id]
-    if getattr(generation_config, "is_multilingual", False):
-        ids.append(language_token(generation_config, language or "en"))
-        ids.append(generation_config.task_to_id[task or "transcribe"])
-    if not return_timestamps:
-        ids.append(generation_config.no_timestamps_token_id)
-    return ids
-
-
-def full_sequence(prompt: list[int], generated: list[int], eos: int, max_new: int) -> list[int]:
-    """Prompt + generated + end of text (left off when generation was cut at ``max_new``)."""
-    tail = [] if len(generated) >= max_new else [eos]
-    return [*prompt, *generated, *tail]
-
-
 class TeacherLabeller:
-    """Ray Data actor: ``input_features`` → ``pseudo_label`` and ``pseudo_label_ids``."""
+    """Ray Data actor: ``input_features`` → ``pseudo_label``, ``pseudo_label_ids`` and the
+    teacher's confidence (``avg_logprob``, ``compression_ratio``, ``no_speech_prob``)."""
 
     def __init__(
         self,
@@ -99,6 +71,7 @@ class TeacherLabeller:
         task: str | None,
         threads: int = 1,
         progress=None,
+        encoder_cache_dir: str | None = None,
     ) -> None:
         import torch
 
@@ -113,6 +86,13 @@ class TeacherLabeller:
         eos = config.eos_token_id
         self.eos = eos[0] if isinstance(eos, list) else eos
         self.prompt = prompt_ids(config, language, task, return_timestamps)
+        self.store = None  # where encoder outputs are left for distillation
+        if encoder_cache_dir:
+            from distilray.models.encoder_store import EncoderStore, encoder_namespace
+
+            self.store = EncoderStore(encoder_cache_dir, encoder_namespace(teacher, self.model.dtype))
+        self.suppress = list(config.suppress_tokens or [])
+        self.no_speech_id = no_speech_token_id(config)
         self.progress = progress  # a ProgressCounter actor handle, told about every batch
         self.options = {
             "max_new_tokens": max_new_tokens,
@@ -126,8 +106,11 @@ class TeacherLabeller:
         errors = batch["error"].to_pylist()
         todo = [i for i, e in enumerate(errors) if e is None]
         ids: list[list[int] | None] = [None] * batch.num_rows
-        for i, (row_ids, error) in zip(todo, self._generate(features[todo]), strict=True):
-            ids[i], errors[i] = row_ids, error or errors[i]
+        scores: list[tuple[float, float] | None] = [None] * batch.num_rows
+        for i, (labelled, error) in zip(todo, self._generate(features[todo]), strict=True):
+            errors[i] = error or errors[i]
+            if labelled is not None:
+                ids[i], scores[i] = labelled
         texts = [
             None if row is None else self.processor.decode(row, skip_special_tokens=True).strip()
             for row in ids
@@ -141,6 +124,12 @@ class TeacherLabeller:
             batch.drop_columns([FEATURES, "error"])
             .append_column("pseudo_label", pa.array(texts, pa.string()))
             .append_column("pseudo_label_ids", pa.array(labels, pa.list_(pa.int32())))
+            .append_column("avg_logprob", _floats([s and s[0] for s in scores]))
+            .append_column(
+                "compression_ratio",
+                _floats([None if t is None else compression_ratio(t) for t in texts]),
+            )
+            .append_column("no_speech_prob", _floats([s and s[1] for s in scores]))
             .append_column("error", pa.array(errors, pa.string()))
         )
         if self.progress is not None:
@@ -149,8 +138,8 @@ class TeacherLabeller:
             self.progress.add.remote(**batch_counts(out))
         return out
 
-    def _generate(self, features: np.ndarray) -> list[tuple[list[int] | None, str | None]]:
-        """Generated ids per row; a failing batch is retried row by row."""
+    def _generate(self, features: np.ndarray) -> list[tuple[_Labelled | None, str | None]]:
+        """Generated ids and scores per row; a failing batch is retried row by row."""
         if not len(features):
             return []
         try:
@@ -159,7 +148,7 @@ class TeacherLabeller:
             logger.warning(
                 "teacher failed on a batch of %d (%s); retrying rows", len(features), exc
             )
-        out: list[tuple[list[int] | None, str | None]] = []
+        out: list[tuple[_Labelled | None, str | None]] = []
         for row in features:
             try:
                 out.append((self._run(row[None])[0], None))
@@ -167,17 +156,41 @@ class TeacherLabeller:
                 out.append((None, f"teacher failed: {type(exc).__name__}: {exc}"))
         return out
 
-    def _run(self, features: np.ndarray) -> list[list[int]]:
+    def _run(self, features: np.ndarray) -> list[_Labelled]:
+        """Greedy ids, then one teacher-forced pass for ``(avg_logprob, no_speech_prob)``."""
         import torch
 
-        from distilray.inference.shortform import generate_greedy
+        from distilray.inference.confidence import sequence_scores
+        from distilray.inference.shortform import generate_greedy, to_model
 
-        return generate_greedy(
-            self.model,
-            self.processor,
-            torch.from_numpy(np.ascontiguousarray(features)),
-            **self.options,
+        with torch.inference_mode():
+            encoded = self.model.model.encoder(
+                to_model(self.model, np.ascontiguousarray(features))
+            ).last_hidden_state
+        if self.store is not None:
+            for row, hidden in zip(features, encoded, strict=True):
+                self.store.save(row, hidden)
+        generated = generate_greedy(
+            self.model, self.processor, None, encoder_hidden_states=encoded, **self.options
         )
+        max_new = self.options["max_new_tokens"]
+        sequences = [full_sequence(self.prompt, row, self.eos, max_new) for row in generated]
+        scores = sequence_scores(
+            self.model,
+            encoded,
+            sequences,
+            [len(self.prompt)] * len(sequences),
+            suppress_tokens=self.suppress,
+            no_speech_id=self.no_speech_id,
+        )
+        return list(zip(generated, scores, strict=True))
+
+
+_Labelled = tuple[list[int], tuple[float, float]]  # generated ids, (avg_logprob, no_speech_prob)
+
+
+def _floats(values: list[float | None]) -> pa.Array:
+    return pa.array(values, pa.float64())
 
 
 def _tensor_column(column: pa.ChunkedArray) -> np.ndarray:

@@ -1,0 +1,197 @@
+"""What each ingredient of the distillation recipe does to the student on real speech.
+
+Takes a demo-style recipe (``configs/tiny/demo.yaml`` or ``configs/tiny/quality.yaml``),
+prepares its data and labels once (the recipe's own steps; reruns resume), then
+distils one student per variant (the recipe's distill config plus the variant's
+dotted overrides) and evaluates each on the recipe's test sets: the student alone,
+short-form and chunked long-form, clean audio. The teacher is evaluated once on the
+same clips. Prints a Markdown table and writes JSON.
+
+    python bench/recipe_ablation.py --config configs/tiny/demo.yaml                # all variants
+    python bench/recipe_ablation.py --config configs/tiny/demo.yaml --only recipe lambda-0.05
+
+Variants whose labels the recipe does not produce (another synthetic set, another
+packing) take their labelling configs from ``LABEL_VARIANTS`` and are labelled once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+logger = logging.getLogger("bench.recipe_ablation")
+
+# name -> (what it changes, distill overrides). `{train_synth}` / `{train_real}` are the
+# recipe's two training label folders.
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "recipe": ("the recipe as configured", []),
+    "no-real-audio": ("synthetic speech only", ["data.train=[{train_synth}]"]),
+    "real-audio-only": ("real unlabelled speech only", ["data.train=[{train_real}]"]),
+    "no-frozen-embeddings": (
+        "token embeddings train too",
+        ["model.freeze_embed_tokens=false"],
+    ),
+    "no-timestamps": ("no timestamped labels", ["train.timestamp_probability=0"]),
+    "timestamps-0.5": (
+        "half the labels timestamped (the paper)",
+        ["train.timestamp_probability=0.5"],
+    ),
+    "local-shuffle": ("a 256-row shuffle buffer, not a global shuffle", ["train.shuffle=local"]),
+    "lambda-0.05": ("λ = 0.05", ["data.wer_threshold=0.05"]),
+    "lambda-0.2": ("λ = 0.2", ["data.wer_threshold=0.2"]),
+    "no-filter": ("no WER filter", ["data.wer_threshold=null"]),
+    "double-steps": ("twice the steps", ["train.max_steps={steps2}"]),
+    "lr-1e-4": ("learning rate 1e-4", ["optim.learning_rate=1e-4"]),
+    "kl-only": ("KL term only (no pseudo-label CE)", ["loss.pl_weight=0"]),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/tiny/demo.yaml", help="demo-style recipe")
+    parser.add_argument("--only", nargs="*", help=f"variants to run (of: {', '.join(VARIANTS)})")
+    parser.add_argument("--workdir", default=None, help="default: next to the recipe's labels")
+    parser.add_argument("--out", default=None, help="JSON results (default: WORKDIR/ablation.json)")
+    parser.add_argument("--skip-prepare", action="store_true", help="labels exist already")
+    return parser.parse_args(argv)
+
+
+def variant_overrides(name: str, stages, workdir: Path) -> list[str]:
+    """The distill overrides of one variant: its own run, export folder and changes."""
+    train = stages.distill.data.train
+    train = [train] if isinstance(train, str) else list(train)
+    fields = {
+        "train_synth": train[0],
+        "train_real": train[-1],
+        "steps2": 2 * stages.distill.train.max_steps,
+    }
+    changes = [o.format(**fields) for o in VARIANTS[name][1]]
+    return [
+        f"run.name=ablation-{name}",
+        f"run.storage={workdir / 'train'}",
+        f"run.export_to={workdir / 'students' / name}",
+        # every variant encodes the same rows: the first one pays for the encoder
+        f"train.encoder_cache_dir={workdir / 'encoder-cache'}",
+        *changes,
+    ]
+
+
+def eval_config(stages, student: str | None, modes: list[str], out: Path):
+    """The recipe's eval config cut to clean audio, short + chunked, the given modes."""
+    cfg = stages.eval.model_copy(deep=True)
+    cfg.models.student = student
+    cfg.modes = modes
+    cfg.forms = ["short", "chunked"]
+    cfg.noise.snr_db = [None]
+    for dataset in cfg.datasets:
+        dataset.snr_db = None
+    cfg.output_dir = str(out)
+    return cfg
+
+
+def summarize_cells(cells: list[dict]) -> dict[str, dict]:
+    """``dataset/form`` -> WER, insertion rate and repeated 5-grams of one model."""
+    return {
+        f"{c['dataset']}/{c['form']}": {
+            "wer": c["wer"],
+            "insertion_rate": c["insertion_rate"],
+            "repeated_5grams": c["repeated_5grams"],
+            "repeated_5grams_corpus": c.get("repeated_5grams_corpus"),
+        }
+        for c in cells
+    }
+
+
+def teacher_cells(stages, out: Path) -> list[dict]:
+    """The teacher's cells on the recipe's test sets (evaluated once per workdir)."""
+    from distilray.evaluation.run import run_evaluation
+
+    saved = out / "results.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())["cells"]
+    return run_evaluation(eval_config(stages, None, ["teacher"], out))["cells"]
+
+
+def run_variant(name: str, recipe, stages, workdir: Path) -> dict:
+    from distilray.config import load_config
+    from distilray.distill.config import DistillConfig
+    from distilray.distill.trainer import run_distillation
+    from distilray.evaluation.run import run_evaluation
+
+    began = time.perf_counter()
+    overrides = [*recipe.overrides.distill, *variant_overrides(name, stages, workdir)]
+    outcome = run_distillation(load_config(DistillConfig, recipe.distill, overrides))
+    cells = run_evaluation(
+        eval_config(stages, outcome.student, ["student"], workdir / "eval" / name)
+    )["cells"]
+    return {
+        "variant": name,
+        "changes": VARIANTS[name][0],
+        "validation_wer": outcome.eval_wer,
+        "kept_rows": outcome.data.kept,
+        "exported_step": outcome.exported_step,
+        "results": summarize_cells(cells),
+        "wall_s": round(time.perf_counter() - began, 1),
+    }
+
+
+def markdown(teacher: dict, rows: list[dict]) -> str:
+    keys = list(teacher)
+    head = "| variant | changes | " + " | ".join(f"{k} WER %" for k in keys)
+    head += " | 5-gram repeats | validation WER % |"
+    lines = [head, "|" + "---|" * (len(keys) + 4)]
+
+    def cells(results: dict) -> str:
+        return " | ".join(
+            "–" if results.get(k, {}).get("wer") is None else f"{100 * results[k]['wer']:.1f}"
+            for k in keys
+        )
+
+    repeats = sum(v["repeated_5grams"] for v in teacher.values())
+    lines.append(f"| teacher | tiny.en | {cells(teacher)} | {repeats} | – |")
+    for row in rows:
+        repeats = sum(v["repeated_5grams"] for v in row["results"].values())
+        lines.append(
+            f"| {row['variant']} | {row['changes']} | {cells(row['results'])} | {repeats} | "
+            f"{100 * row['validation_wer']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from distilray.config import load_config
+    from distilray.demo import DemoConfig, Stages, label_all, prepare_data
+    from distilray.student import init_student
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = parse_args(argv)
+    recipe = load_config(DemoConfig, args.config)
+    stages = Stages.load(recipe)
+    workdir = Path(args.workdir or Path(stages.distill.run.storage).parent / "ablation")
+    names = args.only or list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}: choose from {', '.join(VARIANTS)}")
+    if not args.skip_prepare:
+        prepare_data(recipe)
+        label_all(stages)
+    init_student(stages.init_student)
+    teacher = summarize_cells(teacher_cells(stages, workdir / "eval/teacher"))
+    out = Path(args.out or workdir / "ablation.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        rows.append(run_variant(name, recipe, stages, workdir))
+        out.write_text(json.dumps({"teacher": teacher, "variants": rows}, indent=2))
+        print(markdown(teacher, rows), flush=True)
+    print(f"\nresults in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -46,6 +46,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "double-steps": ("twice the steps", ["train.max_steps={steps2}"]),
     "lr-1e-4": ("learning rate 1e-4", ["optim.learning_rate=1e-4"]),
     "kl-only": ("KL term only (no pseudo-label CE)", ["loss.pl_weight=0"]),
+    "hidden-1": ("+ hidden-state alignment (weight 1)", ["loss.hidden_weight=1.0"]),
+    "hidden-4": ("+ hidden-state alignment (weight 4)", ["loss.hidden_weight=4.0"]),
 }
 
 
@@ -73,8 +75,9 @@ def variant_overrides(name: str, stages, workdir: Path) -> list[str]:
         f"run.name=ablation-{name}",
         f"run.storage={workdir / 'train'}",
         f"run.export_to={workdir / 'students' / name}",
-        # every variant encodes the same rows: the first one pays for the encoder
-        f"train.encoder_cache_dir={workdir / 'encoder-cache'}",
+        # every variant encodes the same rows: the first one pays for the encoder (none
+        # does when the recipe's labelling already left the outputs in its own folder)
+        f"train.encoder_cache_dir={stages.distill.train.encoder_cache_dir or workdir / 'encoder-cache'}",
         *changes,
     ]
 

@@ -116,6 +116,29 @@ def test_encoder_cache_on_disk_serves_a_new_run_and_keys_by_content(models, tmp_
         torch.testing.assert_close(a, b)
 
 
+def test_train_step_with_hidden_alignment_reports_and_uses_the_term(models):
+    from distilray.distill.step import HiddenAlignment
+
+    student, teacher, processor = models
+    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
+    batch = _batch(processor)
+    plain = train_step(student, teacher, DistillationLoss(), optimizer, scheduler, batch)
+    aligned = train_step(
+        student,
+        teacher,
+        DistillationLoss(),
+        optimizer,
+        scheduler,
+        batch,
+        hidden=HiddenAlignment([(1, 3)], weight=2.0),
+    )
+    assert "hidden" not in plain and aligned["hidden"] > 0
+    # the total includes the weighted hidden term on top of the KL and CE terms
+    assert aligned["loss"] == pytest.approx(
+        0.8 * aligned["kl"] + aligned["ce"] + 2.0 * aligned["hidden"], rel=1e-4
+    )
+
+
 def test_train_step_updates_decoder_only(models):
     student, teacher, processor = models
     encoder_before = {k: v.clone() for k, v in student.model.encoder.state_dict().items()}

@@ -95,3 +95,19 @@ def test_weights_and_gradient_flow_to_student_only():
     assert student.grad is not None and student.grad.abs().sum() > 0
     with pytest.raises(ValueError):
         DistillationLoss(temperature=0)
+
+
+def test_hidden_state_loss_is_zero_for_the_teacher_and_ignores_padding():
+    from distilray.distill.losses import hidden_state_loss
+
+    torch.manual_seed(0)
+    teacher = tuple(torch.randn(2, 5, 8) for _ in range(4))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    student = (teacher[0], teacher[2].clone())
+    assert hidden_state_loss(student, teacher, [(1, 2)], mask).item() == 0.0
+    padded = student[1].clone()
+    padded[0, 3:] += 100.0  # only padded positions differ
+    assert hidden_state_loss((teacher[0], padded), teacher, [(1, 2)], mask).item() == 0.0
+    off = hidden_state_loss((teacher[0], torch.zeros(2, 5, 8)), teacher, [(1, 2)], mask)
+    assert off.item() == pytest.approx(1.0)  # relative: all of the teacher's energy missing
+    assert hidden_state_loss(student, teacher, [], mask).item() == 0.0

@@ -68,3 +68,6 @@ def test_silence_is_empty_and_speech_unchanged(models, speech):
     assert ruled[3]  # the long recording keeps its speech
     speculative = texts(Transcriber(teacher, processor, assistant, **rule), audios)
     assert speculative == ruled
+    zeros = np.zeros(3 * SAMPLING_RATE, np.float32)  # digital silence: a confident "you"
+    assert texts(Transcriber(teacher, processor), [zeros])[0]
+    assert texts(Transcriber(teacher, processor, **rule), [zeros]) == [""]

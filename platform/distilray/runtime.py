@@ -71,6 +71,27 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     # (without it the cleaner logs a warning every second); port 8265 or the next free one.
     ray.init(address="local", num_cpus=cpus, include_dashboard=True, **kwargs)
     logger.info("started embedded Ray (%d logical CPUs)", cpus)
+    _watch_embedded_ray()
+
+
+def _watch_embedded_ray() -> None:
+    """Stop this embedded Ray's processes too if this process is killed (SIGKILL)."""
+    from distilray.ray_watchdog import watch
+
+    session_dir = _session_dir()
+    if session_dir:
+        watch(session_dir)
+
+
+def _session_dir() -> str | None:
+    """The session folder of the Ray this process started (None if unknown)."""
+    import ray
+
+    node = getattr(ray._private.worker.global_worker, "node", None)  # no public accessor
+    try:
+        return node.get_session_dir_path() if node is not None else None
+    except AttributeError:
+        return None
 
 
 def cuda_available() -> bool:

@@ -119,12 +119,32 @@ def weight_sources(student_keys: list[str], layer_ids: list[int]) -> dict[str, s
     return {key: source(key) for key in student_keys}
 
 
+def hidden_pairs(layer_ids: list[int], teacher_layers: int) -> list[tuple[int, int]]:
+    """``(student, teacher)`` indices of decoder hidden states that should agree.
+
+    Student layer ``k`` is a copy of teacher layer ``layer_ids[k]``, so its output is
+    what the next copied layer expects as input: the teacher's hidden state entering
+    layer ``layer_ids[k + 1]``. Indices are into ``decoder_hidden_states`` (0 is the
+    embedding output, ``i`` the output of layer ``i - 1``); the last layer's output is
+    left to the logits.
+
+    >>> hidden_pairs([0, 3], 4)
+    [(1, 3)]
+    >>> hidden_pairs([0, 10, 21, 31], 32)
+    [(1, 10), (2, 21), (3, 31)]
+    """
+    del teacher_layers  # the last student layer maps to the teacher's last: no pair
+    return [(k + 1, layer_ids[k + 1]) for k in range(len(layer_ids) - 1)]
+
+
 def build_student(teacher, layer_ids: list[int]):
     """A new ``WhisperForConditionalGeneration`` whose every weight is copied from ``teacher``."""
     from transformers import WhisperForConditionalGeneration
 
     config = copy.deepcopy(teacher.config)
     config.decoder_layers = len(layer_ids)
+    # kept in config.json: distillation aligns each layer's output with the teacher's
+    config.teacher_layer_ids = list(layer_ids)
     student = WhisperForConditionalGeneration(config)
     teacher_state = teacher.state_dict()
     sources = weight_sources(list(student.state_dict()), layer_ids)

@@ -107,6 +107,13 @@ class LossSection(StageConfig):
     kl_weight: float = Field(0.8, ge=0, description="α_KL: weight of the KL term")
     pl_weight: float = Field(1.0, ge=0, description="α_PL: weight of the pseudo-label CE term")
     temperature: float = Field(2.0, gt=0, description="T: softmax temperature of the KL term")
+    hidden_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of a hidden-state term (not in the paper): each student decoder "
+        "layer's output is pulled towards the teacher's input to the next copied layer "
+        "(relative MSE), so the copied layers keep their inputs; 0: off",
+    )
 
 
 class OptimSection(StageConfig):

@@ -30,7 +30,7 @@ from distilray.distill.encoder_cache import EncoderCache
 from distilray.distill.history import append_history, history_uri
 from distilray.distill.losses import DistillationLoss
 from distilray.distill.optim import build_optimizer
-from distilray.distill.step import autocast, eval_step, train_step, unwrap
+from distilray.distill.step import HiddenAlignment, autocast, eval_step, train_step, unwrap
 from distilray.errors import AudioDecodeError, ConfigError, DataError
 from distilray.models.encoder_store import EncoderStore, encoder_namespace
 from distilray.text import WerStats
@@ -121,8 +121,22 @@ class DistillRecipe:
         self.loss_fn = DistillationLoss(
             self.cfg.loss.kl_weight, self.cfg.loss.pl_weight, self.cfg.loss.temperature
         )
+        self.hidden = self._hidden_alignment()
         self.train_shard = ray.train.get_dataset_shard("train")
         self.eval_shard = ray.train.get_dataset_shard("eval")
+
+    def _hidden_alignment(self) -> HiddenAlignment | None:
+        """The layer pairs of ``loss.hidden_weight`` (None when the term is off)."""
+        from distilray.student import hidden_pairs, select_layers
+
+        if self.cfg.loss.hidden_weight <= 0:
+            return None
+        student_config, teacher_layers = unwrap(self.student).config, self.teacher.config
+        ids = getattr(student_config, "teacher_layer_ids", None) or select_layers(
+            teacher_layers.decoder_layers, student_config.decoder_layers
+        )
+        pairs = hidden_pairs(list(ids), teacher_layers.decoder_layers)
+        return HiddenAlignment(pairs, self.cfg.loss.hidden_weight)
 
     def _freeze(self, student) -> None:
         """Freeze the encoder (shared with the teacher) and optionally the positions."""
@@ -226,6 +240,7 @@ class DistillRecipe:
             max_grad_norm=self.cfg.optim.max_grad_norm,
             amp_dtype=self.amp_dtype,
             encoder_cache=self.encoder_cache,
+            hidden=self.hidden,
         )
         self.state.step += 1
         self.state.batch_in_epoch += 1
@@ -345,6 +360,7 @@ class _Window:
             "train_kl": self.sums.get("kl", float("nan")) / n,
             "train_ce": self.sums.get("ce", float("nan")) / n,
             "grad_norm": self.sums.get("grad_norm", float("nan")) / n,
+            **({"train_hidden": self.sums["hidden"] / n} if "hidden" in self.sums else {}),
             "lr": self.last.get("lr", float("nan")),
             "samples_per_s": self.samples * self.world_size / elapsed
             if elapsed > 0

@@ -63,6 +63,32 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     )
 
 
+def hidden_state_loss(
+    student_hidden: tuple[torch.Tensor, ...],
+    teacher_hidden: tuple[torch.Tensor, ...],
+    pairs: list[tuple[int, int]],
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """Mean squared error between paired decoder hidden states, relative to the
+    teacher's mean square, over the unpadded positions; averaged over pairs.
+
+    ``student_hidden[i]`` / ``teacher_hidden[j]``: ``(batch, seq, d_model)``;
+    ``mask``: ``(batch, seq)``. Zero when the student reproduces the teacher's states.
+    On small data this gives every token ``d_model`` targets instead of one
+    distribution: the copied upper layers keep receiving the input they were trained on.
+    """
+    if not pairs:
+        return student_hidden[0].new_zeros(())
+    weights = mask.unsqueeze(-1).float()
+    total = student_hidden[0].new_zeros((), dtype=torch.float32)
+    for s, t in pairs:
+        target = teacher_hidden[t].float()
+        err = ((student_hidden[s].float() - target) ** 2 * weights).sum()
+        scale = (target**2 * weights).sum().clamp(min=1e-6)
+        total = total + err / scale
+    return total / len(pairs)
+
+
 class DistillationLoss(nn.Module):
     """α_KL · T² · KL + α_PL · CE over the non-padded label positions."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,8 +17,16 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
 from distilray.distill.encoder_cache import EncoderCache
-from distilray.distill.losses import DistillationLoss
+from distilray.distill.losses import IGNORE_INDEX, DistillationLoss, hidden_state_loss
 from distilray.text import WerStats, corpus_wer
+
+
+@dataclass(frozen=True)
+class HiddenAlignment:
+    """Which decoder hidden states of student and teacher should agree, and how much."""
+
+    pairs: list[tuple[int, int]]  # (student, teacher) indices into decoder_hidden_states
+    weight: float  # of the relative mean squared error in the loss
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -53,6 +62,20 @@ def shared_logits(
     ``encoder_cache`` (and row ``ids`` in the batch) rows encoded in an earlier epoch
     are not encoded again.
     """
+    student_out, teacher_out = shared_outputs(student, teacher, batch, encoder_cache)
+    return student_out.logits, teacher_out.logits
+
+
+def shared_outputs(
+    student: nn.Module,
+    teacher: nn.Module,
+    batch: dict[str, torch.Tensor],
+    encoder_cache: EncoderCache | None = None,
+    *,
+    hidden_states: bool = False,
+):
+    """The two models' outputs (:func:`shared_logits`), with the decoders' hidden
+    states when ``hidden_states``."""
     with torch.no_grad():
         encoder = unwrap(student).model.encoder
         if encoder_cache is not None and "ids" in batch:
@@ -61,12 +84,15 @@ def shared_logits(
             hidden = encoder(batch["input_features"]).last_hidden_state
         teacher_out = teacher(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden.to(teacher.dtype)),
+            output_hidden_states=hidden_states,
             **_decoder_kwargs(batch),
         )
     student_out = student(
-        encoder_outputs=BaseModelOutput(last_hidden_state=hidden), **_decoder_kwargs(batch)
+        encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+        output_hidden_states=hidden_states,
+        **_decoder_kwargs(batch),
     )
-    return student_out.logits, teacher_out.logits
+    return student_out, teacher_out
 
 
 def naive_logits(
@@ -93,28 +119,45 @@ def train_step(
     amp_dtype: torch.dtype | None = None,
     share_encoder: bool = True,
     encoder_cache: EncoderCache | None = None,
+    hidden: HiddenAlignment | None = None,
 ) -> dict[str, float]:
-    """One optimizer step on ``batch``; returns ``loss``, ``kl``, ``ce``, ``grad_norm``, ``lr``."""
+    """One optimizer step on ``batch``; returns ``loss``, ``kl``, ``ce``, ``grad_norm``, ``lr``
+    (and ``hidden``, the hidden-state term, when ``hidden`` aligns layers)."""
     device = batch["input_features"].device
+    extra: dict[str, float] = {}
     with autocast(device, amp_dtype):
-        if share_encoder:
+        if hidden is not None:
+            s_out, t_out = shared_outputs(
+                student, teacher, batch, encoder_cache, hidden_states=True
+            )
+            student_logits, teacher_logits = s_out.logits, t_out.logits
+        elif share_encoder:
             student_logits, teacher_logits = shared_logits(student, teacher, batch, encoder_cache)
         else:
             student_logits, teacher_logits = naive_logits(student, teacher, batch)
     out = loss_fn(student_logits, teacher_logits, batch["labels"])
+    total = out.loss
+    if hidden is not None:
+        mask = batch["labels"] != IGNORE_INDEX
+        term = hidden_state_loss(
+            s_out.decoder_hidden_states, t_out.decoder_hidden_states, hidden.pairs, mask
+        )
+        total = total + hidden.weight * term
+        extra["hidden"] = term.item()
     optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
+    total.backward()
     params = [p for p in student.parameters() if p.requires_grad]
     norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf"))
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     scheduler.step()
     return {
-        "loss": out.loss.item(),
+        "loss": total.item(),
         "kl": out.kl.item(),
         "ce": out.ce.item(),
         "grad_norm": float(norm),
         "lr": lr,
+        **extra,
     }
 
 

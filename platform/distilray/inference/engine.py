@@ -34,7 +34,7 @@ from distilray.inference.shortform import (
     segments_from_ids,
     timestamp_begin_id,
 )
-from distilray.inference.silence import LOGPROB_THRESHOLD, silent_windows
+from distilray.inference.silence import LOGPROB_THRESHOLD, is_digital_silence, silent_windows
 from distilray.inference.speculative import (
     SCHEDULES,
     SpeculativeStats,
@@ -186,6 +186,9 @@ class Transcriber:
             ids, stats = self._decode_features(features, return_timestamps)
             if self.no_speech_threshold is not None:
                 ids = self._blank_silence(features, ids, return_timestamps)
+                ids = [
+                    [] if is_digital_silence(c) else row for row, c in zip(ids, batch, strict=True)
+                ]
             share = (time.perf_counter() - began) / len(batch)
             out.ids.extend(ids)
             out.seconds.extend([share] * len(batch))

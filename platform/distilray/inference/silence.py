@@ -19,6 +19,22 @@ import torch
 
 NO_SPEECH_THRESHOLD = 0.6  # whisper's default
 LOGPROB_THRESHOLD = -1.0  # whisper's default
+# Digital silence: tiny.en says a confident "you" on zeros, which Whisper's combined
+# rule keeps; a window whose loudest sample is below -60 dBFS holds no speech at all.
+SILENT_PEAK = 1e-3
+
+
+def is_digital_silence(audio, peak: float = SILENT_PEAK) -> bool:
+    """Whether a window is (near-)digital silence: no sample louder than ``peak``.
+
+    >>> import numpy as np
+    >>> is_digital_silence(np.zeros(16000)), is_digital_silence(np.full(16000, 0.01))
+    (True, False)
+    """
+    import numpy as np
+
+    samples = np.asarray(audio)
+    return samples.size == 0 or float(np.abs(samples).max()) < peak
 
 
 def is_silence(

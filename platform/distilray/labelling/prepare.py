@@ -114,6 +114,10 @@ def prepare_batch(
     pack_fraction: float = 1.0,
 ) -> pa.Table:
     """Manifest rows → ``id, source_ids, audio, duration_s, text, error, input_features``."""
+    # Ray hands task arguments over zero-copy, as read-only arrays; torch warns about
+    # (and must not write through) a read-only mel filter bank.
+    if not feature_extractor.mel_filters.flags.writeable:
+        feature_extractor.mel_filters = feature_extractor.mel_filters.copy()
     clips = [decode_row(row, max_duration_s) for row in batch.to_pylist()]
     if concatenate:
         clips = mix_packed(clips, max_chunk_s, pack_fraction)

@@ -92,7 +92,8 @@ class ServeArgs(StageConfig):
         le=1,
         description="a 30 s window whose P(<|nocaptions|>) is above this (and whose average "
         "log-probability is below logprob_threshold) is silence: it gets no text (Whisper's "
-        "rule); null returns the raw decoding",
+        "rule), as does a window of digital silence (peak below -60 dBFS); null returns the "
+        "raw decoding",
     )
     logprob_threshold: float | None = Field(
         -1.0,

@@ -301,11 +301,14 @@ def test_chunked_upload_is_cut_off_at_the_limit(client):
     """No Content-Length to check first: the ingress counts while reading and stops."""
     mib = b"\0" * 2**20
     before = _ingress_peak_rss("main")
-    resp = _chunked_upload(client, (mib for _ in range(MAX_UPLOAD // len(mib) + 64)))
+    resp = _chunked_upload(client, (mib for _ in range(MAX_UPLOAD // len(mib) + 256)))
     _error(resp, 413, "file_too_large")
     after = _ingress_peak_rss("main")
-    if before is not None and after is not None:  # 65 MiB sent; far less taken in
-        assert after - before < 24 * 2**20, f"ingress peak grew by {after - before} bytes"
+    # 257 MiB sent: reading it whole would grow the ingress by at least that much; what
+    # it takes in before stopping is the limit plus socket and server read-ahead (5 MiB
+    # on a quiet machine, up to ~45 MiB seen under heavy load)
+    if before is not None and after is not None:
+        assert after - before < 96 * 2**20, f"ingress peak grew by {after - before} bytes"
     # A chunked upload within the limit is transcribed as usual.
     wav = encode_wav(np.zeros(SAMPLING_RATE, np.float32))
     assert _chunked_upload(client, [wav[:1000], wav[1000:]]).status_code == 200

@@ -113,10 +113,10 @@ class EvalWorker:
             "stride_s": runtime["stride_s"],
             "language": runtime.get("language"),
         }
-        student_options = {
-            **options,
-            "chunk_length_s": runtime.get("student_chunk_length_s") or runtime["chunk_length_s"],
-        }
+        from distilray.evaluation.config import RuntimeConfig
+
+        student_window = RuntimeConfig.model_validate(runtime).chunk_length_for("student")
+        student_options = {**options, "chunk_length_s": student_window}
         builders = {
             "teacher": lambda: Transcriber(teacher_model, processor, **options),
             "student": lambda: Transcriber(student_model, processor, **student_options),

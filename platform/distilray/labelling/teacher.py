@@ -105,20 +105,16 @@ class TeacherLabeller:
         features = _tensor_column(batch[FEATURES])
         errors = batch["error"].to_pylist()
         todo = [i for i, e in enumerate(errors) if e is None]
-        ids: list[list[int] | None] = [None] * batch.num_rows
+        labels: list[list[int] | None] = [None] * batch.num_rows
         scores: list[tuple[float, float] | None] = [None] * batch.num_rows
         for i, (labelled, error) in zip(todo, self._generate(features[todo]), strict=True):
             errors[i] = error or errors[i]
             if labelled is not None:
-                ids[i], scores[i] = labelled
+                labels[i], scores[i] = labelled
+        # prompt and end of text are special tokens: the text is the generated part's
         texts = [
             None if row is None else self.processor.decode(row, skip_special_tokens=True).strip()
-            for row in ids
-        ]
-        max_new = self.options["max_new_tokens"]
-        labels = [
-            None if row is None else full_sequence(self.prompt, row, self.eos, max_new)
-            for row in ids
+            for row in labels
         ]
         out = (
             batch.drop_columns([FEATURES, "error"])
@@ -157,7 +153,7 @@ class TeacherLabeller:
         return out
 
     def _run(self, features: np.ndarray) -> list[_Labelled]:
-        """Greedy ids, then one teacher-forced pass for ``(avg_logprob, no_speech_prob)``."""
+        """Label sequences, then one teacher-forced pass for ``(avg_logprob, no_speech_prob)``."""
         import torch
 
         from distilray.inference.confidence import sequence_scores
@@ -183,10 +179,11 @@ class TeacherLabeller:
             suppress_tokens=self.suppress,
             no_speech_id=self.no_speech_id,
         )
-        return list(zip(generated, scores, strict=True))
+        return list(zip(sequences, scores, strict=True))
 
 
-_Labelled = tuple[list[int], tuple[float, float]]  # generated ids, (avg_logprob, no_speech_prob)
+# the full label sequence (prompt + generated + end of text), (avg_logprob, no_speech_prob)
+_Labelled = tuple[list[int], tuple[float, float]]
 
 
 def _floats(values: list[float | None]) -> pa.Array:

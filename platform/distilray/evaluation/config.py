@@ -7,6 +7,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from distilray.config import StageConfig
+from distilray.data.columns_config import (
+    ManifestColumnFields,
+    audio_column_field,
+    id_column_field,
+    text_column_field,
+)
 
 Mode = Literal["teacher", "student", "speculative"]
 Form = Literal["short", "chunked", "sequential"]
@@ -21,11 +27,14 @@ class ModelsConfig(StageConfig):
     )
 
 
-class DatasetConfig(StageConfig):
+class DatasetConfig(StageConfig, ManifestColumnFields):
     """One labelled evaluation set."""
 
     name: str = Field(description="name used in the results tables")
     manifest: str = Field(description="manifest URI: Parquet/JSONL file or folder, local or s3://")
+    audio_column: str = audio_column_field()
+    text_column: str | None = text_column_field()
+    id_column: str | None = id_column_field()
     limit: int | None = Field(None, ge=1, description="evaluate only the first N rows")
     snr_db: list[float | None] | None = Field(
         None,

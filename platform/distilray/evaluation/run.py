@@ -27,7 +27,7 @@ def load_datasets(cfg: EvalConfig) -> pa.Table:
 
     tables = []
     for dataset in cfg.datasets:
-        table = read_manifest(dataset.manifest)
+        table = read_manifest(dataset.manifest, dataset.manifest_columns())
         if dataset.limit is not None:
             table = table.slice(0, dataset.limit)
         tables.append(

@@ -9,6 +9,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from distilray.config import StageConfig
+from distilray.data.columns_config import (
+    ManifestColumnFields,
+    audio_column_field,
+    id_column_field,
+    text_column_field,
+)
 
 WHISPER_WINDOW_S = 30.0  # seconds of audio the encoder sees; longer clips would be cut
 MAX_TARGET_POSITIONS = 448  # decoder positions of every Whisper size
@@ -16,13 +22,16 @@ MAX_PROMPT_TOKENS = 4  # <|startoftranscript|> <|lang|> <|task|> <|notimestamps|
 MAX_LABEL_TOKENS = MAX_TARGET_POSITIONS - MAX_PROMPT_TOKENS - 1  # room for <|endoftext|>
 
 
-class LabelConfig(StageConfig):
+class LabelConfig(StageConfig, ManifestColumnFields):
     """Which audio to label with which teacher, where to write it, and how to run."""
 
     input: str = Field(
         description="input manifest: Parquet/JSONL file or folder, or a folder of audio files "
         "(+ same-stem .txt references); local path or s3:// URI"
     )
+    audio_column: str = audio_column_field()
+    text_column: str | None = text_column_field()
+    id_column: str | None = id_column_field()
     output: str = Field(
         description="output folder (local or s3://) for the labelled Parquet shards and "
         "_manifest.json; rerunning into the same folder resumes"

@@ -124,7 +124,7 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
     from distilray.labelling.score import finish_batch
     from distilray.labelling.teacher import TeacherLabeller
 
-    ds = read_inputs(cfg.input)
+    ds = read_inputs(cfg.input, cfg.manifest_columns())
     if plan.skip is not None or plan.only is not None:
         ds = ds.map_batches(
             keep_rows, fn_kwargs={"skip": plan.skip, "only": plan.only}, batch_format="pyarrow"
@@ -269,7 +269,7 @@ def run_labelling(cfg: LabelConfig) -> dict:
     check_options(generation_config, cfg.language, cfg.task)
     state = current_state(cfg.output)
     check_output(cfg, state)
-    plan = plan_work(input_ids(cfg.input), state, cfg)
+    plan = plan_work(input_ids(cfg.input, cfg.manifest_columns()), state, cfg)
     logger.info(
         "%d inputs: %d already labelled in %s, %d to do (%d errored rows retried)",
         plan.total,

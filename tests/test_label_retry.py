@@ -46,7 +46,11 @@ def write_shard(path: Path, rows: list[tuple[list[str], str | None]]) -> None:
     table = pa.Table.from_pylist(
         [
             {"id": "+".join(ids), "source_ids": ids, "teacher": "t", "error": error}
-            | ({"audio": b"wav", "duration_s": 1.0} if error is None else {})
+            | (
+                {"audio": {"bytes": b"wav", "path": "x.wav"}, "duration_s": 1.0}
+                if error is None
+                else {}
+            )
             for ids, error in rows
         ],
         schema=OUTPUT_SCHEMA,
@@ -77,7 +81,7 @@ def test_prune_drops_only_errored_rows_a_later_run_relabelled(tmp_path):
     ids = sorted(i for r in rows for i in r["source_ids"])
     assert ids == ["a", "b", "c", "d", "e", "f"]
     kept = next(r for r in rows if r["id"] == "a")
-    assert kept["audio"] == b"wav" and kept["duration_s"] == 1.0  # other columns intact
+    assert kept["audio"]["bytes"] == b"wav" and kept["duration_s"] == 1.0  # other columns intact
     assert prune_superseded(scan_output(str(tmp_path))) == 0  # idempotent
 
 

@@ -125,7 +125,9 @@ def test_corrupt_and_unlabelled_rows(ray_local, tiny_random, mixed_input, tmp_pa
         assert row["pseudo_label_ids"][:2] == [SOT, NO_TS] and len(row["pseudo_label_ids"]) <= 15
         assert row["avg_logprob"] <= 0 and 0 <= row["no_speech_prob"] <= 1
         assert row["compression_ratio"] > 0
-        stored = decode_audio(row["audio"]).size / 16000  # the stored WAV is the clip at 16 kHz
+        stored = (
+            decode_audio(row["audio"]["bytes"]).size / 16000
+        )  # the stored WAV is the clip at 16 kHz
         assert abs(stored - row["duration_s"]) < 1e-3
         assert abs(row["duration_s"] - inputs[row["id"]]["seconds"]) < 0.01
 
@@ -143,7 +145,7 @@ def plant_unfinished_shard(output: Path, ids: list[str]) -> Path:
         {
             "id": i,
             "source_ids": [i],
-            "audio": b"",
+            "audio": {"bytes": b"", "path": f"{i}.wav"},
             "duration_s": 1.0,
             "text": None,
             "pseudo_label": "lost",

@@ -233,6 +233,21 @@ class RunSection(StageConfig):
     )
 
 
+class CardSection(StageConfig):
+    """Hub metadata of the exported student's model card (README.md front matter)."""
+
+    license: str = Field("mit", description="license id (Whisper's weights are MIT)")
+    language: list[str] | None = Field(
+        None, description="ISO 639-1 languages the student transcribes; null: en for *.en teachers"
+    )
+    datasets: list[str] = Field(
+        default_factory=list,
+        description="hub ids of the datasets the audio came from (e.g. "
+        "mozilla-foundation/common_voice_17_0); the first also names the WER's dataset",
+    )
+    tags: list[str] = Field(default_factory=list, description="extra tags")
+
+
 class DistillConfig(StageConfig):
     """``distilray distill``: train a student on pseudo-labels with Ray Train."""
 
@@ -243,6 +258,7 @@ class DistillConfig(StageConfig):
     train: TrainSection = Field(..., description="steps, batches, evaluation cadence")
     scaling: ScalingSection = Field(default_factory=ScalingSection, description="workers")
     run: RunSection = Field(default_factory=RunSection, description="storage, resume, export")
+    card: CardSection = Field(default_factory=CardSection, description="model card metadata")
 
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:

@@ -9,6 +9,7 @@ from pathlib import Path
 from distilray import storage
 from distilray.distill.config import DistillConfig
 from distilray.distill.data import DataSummary
+from distilray.distill.model_card import model_card, percent
 from distilray.errors import DistilrayError
 
 logger = logging.getLogger(__name__)
@@ -27,36 +28,6 @@ def choose_checkpoint(result, which: str):
         chosen = result.get_best_checkpoint(metric="eval_wer", mode="min") or result.checkpoint
     metrics = next((m for c, m in pairs if c.path == chosen.path), result.metrics or {})
     return chosen, metrics
-
-
-def model_card(cfg: DistillConfig, summary: DataSummary, metrics: dict, init: dict) -> str:
-    """Markdown: where the student came from and how well it did."""
-    threshold = "none" if cfg.data.wer_threshold is None else f"{cfg.data.wer_threshold}"
-    layers = init.get("decoder_layer_ids")
-    loss = cfg.loss
-    lines = [
-        "# Distilled Whisper student",
-        "",
-        f"- Teacher: `{cfg.model.teacher}`",
-        f"- Student initialisation: `{cfg.model.student}`"
-        + (f" (teacher decoder layers {layers})" if layers else ""),
-        f"- Training data: {summary.kept} clips, {summary.hours:.2f} hours of pseudo-labelled audio",
-        f"- WER filter λ: {threshold} (unscored rows {'kept' if cfg.data.keep_unscored else 'dropped'});"
-        f" kept {summary.kept} of {summary.candidates} rows",
-        f"- Objective: {loss.kl_weight} · KL(T={loss.temperature}) · T² + {loss.pl_weight} · CE",
-        f"- Steps: {metrics.get('step', '?')} of {cfg.train.max_steps}, "
-        f"batch {cfg.train.batch_size} x {cfg.scaling.num_workers} workers, "
-        f"peak learning rate {cfg.optim.learning_rate}",
-        f"- Eval WER (greedy, held-out): {_pct(metrics.get('eval_wer'))}",
-        "",
-        "Produced by `distilray distill`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.2f} %"
 
 
 def _student_init_info(student_ref: str) -> dict:
@@ -89,7 +60,7 @@ def export_student(cfg: DistillConfig, result, summary: DataSummary):
         "student exported to %s (step %s, eval WER %s)",
         out,
         metrics.get("step"),
-        _pct(metrics.get("eval_wer")),
+        percent(metrics.get("eval_wer")),
     )
     return DistillOutcome(
         student=out,

@@ -33,7 +33,8 @@ class StudentInitConfig(StageConfig):
     """``distilray init-student``: which teacher, which decoder layers, where to save."""
 
     teacher: str = Field(
-        "tiny.en", description="teacher model: hub id, local folder, s3:// URI or tiny.en"
+        "tiny.en",
+        description="teacher model: hub id (pinned: org/name@revision), local folder, s3:// URI or tiny.en",
     )
     decoder_layers: int = Field(
         2, ge=1, description="number of student decoder layers, taken maximally spaced"

@@ -82,7 +82,9 @@ class DataSection(StageConfig):
 class ModelSection(StageConfig):
     """Teacher and student models and what of the student trains."""
 
-    teacher: str = Field(..., description="teacher: hub id, folder, s3:// URI or tiny.en")
+    teacher: str = Field(
+        ..., description="teacher: hub id (pinned: org/name@revision), folder, s3:// URI or tiny.en"
+    )
     student: str = Field(..., description="student initialised by `distilray init-student`")
     freeze_embed_positions: bool = Field(
         False, description="also freeze the decoder's position embeddings"

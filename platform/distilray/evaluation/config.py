@@ -21,7 +21,10 @@ Form = Literal["short", "chunked", "sequential"]
 class ModelsConfig(StageConfig):
     """The models under test."""
 
-    teacher: str = Field("tiny.en", description="teacher: hub id, folder, s3:// URI or tiny.en")
+    teacher: str = Field(
+        "tiny.en",
+        description="teacher: hub id (pinned: org/name@revision), folder, s3:// URI or tiny.en",
+    )
     student: str | None = Field(
         None, description="distilled student (needed by the student and speculative modes)"
     )

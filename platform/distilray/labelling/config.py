@@ -37,7 +37,8 @@ class LabelConfig(StageConfig, ManifestColumnFields):
         "_manifest.json; rerunning into the same folder resumes"
     )
     teacher: str = Field(
-        "tiny.en", description="teacher model: tiny.en, a model folder, s3:// URI or hub id"
+        "tiny.en",
+        description="teacher model: tiny.en, a model folder, s3:// URI or hub id (pinned: org/name@revision)",
     )
     batch_size: int = Field(16, ge=1, description="clips per teacher generate() call")
     prepare_batch_size: int = Field(

@@ -157,7 +157,7 @@ def test_labelled_output_loads_as_a_datasets_audio_column(
     ray_local, tiny_random, common_voice, tmp_path
 ):
     from distilray.distill.config import DataSection
-    from distilray.distill.data import eval_dataset
+    from distilray.distill.data import eval_dataset, train_dataset
     from distilray.labelling.config import LabelConfig
     from distilray.labelling.pipeline import run_labelling
 
@@ -193,7 +193,10 @@ def test_labelled_output_loads_as_a_datasets_audio_column(
         decoded = ds.with_format("numpy")[0]["audio"].get_all_samples()
         assert decoded.sample_rate == 16000
 
-    # Distillation reads the struct's WAV bytes.
-    rows = eval_dataset(DataSection(train=str(out), eval=str(out))).take_all()
+    # Distillation reads the struct's WAV bytes, for evaluation and for training.
+    data = DataSection(train=str(out), eval=str(out), wer_threshold=None)
+    rows = eval_dataset(data).take_all()
     assert sorted(r["reference"] for r in rows) == sorted(SENTENCES)
     assert all(decode_audio(bytes(r["audio"])).size == tone(0).size for r in rows)
+    train = train_dataset(data).take_all()
+    assert len(train) == 4 and all(decode_audio(bytes(r["audio"])).size for r in train)

@@ -208,7 +208,7 @@ def emit(path: str, result, args: argparse.Namespace, outputs: FileOutputs) -> N
 def run(args: argparse.Namespace) -> int:
     from distilray.audio import decode_audio
     from distilray.inference.engine import Transcriber
-    from distilray.inference.longform import WINDOW_SAMPLES
+    from distilray.inference.windows import N_SAMPLES
 
     outputs = file_outputs(args.output_format, args.output_dir, args.files)
     transcriber = Transcriber.load(
@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
             audios, long_form=args.long_form, return_timestamps=timestamps
         )
 
-    batcher = Batcher(transcriber.batch_size, WINDOW_SAMPLES)
+    batcher = Batcher(transcriber.batch_size, N_SAMPLES)
     for path, result in transcribe_files(transcribe, args.files, batcher, on_error, decode_audio):
         emit(path, result, args, outputs)
     return EXIT_SOME_FAILED if failed else 0

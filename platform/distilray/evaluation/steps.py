@@ -147,7 +147,7 @@ class EvalWorker:
         for mode, transcriber in self.transcribers.items():
             for form in self.forms:
                 chosen = short if form == "short" else long
-                if not chosen or (mode == "speculative" and form == "sequential"):
+                if not chosen:
                     continue
                 long_form = "chunked" if form == "short" else form
                 results = transcriber.transcribe([audios[i] for i in chosen], long_form=long_form)

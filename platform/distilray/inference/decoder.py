@@ -127,6 +127,16 @@ class _Base:
         share = (time.perf_counter() - began) / max(1, len(ids))
         return Decoded(ids, prompts, segments, [RowStats(share, s) for s in stats])
 
+    def transcribe(self, clips: Sequence[np.ndarray]) -> list[str]:
+        """Plain text of ≤ 30 s 16 kHz clips, decoded as one batch (no timestamps)."""
+        from distilray.features import log_mel
+
+        if not clips:
+            return []
+        decoded = self.decode(log_mel(self.processor.feature_extractor, list(clips)))
+        texts = self.processor.batch_decode(decoded.ids, skip_special_tokens=True)
+        return [text.strip() for text in texts]
+
     def _segments(self, features, prompts, ids, end_times, words: bool) -> list[list[Segment]]:
         ends = list(end_times) if end_times is not None else [None] * len(ids)
         if words:

@@ -138,6 +138,43 @@ def hidden_pairs(layer_ids: list[int], teacher_layers: int) -> list[tuple[int, i
     return [(k + 1, layer_ids[k + 1]) for k in range(len(layer_ids) - 1)]
 
 
+def student_alignment_heads(
+    teacher_heads: list[list[int]] | None, layer_ids: list[int], heads_per_layer: int
+) -> list[list[int]]:
+    """Cross-attention heads for word timestamps, in the student's own layer numbers.
+
+    A teacher head in a copied layer keeps its place (teacher layer ``layer_ids[i]``
+    is student layer ``i``); when no teacher head survives, every head of the
+    student's second half of layers, transformers' default.
+
+    >>> student_alignment_heads([[1, 0], [2, 5], [3, 0], [3, 4]], [0, 3], 6)
+    [[1, 0], [1, 4]]
+    >>> student_alignment_heads([[1, 0], [2, 5]], [0, 3], 2)
+    [[1, 0], [1, 1]]
+    """
+    where = {teacher: student for student, teacher in enumerate(layer_ids)}
+    mapped = [[where[int(layer)], int(h)] for layer, h in teacher_heads or [] if int(layer) in where]
+    if mapped:
+        return mapped
+    n = len(layer_ids)
+    return [[layer, h] for layer in range(n // 2, n) for h in range(heads_per_layer)]
+
+
+def set_alignment_heads(model, layer_ids: list[int] | None) -> None:
+    """Give a student valid ``alignment_heads`` (mapped from the teacher's it inherited).
+
+    ``layer_ids``: the teacher layers it was built from (None: unknown, and heads that
+    do not exist in the model are replaced by the default).
+    """
+    config = model.generation_config
+    heads = getattr(config, "alignment_heads", None)
+    n, per_layer = model.config.decoder_layers, model.config.decoder_attention_heads
+    if layer_ids is not None and len(layer_ids) == n:
+        config.alignment_heads = student_alignment_heads(heads, list(layer_ids), per_layer)
+    elif not heads or any(not (0 <= int(a) < n and 0 <= int(b) < per_layer) for a, b in heads):
+        config.alignment_heads = student_alignment_heads(None, list(range(n)), per_layer)
+
+
 def build_student(teacher, layer_ids: list[int]):
     """A new ``WhisperForConditionalGeneration`` whose every weight is copied from ``teacher``."""
     from transformers import WhisperForConditionalGeneration
@@ -151,6 +188,7 @@ def build_student(teacher, layer_ids: list[int]):
     sources = weight_sources(list(student.state_dict()), layer_ids)
     student.load_state_dict({key: teacher_state[src] for key, src in sources.items()}, strict=True)
     student.generation_config = copy.deepcopy(teacher.generation_config)
+    set_alignment_heads(student, layer_ids)  # word timestamps: heads the student has
     return student.eval()
 
 

@@ -26,6 +26,7 @@ from distilray.audio import decode_audio
 from distilray.distill.config import DataSection
 from distilray.errors import AudioDecodeError, DataError
 from distilray.features import log_mel
+from distilray.inference.windows import CHUNK_LENGTH_S, N_FRAMES
 from distilray.labelling.schema import wav_bytes
 
 logger = logging.getLogger(__name__)
@@ -306,7 +307,7 @@ def add_features(batch: dict[str, np.ndarray], feature_size: int) -> dict[str, n
     audios, keep = [], []
     for i, (row_id, data) in enumerate(zip(batch["id"], batch["audio"], strict=True)):
         try:
-            audios.append(decode_audio(bytes(data), max_duration_s=30.0))
+            audios.append(decode_audio(bytes(data), max_duration_s=CHUNK_LENGTH_S))
             keep.append(i)
         except AudioDecodeError as exc:
             logger.warning("dropping row %s: %s", row_id, exc)
@@ -314,7 +315,7 @@ def add_features(batch: dict[str, np.ndarray], feature_size: int) -> dict[str, n
     if audios:
         out["input_features"] = log_mel(_feature_extractor(feature_size), audios)
     else:
-        out["input_features"] = np.zeros((0, feature_size, 3000), dtype=np.float32)
+        out["input_features"] = np.zeros((0, feature_size, N_FRAMES), dtype=np.float32)
     return out
 
 

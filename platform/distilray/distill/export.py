@@ -43,13 +43,15 @@ def export_student(cfg: DistillConfig, result, summary: DataSummary):
     """Save the chosen checkpoint with the processor and a model card; return the outcome."""
     from distilray.distill.checkpoint import load_processor, load_student
     from distilray.distill.trainer import DistillOutcome
-    from distilray.student import save_model_folder
+    from distilray.student import save_model_folder, set_alignment_heads
 
     checkpoint, metrics = choose_checkpoint(result, cfg.run.export_checkpoint)
     init = _student_init_info(cfg.model.student)
     processor = load_processor(cfg.model.student)
     with checkpoint.as_directory() as ckpt_dir:
         model = load_student(Path(ckpt_dir))
+    layer_ids = init.get("decoder_layer_ids") or getattr(model.config, "teacher_layer_ids", None)
+    set_alignment_heads(model, layer_ids)
     out = cfg.export_uri()
     extra = {"distill_metrics.json": {k: v for k, v in metrics.items() if _plain(v)}}
     save_model_folder(model, processor, out, extra=extra)

@@ -32,6 +32,7 @@ from distilray.distill.losses import DistillationLoss
 from distilray.distill.optim import build_optimizer
 from distilray.distill.step import HiddenAlignment, autocast, eval_step, train_step, unwrap
 from distilray.errors import AudioDecodeError, ConfigError, DataError
+from distilray.inference.windows import CHUNK_LENGTH_S
 from distilray.models.encoder_store import EncoderStore, encoder_namespace
 from distilray.text import WerStats
 
@@ -327,7 +328,7 @@ def _decode_eval_rows(batch: dict) -> tuple[list, list[str]]:
     audios, refs = [], []
     for row_id, data, ref in zip(batch["id"], batch["audio"], batch["reference"], strict=True):
         try:
-            audios.append(decode_audio(bytes(data), max_duration_s=30.0))
+            audios.append(decode_audio(bytes(data), max_duration_s=CHUNK_LENGTH_S))
             refs.append(str(ref))
         except AudioDecodeError as exc:
             logger.warning("eval: skipping row %s: %s", row_id, exc)

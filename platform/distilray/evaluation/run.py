@@ -87,11 +87,9 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     for error in errors[:10]:
         logger.warning("skipped %s/%s: %s", error["dataset"], error["id"], error["error"])
     cells = build_cells(rows)
-    skipped = _skipped_cells(cfg)
     extra = {
         "config": cfg.model_dump(),
         "errors": errors,
-        "skipped": skipped,
         "wall_s": time.perf_counter() - began,
     }
     paths = _write(cfg.output_dir, cells, extra, rows)
@@ -109,13 +107,3 @@ def _write(output_dir: str, cells: list[dict], extra: dict, rows: list[dict]) ->
         paths = write_report(tmp, cells, extra, rows)
         copy_tree(tmp, output_dir)
     return {k: f"{output_dir.rstrip('/')}/{v.name}" for k, v in paths.items()}
-
-
-def _skipped_cells(cfg: EvalConfig) -> list[str]:
-    """Cells that are never run, with the reason."""
-    if "speculative" in cfg.modes and "sequential" in cfg.forms:
-        return [
-            "speculative x sequential: sequential long-form runs the teacher alone "
-            "(speculative decoding covers short-form and chunked long-form)"
-        ]
-    return []

@@ -15,6 +15,8 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
+from distilray.inference.windows import is_long_form
+
 logger = logging.getLogger(__name__)
 
 DECODED_SCHEMA = pa.schema(
@@ -140,12 +142,12 @@ class EvalWorker:
         out: list[dict] = [_error_row(r) for r in rows if r["error"]]
         good = [r for r in rows if not r["error"]]
         audios = [np.frombuffer(r["audio"], dtype=np.float32) for r in good]
-        short = [i for i, a in enumerate(audios) if len(a) <= 30 * 16000]
-        long = [i for i, a in enumerate(audios) if len(a) > 30 * 16000]
+        short = [i for i, a in enumerate(audios) if not is_long_form(len(a))]
+        long = [i for i, a in enumerate(audios) if is_long_form(len(a))]
         for mode, transcriber in self.transcribers.items():
             for form in self.forms:
                 chosen = short if form == "short" else long
-                if not chosen or (mode == "speculative" and form == "sequential"):
+                if not chosen:
                     continue
                 long_form = "chunked" if form == "short" else form
                 results = transcriber.transcribe([audios[i] for i in chosen], long_form=long_form)

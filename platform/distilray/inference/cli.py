@@ -42,6 +42,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--assistant", "-a", help="student drafting for speculative decoding")
     parser.add_argument("--timestamps", action="store_true", help="print timestamped segments")
     parser.add_argument(
+        "--word-timestamps",
+        action="store_true",
+        help="time every word too (in --json output: segments[].words with start, end, word, "
+        "probability); implies --timestamps",
+    )
+    parser.add_argument(
         "--long-form",
         choices=["chunked", "sequential"],
         default="chunked",
@@ -208,9 +214,11 @@ def emit(path: str, result, args: argparse.Namespace, outputs: FileOutputs) -> N
 def run(args: argparse.Namespace) -> int:
     from distilray.audio import decode_audio
     from distilray.inference.engine import Transcriber
-    from distilray.inference.longform import WINDOW_SAMPLES
+    from distilray.inference.windows import N_SAMPLES
 
     outputs = file_outputs(args.output_format, args.output_dir, args.files)
+    if args.word_timestamps and args.long_form == "sequential":
+        raise DistilrayError("--word-timestamps works with --long-form chunked (the default)")
     transcriber = Transcriber.load(
         args.model,
         args.assistant,
@@ -220,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         draft_schedule=args.draft_schedule,
         language=args.language,
     )
-    timestamps = args.timestamps or outputs.timestamped
+    timestamps = args.timestamps or args.word_timestamps or outputs.timestamped
     failed: list[str] = []
 
     def on_error(path: str, exc: Exception) -> None:
@@ -229,10 +237,13 @@ def run(args: argparse.Namespace) -> int:
 
     def transcribe(audios: list) -> list:
         return transcriber.transcribe(
-            audios, long_form=args.long_form, return_timestamps=timestamps
+            audios,
+            long_form=args.long_form,
+            return_timestamps=timestamps,
+            word_timestamps=args.word_timestamps,
         )
 
-    batcher = Batcher(transcriber.batch_size, WINDOW_SAMPLES)
+    batcher = Batcher(transcriber.batch_size, N_SAMPLES)
     for path, result in transcribe_files(transcribe, args.files, batcher, on_error, decode_audio):
         emit(path, result, args, outputs)
     return EXIT_SOME_FAILED if failed else 0

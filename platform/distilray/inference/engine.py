@@ -11,9 +11,8 @@ teacher's greedy text either way.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -22,31 +21,20 @@ import torch
 from distilray.audio import SAMPLING_RATE
 from distilray.errors import DistilrayError
 from distilray.features import log_mel
+from distilray.inference.decoder import Decoded, RowStats, make_decoder
 from distilray.inference.longform import (
-    WINDOW_SAMPLES,
     SequentialOptions,
     transcribe_chunked,
-    transcribe_sequential,
 )
-from distilray.inference.shortform import (
-    Segment,
-    generate_greedy,
-    segments_from_ids,
-    timestamp_begin_id,
-)
+from distilray.inference.shortform import Segment
 from distilray.inference.silence import LOGPROB_THRESHOLD, is_digital_silence, silent_windows
-from distilray.inference.speculative import (
-    SCHEDULES,
-    SpeculativeStats,
-    check_assistant,
-    speculative_generate,
-)
+from distilray.inference.speculative import SpeculativeStats
+from distilray.inference.windows import is_long_form
 
 logger = logging.getLogger(__name__)
 
 LongForm = Literal["chunked", "sequential"]
 LONG_FORMS = ("chunked", "sequential")
-PROMPT_ALLOWANCE = 4  # start of transcript, language, task, no-timestamps
 
 
 @dataclass
@@ -67,26 +55,22 @@ class TranscriptResult:
         """Inverse real-time factor: audio seconds per compute second."""
         return self.duration_s / self.compute_s if self.compute_s > 0 else float("inf")
 
+    @property
+    def words(self) -> list:
+        """Every segment's words in order (empty unless word timestamps were asked for)."""
+        return [w for s in self.segments for w in s.words]
+
     def as_dict(self) -> dict:
         return {
             "text": self.text,
             "token_ids": self.token_ids,
-            "segments": [vars(s) for s in self.segments],
+            "segments": [s.as_dict() for s in self.segments],
             "duration_s": self.duration_s,
             "compute_s": self.compute_s,
             "form": self.form,
             "generated_tokens": self.generated_tokens,
             "speculative": self.speculative.as_dict() if self.speculative else None,
         }
-
-
-@dataclass
-class _Decoded:
-    """Short-form decoding of a list of clips: ids, time and drafts per clip."""
-
-    ids: list[list[int]] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    stats: list[SpeculativeStats | None] = field(default_factory=list)
 
 
 class Transcriber:
@@ -110,31 +94,38 @@ class Transcriber:
         no_speech_threshold: float | None = None,
         logprob_threshold: float | None = LOGPROB_THRESHOLD,
     ):
-        if assistant is not None:
-            check_assistant(teacher, assistant)
         if not 0 < chunk_length_s <= 30 or not 0 <= 2 * stride_s < chunk_length_s:
             raise DistilrayError(
                 f"chunk_length_s must be in (0, 30] and stride_s below half of it "
                 f"(got {chunk_length_s} and {stride_s})"
             )
-        if draft_schedule not in SCHEDULES:
-            raise DistilrayError(
-                f"draft_schedule must be one of {SCHEDULES}, got {draft_schedule!r}"
-            )
         if batch_size < 1:
             raise DistilrayError(f"batch_size must be >= 1, got {batch_size}")
+        self.decoder = make_decoder(
+            teacher,
+            processor,
+            assistant,
+            num_draft_tokens=num_draft_tokens,
+            draft_schedule=draft_schedule,
+            max_new_tokens=max_new_tokens,
+            language=language,
+            task=task,
+        )
         self.teacher, self.processor, self.assistant = teacher, processor, assistant
-        self.num_draft_tokens = num_draft_tokens
-        self.draft_schedule = draft_schedule
         self.chunk_length_s, self.stride_s = chunk_length_s, stride_s
         self.batch_size = batch_size
-        limit = teacher.config.max_target_positions - PROMPT_ALLOWANCE
-        self.max_new_tokens = min(max_new_tokens or limit, limit)
-        self.language, self.task = language, task
         self.sequential = sequential or SequentialOptions()
-        self.timestamp_begin = timestamp_begin_id(teacher.generation_config)
         # Whisper's no-speech rule on every ≤ 30 s window (silence.py); None: raw output.
         self.no_speech_threshold, self.logprob_threshold = no_speech_threshold, logprob_threshold
+
+    @property
+    def max_new_tokens(self) -> int:
+        """Generated tokens per window at most."""
+        return self.decoder.max_new_tokens
+
+    @max_new_tokens.setter
+    def max_new_tokens(self, value: int) -> None:
+        self.decoder.max_new_tokens = value
 
     @classmethod
     def load(
@@ -159,178 +150,157 @@ class Transcriber:
         *,
         long_form: LongForm = "chunked",
         return_timestamps: bool = False,
+        word_timestamps: bool = False,
     ) -> list[TranscriptResult]:
-        """Transcripts of 16 kHz mono recordings, in input order."""
+        """Transcripts of 16 kHz mono recordings, in input order.
+
+        ``word_timestamps`` fills every segment's ``words`` (and implies timestamps);
+        it needs a model with valid alignment heads, and short-form or chunked audio.
+        """
         if long_form not in LONG_FORMS:
             raise DistilrayError(f"long_form must be one of {LONG_FORMS}, got {long_form!r}")
+        long = [i for i, a in enumerate(audios) if is_long_form(len(a))]
+        if word_timestamps and long and long_form == "sequential":
+            raise DistilrayError(
+                "word timestamps are available for clips up to 30 s and chunked long-form; "
+                "use --long-form chunked"
+            )
+        timestamps = return_timestamps or word_timestamps
         results: list[TranscriptResult | None] = [None] * len(audios)
-        short = [i for i, a in enumerate(audios) if len(a) <= WINDOW_SAMPLES]
-        long = [i for i, a in enumerate(audios) if len(a) > WINDOW_SAMPLES]
+        short = [i for i, a in enumerate(audios) if not is_long_form(len(a))]
         if short:
-            done = self._short([audios[i] for i in short], return_timestamps)
+            done = self._short([audios[i] for i in short], timestamps, word_timestamps)
             for i, r in zip(short, done, strict=True):
                 results[i] = r
-        if long:
-            run = self._chunked if long_form == "chunked" else self._sequential
-            for i, r in zip(long, run([audios[i] for i in long], return_timestamps), strict=True):
+        if long and long_form == "chunked":
+            done = self._chunked([audios[i] for i in long], timestamps, word_timestamps)
+            for i, r in zip(long, done, strict=True):
+                results[i] = r
+        elif long:
+            for i, r in zip(
+                long, self._sequential([audios[i] for i in long], timestamps), strict=True
+            ):
                 results[i] = r
         return [r for r in results if r is not None]
 
-    def decode_clips(self, clips: Sequence[np.ndarray], return_timestamps: bool) -> _Decoded:
-        """Generated ids of ≤ 30 s clips in batches (speculative with an assistant)."""
-        out = _Decoded()
+    def decode_clips(
+        self, clips: Sequence[np.ndarray], return_timestamps: bool, word_timestamps: bool = False
+    ) -> Decoded:
+        """Decoded ≤ 30 s clips, in batches (speculative with an assistant)."""
+        parts: list[Decoded] = []
         for start in range(0, len(clips), self.batch_size):
             batch = list(clips[start : start + self.batch_size])
             features = torch.from_numpy(log_mel(self.processor.feature_extractor, batch))
-            began = time.perf_counter()
-            ids, stats = self._decode_features(features, return_timestamps)
+            decoded = self.decoder.decode(
+                features,
+                return_timestamps=return_timestamps,
+                word_timestamps=word_timestamps,
+                end_times=[len(c) / SAMPLING_RATE for c in batch],
+            )
             if self.no_speech_threshold is not None:
-                ids = self._blank_silence(features, ids, return_timestamps)
-                ids = [
-                    [] if is_digital_silence(c) else row for row, c in zip(ids, batch, strict=True)
-                ]
-            share = (time.perf_counter() - began) / len(batch)
-            out.ids.extend(ids)
-            out.seconds.extend([share] * len(batch))
-            out.stats.extend(stats)
-        return out
-
-    def _decode_features(self, features: torch.Tensor, return_timestamps: bool):
-        kwargs = dict(
-            max_new_tokens=self.max_new_tokens,
-            return_timestamps=return_timestamps,
-            language=self.language,
-            task=self.task,
+                decoded = self._blank_silence(features, decoded, batch)
+            parts.append(decoded)
+        return Decoded(
+            ids=[row for d in parts for row in d.ids],
+            prompts=[row for d in parts for row in d.prompts],
+            segments=[row for d in parts for row in d.segments],
+            stats=[row for d in parts for row in d.stats],
         )
-        if self.assistant is None:
-            ids = generate_greedy(self.teacher, self.processor, features, **kwargs)
-            return ids, [None] * len(ids)
-        result = speculative_generate(
-            self.teacher,
-            self.assistant,
-            features,
-            num_draft_tokens=self.num_draft_tokens,
-            schedule=self.draft_schedule,
-            **kwargs,
-        )
-        _synchronize(self.teacher)
-        return result.sequences, result.row_stats
 
     def _blank_silence(
-        self, features: torch.Tensor, ids: list[list[int]], return_timestamps: bool
-    ) -> list[list[int]]:
-        """``ids`` with the windows Whisper's no-speech rule calls silence emptied."""
-        from distilray.inference.prompt import prompt_ids
-
-        config = self.teacher.generation_config
+        self, features: torch.Tensor, decoded: Decoded, clips: list[np.ndarray]
+    ) -> Decoded:
+        """``decoded`` with the windows Whisper's no-speech rule calls silence emptied."""
         silent = silent_windows(
             self.teacher,
             features,
-            ids,
-            prompt=prompt_ids(config, self.language, self.task, return_timestamps),
+            decoded.ids,
+            prompts=decoded.prompts,
             max_new_tokens=self.max_new_tokens,
             no_speech_threshold=self.no_speech_threshold,
             logprob_threshold=self.logprob_threshold,
         )
-        return [[] if quiet else row for row, quiet in zip(ids, silent, strict=True)]
+        quiet = [s or is_digital_silence(c) for s, c in zip(silent, clips, strict=True)]
+        return Decoded(
+            ids=[[] if q else row for row, q in zip(decoded.ids, quiet, strict=True)],
+            prompts=decoded.prompts,
+            segments=[[] if q else row for row, q in zip(decoded.segments, quiet, strict=True)],
+            stats=decoded.stats,
+        )
 
-    def _short(self, audios: list[np.ndarray], return_timestamps: bool) -> list[TranscriptResult]:
-        decoded = self.decode_clips(audios, return_timestamps)
+    def _short(
+        self, audios: list[np.ndarray], timestamps: bool, word_timestamps: bool
+    ) -> list[TranscriptResult]:
+        decoded = self.decode_clips(audios, timestamps, word_timestamps)
         results = []
-        for audio, ids, seconds, stats in zip(
-            audios, decoded.ids, decoded.seconds, decoded.stats, strict=True
+        for audio, ids, segments, stats in zip(
+            audios, decoded.ids, decoded.segments, decoded.stats, strict=True
         ):
             duration = len(audio) / SAMPLING_RATE
-            text_ids = self._text_ids(ids)
-            segments = (
-                segments_from_ids(self.processor, ids, self.timestamp_begin, end_time=duration)
-                if return_timestamps
-                else []
+            results.append(
+                self._result(self._text_ids(ids), segments, duration, "short", len(ids), stats)
             )
-            results.append(self._result(text_ids, segments, duration, seconds, "short", ids, stats))
         return results
 
-    def _chunked(self, audios: list[np.ndarray], return_timestamps: bool) -> list[TranscriptResult]:
-        decoded = _Decoded()
-
-        def decode(windows: list[np.ndarray]) -> list[list[int]]:
-            nonlocal decoded
-            decoded = self.decode_clips(windows, return_timestamps)
-            return decoded.ids
-
+    def _chunked(
+        self, audios: list[np.ndarray], timestamps: bool, word_timestamps: bool
+    ) -> list[TranscriptResult]:
         outputs = transcribe_chunked(
             audios,
-            decode,
+            lambda windows: self.decode_clips(windows, timestamps, word_timestamps),
             self.processor,
-            self.timestamp_begin,
+            self.decoder.timestamp_begin,
             chunk_length_s=self.chunk_length_s,
             stride_s=self.stride_s,
-            return_timestamps=return_timestamps,
+            return_timestamps=timestamps,
         )
-        results, cursor = [], 0
-        for audio, output in zip(audios, outputs, strict=True):
-            n = output.windows or 0
-            window_ids = decoded.ids[cursor : cursor + n]
-            seconds = sum(decoded.seconds[cursor : cursor + n])
-            stats = _sum_stats(decoded.stats[cursor : cursor + n])
-            cursor += n
-            duration = len(audio) / SAMPLING_RATE
-            generated = [t for ids in window_ids for t in ids]
-            results.append(
-                self._result(
-                    output.token_ids,
-                    output.segments,
-                    duration,
-                    seconds,
-                    "chunked",
-                    generated,
-                    stats,
-                )
+        return [
+            self._result(
+                out.token_ids,
+                out.segments,
+                len(audio) / SAMPLING_RATE,
+                "chunked",
+                out.generated_tokens,
+                RowStats(out.compute_s, out.speculative),
             )
-        return results
+            for audio, out in zip(audios, outputs, strict=True)
+        ]
 
-    def _sequential(
-        self, audios: list[np.ndarray], return_timestamps: bool
-    ) -> list[TranscriptResult]:
-        if self.assistant is not None:
-            logger.warning("sequential long-form runs the teacher alone (no speculative decoding)")
+    def _sequential(self, audios: list[np.ndarray], timestamps: bool) -> list[TranscriptResult]:
+        import time
+
         results = []
         for start in range(0, len(audios), self.batch_size):
             batch = audios[start : start + self.batch_size]
             began = time.perf_counter()
-            outputs = transcribe_sequential(
-                self.teacher,
-                self.processor,
-                batch,
-                self.sequential,
-                language=self.language,
-                task=self.task,
-            )
-            _synchronize(self.teacher)
+            outputs = self.decoder.sequential(batch, self.sequential)
             share = (time.perf_counter() - began) / len(batch)
-            for audio, output in zip(batch, outputs, strict=True):
-                segments = output.segments if return_timestamps else []
-                duration = len(audio) / SAMPLING_RATE
+            for audio, (output, stats) in zip(batch, outputs, strict=True):
+                segments = output.segments if timestamps else []
                 results.append(
                     self._result(
-                        output.token_ids, segments, duration, share, "sequential", output.token_ids
+                        output.token_ids,
+                        segments,
+                        len(audio) / SAMPLING_RATE,
+                        "sequential",
+                        len(output.token_ids),
+                        RowStats(share, stats),
                     )
                 )
         return results
 
     def _text_ids(self, ids: list[int]) -> list[int]:
         special = set(self.processor.tokenizer.all_special_ids)
-        return [t for t in ids if t < self.timestamp_begin and t not in special]
+        return [t for t in ids if t < self.decoder.timestamp_begin and t not in special]
 
     def _result(
         self,
         text_ids: list[int],
         segments: list[Segment],
         duration: float,
-        seconds: float,
         form: str,
-        generated: list[int],
-        stats: SpeculativeStats | None = None,
+        generated: int,
+        stats: RowStats,
     ) -> TranscriptResult:
         text = self.processor.tokenizer.decode(text_ids, skip_special_tokens=True).strip()
         return TranscriptResult(
@@ -338,24 +308,8 @@ class Transcriber:
             token_ids=text_ids,
             segments=segments,
             duration_s=duration,
-            compute_s=seconds,
+            compute_s=stats.compute_s,
             form=form,
-            generated_tokens=len(generated),
-            speculative=stats,
+            generated_tokens=generated,
+            speculative=stats.speculative,
         )
-
-
-def _sum_stats(stats: Sequence[SpeculativeStats | None]) -> SpeculativeStats | None:
-    present = [s for s in stats if s is not None]
-    if not present:
-        return None
-    total = SpeculativeStats()
-    for s in present:
-        total = total + s
-    return total
-
-
-def _synchronize(model) -> None:
-    """Wait for queued GPU work so that timings are real."""
-    if model.device.type == "cuda":
-        torch.cuda.synchronize(model.device)

@@ -61,13 +61,14 @@ def silent_windows(
     features: torch.Tensor,
     generated: Sequence[Sequence[int]],
     *,
-    prompt: Sequence[int],
+    prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
     no_speech_threshold: float = NO_SPEECH_THRESHOLD,
     logprob_threshold: float | None = LOGPROB_THRESHOLD,
 ) -> list[bool]:
     """Which of the decoded windows are silence: one encoder and one teacher-forced
-    decoder pass over ``prompt + generated (+ end of text)`` per row of ``features``."""
+    decoder pass over ``prompt + generated (+ end of text)`` per row of ``features``
+    (``prompts[i]``: the forced prompt row ``i`` was generated from)."""
     from distilray.inference.confidence import no_speech_token_id, sequence_scores
     from distilray.inference.prompt import full_sequence
     from distilray.inference.shortform import to_model
@@ -76,12 +77,15 @@ def silent_windows(
     eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
     with torch.inference_mode():
         encoded = model.model.encoder(to_model(model, features)).last_hidden_state
-    sequences = [full_sequence(list(prompt), list(row), eos, max_new_tokens) for row in generated]
+    sequences = [
+        full_sequence(list(prompt), list(row), eos, max_new_tokens)
+        for prompt, row in zip(prompts, generated, strict=True)
+    ]
     scores = sequence_scores(
         model,
         encoded,
         sequences,
-        [len(prompt)] * len(sequences),
+        [len(prompt) for prompt in prompts],
         suppress_tokens=list(config.suppress_tokens or []),
         no_speech_id=no_speech_token_id(config),
     )

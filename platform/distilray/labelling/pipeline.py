@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 
 from distilray.audio import SAMPLING_RATE
 from distilray.errors import DataError
+from distilray.inference.windows import N_FRAMES
 from distilray.labelling.config import LabelConfig
-from distilray.labelling.prepare import N_FRAMES
 from distilray.labelling.schema import OUTPUT_COLUMNS, OUTPUT_SCHEMA
 from distilray.labelling.shards import (
     OutputState,

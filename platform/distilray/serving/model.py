@@ -18,13 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 from ray import serve
 
-from distilray.audio import SAMPLING_RATE
+from distilray.inference.windows import is_long_form
 from distilray.serving.config import ServeArgs
 from distilray.serving.formats import Segment, Transcript
 
 logger = logging.getLogger(__name__)
 
-WINDOW_SAMPLES = 30 * SAMPLING_RATE  # one Whisper window; longer audio is long-form
 MODEL_DEPLOYMENT = "WhisperModel"
 
 
@@ -107,7 +106,7 @@ class WhisperModel:
 
     async def transcribe(self, audio: np.ndarray, return_timestamps: bool = False) -> Transcript:
         """Transcript of one recording, batched with others when it is short."""
-        if len(audio) <= WINDOW_SAMPLES:
+        if not is_long_form(len(audio)):
             return await self._short(_Job(audio, return_timestamps, time.perf_counter()))
         return await self._long(audio, return_timestamps)
 

@@ -113,11 +113,16 @@ def _merge_recording(
                 [toks for _, _, toks in triples], skip_special_tokens=True
             )
             per_window.append(
-                [(s, e, text.strip()) for (s, e, _), text in zip(triples, decoded, strict=True)]
+                [
+                    (s, e, (text.strip(), tuple(toks)))
+                    for (s, e, toks), text in zip(triples, decoded, strict=True)
+                ]
             )
         spans = [span for span, _ in parts]
         kept = keep_owned_segments(spans, per_window, SAMPLING_RATE)
-        segments = [Segment(round(s, 2), round(e, 2), text) for s, e, text in kept if text]
+        segments = [
+            Segment(round(s, 2), round(e, 2), text, toks) for s, e, (text, toks) in kept if text
+        ]
     return LongFormOutput(token_ids=merged, segments=segments, windows=len(parts))
 
 
@@ -171,7 +176,12 @@ def transcribe_sequential(
             text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             if text:
                 segments.append(
-                    Segment(round(float(seg["start"]), 2), round(float(seg["end"]), 2), text)
+                    Segment(
+                        round(float(seg["start"]), 2),
+                        round(float(seg["end"]), 2),
+                        text,
+                        tuple(tokens),
+                    )
                 )
         results.append(LongFormOutput(token_ids=ids, segments=segments))
     return results

@@ -40,3 +40,22 @@ def full_sequence(prompt: list[int], generated: list[int], eos: int, max_new: in
     """Prompt + generated + end of text (left off when generation was cut at ``max_new``)."""
     tail = [] if len(generated) >= max_new else [eos]
     return [*prompt, *generated, *tail]
+
+
+# Whisper keeps at most the last n_text_ctx // 2 - 1 prompt tokens (openai/whisper
+# decoding.py): half of the 448 decoder positions stay free for the transcript.
+MAX_PROMPT_TOKENS = 448 // 2 - 1  # 223 text tokens after <|startofprev|>
+
+
+def text_prompt_ids(tokenizer, text: str, max_tokens: int = MAX_PROMPT_TOKENS) -> tuple[int, ...]:
+    """``<|startofprev|>`` + the last ``max_tokens`` tokens of ``text``: Whisper's initial
+    prompt (OpenAI's ``prompt`` field), as ``generate(prompt_ids=...)`` takes it.
+
+    Empty text gives no prompt. Text that spells a special token (``<|en|>``) is
+    encoded as plain text, never as the special token.
+    """
+    if not text.strip():
+        return ()
+    start_of_prev = tokenizer.convert_tokens_to_ids("<|startofprev|>")
+    ids = tokenizer.encode(" " + text.strip(), add_special_tokens=False, split_special_tokens=True)
+    return (start_of_prev, *ids[-max_tokens:])

@@ -26,10 +26,16 @@ class Segment:
     start: float  # seconds from the start of the audio
     end: float  # seconds from the start of the audio
     text: str  # decoded text of the stretch, special tokens removed
+    tokens: tuple[int, ...] = ()  # its text token ids (no timestamps), when known
 
 
 def _generate_kwargs(
-    max_new_tokens: int, return_timestamps: bool, language: str | None, task: str | None
+    max_new_tokens: int,
+    return_timestamps: bool,
+    language: str | None,
+    task: str | None,
+    prompt_ids: Sequence[int] = (),
+    temperature: float = 0.0,
 ) -> dict:
     kwargs: dict = {
         # Whisper's generate counts `max_length` from the end of the decoder prompt (it
@@ -39,12 +45,17 @@ def _generate_kwargs(
         # max_length=448.
         "max_length": max_new_tokens,
         "return_timestamps": return_timestamps,
-        "do_sample": False,
+        "do_sample": temperature > 0,
         "num_beams": 1,
         # One decoding pass per clip: without this, v5 re-seeks inside a 30 s window
         # after a timestamped segment ends early (sequential long-form behaviour).
         "force_unique_generate_call": True,
     }
+    if temperature > 0:
+        kwargs["temperature"] = temperature
+    # Whisper's initial prompt: <|startofprev|> + text, before the start of transcript.
+    if prompt_ids:
+        kwargs["prompt_ids"] = torch.tensor(list(prompt_ids), dtype=torch.long)
     # English-only checkpoints reject language/task; pass them only when asked for.
     if language is not None:
         kwargs["language"] = language
@@ -114,6 +125,8 @@ def generate_greedy(
     language: str | None = None,
     task: str | None = None,
     encoder_hidden_states: torch.Tensor | None = None,
+    prompt_ids: Sequence[int] = (),
+    temperature: float = 0.0,
 ) -> list[list[int]]:
     """Greedy token ids per row for a batch of ≤ 30 s log-mel features.
 
@@ -121,8 +134,13 @@ def generate_greedy(
     included as generated; the forced decoder prompt, the end-of-text token and
     the batch padding are removed. ``encoder_hidden_states`` (the encoder's output
     for ``input_features``, when the caller already has it) skips the encoder pass.
+    ``prompt_ids`` (``<|startofprev|>`` + text, :func:`~distilray.inference.prompt.
+    text_prompt_ids`) condition decoding as Whisper's initial prompt; ``temperature``
+    above 0 samples instead of taking the argmax.
     """
-    kwargs = _generate_kwargs(max_new_tokens, return_timestamps, language, task)
+    kwargs = _generate_kwargs(
+        max_new_tokens, return_timestamps, language, task, prompt_ids, temperature
+    )
     with torch.inference_mode():
         if encoder_hidden_states is None:
             features = to_model(model, input_features)
@@ -140,7 +158,9 @@ def generate_greedy(
         sequences = sequences["sequences"]
     config = model.generation_config
     prompt, eos = prompt_token_ids(config), eos_token_ids(config)
-    return [generated_part(row.tolist(), prompt, eos) for row in sequences]
+    # generate returns the text prompt in front of each row: cut it first.
+    skip = len(prompt_ids)
+    return [generated_part(row.tolist()[skip:], prompt, eos) for row in sequences]
 
 
 def transcribe_batch(
@@ -229,5 +249,5 @@ def segments_from_ids(
     for start, end, tokens in split_timestamped(ids, timestamp_begin, end_time=end_time):
         text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         if text:
-            out.append(Segment(start + time_offset, end + time_offset, text))
+            out.append(Segment(start + time_offset, end + time_offset, text, tuple(tokens)))
     return out

@@ -56,6 +56,39 @@ def is_silence(
     return logprob_threshold is None or avg_logprob < logprob_threshold
 
 
+def window_scores(
+    model,
+    features: torch.Tensor,
+    generated: Sequence[Sequence[int]],
+    *,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    text_prompt: Sequence[int] = (),
+) -> list[tuple[float, float]]:
+    """``(avg_logprob, no_speech_prob)`` of each decoded window: one encoder and one
+    teacher-forced decoder pass over ``text_prompt + prompt + generated (+ end of
+    text)`` per row of ``features``."""
+    from distilray.inference.confidence import no_speech_token_id, sequence_scores
+    from distilray.inference.prompt import full_sequence
+    from distilray.inference.shortform import to_model
+
+    config = model.generation_config
+    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
+    with torch.inference_mode():
+        encoded = model.model.encoder(to_model(model, features)).last_hidden_state
+    head = [*text_prompt, *prompt]
+    sequences = [full_sequence(head, list(row), eos, max_new_tokens) for row in generated]
+    return sequence_scores(
+        model,
+        encoded,
+        sequences,
+        [len(head)] * len(sequences),
+        suppress_tokens=list(config.suppress_tokens or []),
+        no_speech_id=no_speech_token_id(config),
+        start_positions=[len(text_prompt)] * len(sequences),
+    )
+
+
 def silent_windows(
     model,
     features: torch.Tensor,
@@ -66,25 +99,9 @@ def silent_windows(
     no_speech_threshold: float = NO_SPEECH_THRESHOLD,
     logprob_threshold: float | None = LOGPROB_THRESHOLD,
 ) -> list[bool]:
-    """Which of the decoded windows are silence: one encoder and one teacher-forced
-    decoder pass over ``prompt + generated (+ end of text)`` per row of ``features``."""
-    from distilray.inference.confidence import no_speech_token_id, sequence_scores
-    from distilray.inference.prompt import full_sequence
-    from distilray.inference.shortform import to_model
-
-    config = model.generation_config
-    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
-    with torch.inference_mode():
-        encoded = model.model.encoder(to_model(model, features)).last_hidden_state
-    sequences = [full_sequence(list(prompt), list(row), eos, max_new_tokens) for row in generated]
-    scores = sequence_scores(
-        model,
-        encoded,
-        sequences,
-        [len(prompt)] * len(sequences),
-        suppress_tokens=list(config.suppress_tokens or []),
-        no_speech_id=no_speech_token_id(config),
-    )
+    """Which of the decoded windows are silence (:func:`window_scores`, then
+    :func:`is_silence`)."""
+    scores = window_scores(model, features, generated, prompt=prompt, max_new_tokens=max_new_tokens)
     return [
         is_silence(no_speech, logprob, no_speech_threshold, logprob_threshold)
         for logprob, no_speech in scores

@@ -16,6 +16,7 @@ every row accepts its own number of drafts and leaves the batch when done (see
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -122,6 +123,7 @@ def speculative_generate(
     language: str | None = None,
     task: str | None = None,
     encoder_hidden_states: torch.Tensor | None = None,
+    prompt_ids: Sequence[int] = (),
 ) -> SpeculativeOutput:
     """Teacher-greedy token ids for a batch of ≤ 30 s features, drafted by ``assistant``.
 
@@ -132,7 +134,9 @@ def speculative_generate(
     default for assisted generation) starts there, drafts 2 more after a round in
     which every draft was accepted and 1 fewer otherwise (between 1 and 16).
     ``encoder_hidden_states`` (the teacher encoder's output for these features)
-    skips the encoder pass when the caller already has it.
+    skips the encoder pass when the caller already has it. ``prompt_ids``
+    (``<|startofprev|>`` + text) condition both decoders as Whisper's initial prompt,
+    exactly as ``generate(prompt_ids=...)`` conditions the teacher.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -150,6 +154,7 @@ def speculative_generate(
             return_timestamps=return_timestamps,
             language=language,
             task=task,
+            prompt_ids=prompt_ids,
         )
         loop = _SpeculativeLoop(teacher, assistant, encoded, setup, num_draft_tokens)
         loop.heuristic = schedule == "heuristic"

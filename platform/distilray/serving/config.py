@@ -74,6 +74,12 @@ class ServeArgs(StageConfig):
     long_form_batch_size: int = Field(
         8, ge=1, description="chunks of one long recording decoded together"
     )
+    stream_windows: int = Field(
+        2,
+        ge=1,
+        description="stream=true on long audio: 30 s windows decoded per step before the "
+        "text they settle is sent; fewer = earlier first text, more = better batching",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto takes CUDA when the replica was given a GPU"
     )

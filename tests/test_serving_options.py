@@ -52,9 +52,7 @@ def test_prompt_conditions_teacher_and_speculative_alike(models, timestamps):
     prompt = text_prompt_ids(models[1].tokenizer, "Glossary: Kubernetes, Ray Serve, Whisper.")
     options = DecodeOptions(prompt_ids=prompt)
     plain = _engine(models, False).transcribe(clips, return_timestamps=timestamps)
-    greedy = _engine(models, False).transcribe(
-        clips, return_timestamps=timestamps, options=options
-    )
+    greedy = _engine(models, False).transcribe(clips, return_timestamps=timestamps, options=options)
     spec = _engine(models, True).transcribe(clips, return_timestamps=timestamps, options=options)
     assert [r.token_ids for r in spec] == [r.token_ids for r in greedy]
     assert [r.segments for r in spec] == [r.segments for r in greedy]

@@ -96,6 +96,7 @@ def load_transcriber(args: ServeArgs):
         device=device,
         dtype=getattr(torch, dtype),
         num_draft_tokens=args.num_draft_tokens,
+        max_new_tokens=args.max_new_tokens,
         chunk_length_s=args.chunk_length_s,
         stride_s=args.stride_s,
         # One engine batch holds a full request batch or a long recording's windows.

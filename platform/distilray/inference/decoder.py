@@ -5,14 +5,16 @@ features into tokens through a :class:`Decoder`: :class:`GreedyDecoder` (the mod
 alone, through ``generate``) or :class:`SpeculativeDecoder` (a student drafts, the
 teacher verifies; the output is the teacher's greedy output). Each checks its
 settings once, in its constructor, and says in :attr:`Decoder.capabilities` what
-it can do, so callers ask instead of deciding again.
+it can do, so callers ask instead of deciding again. A call's own settings (a
+request's language, task, text prompt or temperature: :class:`DecodeOptions`) are
+checked when the call makes them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -27,6 +29,21 @@ from distilray.inference.shortform import (
     timestamp_begin_id,
 )
 from distilray.inference.speculative import SCHEDULES, SpeculativeStats, check_assistant
+
+TASKS = ("transcribe", "translate")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Per-call decoding settings (one request's), on top of the decoder's own."""
+
+    language: str | None = None  # code or name; None: the decoder's language
+    task: str | None = None  # "transcribe" or "translate"; None: the decoder's task
+    prompt_ids: tuple[int, ...] = ()  # Whisper's initial prompt (prompt.text_prompt_ids)
+    # > 0 samples, with the model alone: speculative decoding reproduces greedy output
+    # only, so a sampled call does not use the assistant.
+    temperature: float = 0.0
+    scores: bool = False  # the Transcriber scores every window (TranscriptResult.windows)
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,7 @@ class Decoder(Protocol):
         word_timestamps: bool = False,
         end_times: Sequence[float] | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
+        options: DecodeOptions | None = None,
     ) -> Decoded: ...
 
 
@@ -98,6 +116,7 @@ class _Base:
             raise DistilrayError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.max_new_tokens = min(max_new_tokens or limit, limit)
         self.language, self.task = language, task
+        self._check(DecodeOptions(language=language, task=task))
         self.timestamp_begin = timestamp_begin_id(model.generation_config)
         self.capabilities = Capabilities(
             timestamps=True, sequential=True, word_timestamps=has_alignment_heads(model)
@@ -111,16 +130,21 @@ class _Base:
         word_timestamps: bool = False,
         end_times: Sequence[float] | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
+        options: DecodeOptions | None = None,
     ) -> Decoded:
+        settings = self.settings(options)
         if word_timestamps and not self.capabilities.word_timestamps:
+            from distilray.inference.words import alignment_problem
+
             raise DistilrayError(
-                "word timestamps need the model's alignment heads, and this model has none "
-                "that exist in its decoder: re-export it (distilray export) or init the "
-                "student again"
+                f"word timestamps are not available: {alignment_problem(self.model)}; "
+                "re-export the student (distilray export) or init it again"
             )
         features = torch.as_tensor(features)
         began = time.perf_counter()
-        prompts, ids, stats = self._generate(features, return_timestamps, encoder_hidden_states)
+        prompts, ids, stats = self._generate(
+            features, return_timestamps, encoder_hidden_states, settings
+        )
         segments: list[list[Segment]] = [[] for _ in ids]
         if return_timestamps or word_timestamps:
             segments = self._segments(features, prompts, ids, end_times, word_timestamps)
@@ -148,15 +172,94 @@ class _Base:
             for row, end in zip(ids, ends, strict=True)
         ]
 
-    def _generate(self, features, return_timestamps, encoder_hidden_states):
+    def settings(self, options: DecodeOptions | None) -> DecodeOptions:
+        """``options`` checked, with the decoder's language and task where they name none;
+        an English-only model's are left unset (``generate`` refuses them)."""
+        if options is None:
+            options = DecodeOptions()
+        else:
+            self._check(options)
+        options = replace(
+            options,
+            language=options.language if options.language is not None else self.language,
+            task=options.task if options.task is not None else self.task,
+        )
+        if not _multilingual(self.model):
+            options = replace(options, language=None, task=None)
+        return options
+
+    def _check(self, options: DecodeOptions) -> None:
+        """Clear errors for settings ``generate`` would refuse with a traceback."""
+        from distilray.inference.prompt import language_token
+
+        config = self.model.generation_config
+        if options.task is not None and options.task not in TASKS:
+            raise DistilrayError(f"task must be one of {TASKS}, got {options.task!r}")
+        if not options.temperature >= 0:  # NaN included
+            raise DistilrayError(f"temperature must be >= 0, got {options.temperature}")
+        if options.prompt_ids:
+            start_of_prev = self.processor.tokenizer.convert_tokens_to_ids("<|startofprev|>")
+            if options.prompt_ids[0] != start_of_prev:
+                raise DistilrayError(
+                    "prompt_ids must start with <|startofprev|> (use prompt.text_prompt_ids)"
+                )
+        if _multilingual(self.model):
+            if options.language is not None:
+                language_token(config, options.language)
+            return
+        if options.language is not None and options.language.strip().lower() not in (
+            "en",
+            "english",
+        ):
+            raise DistilrayError(
+                f"this model is English-only: it cannot decode language {options.language!r}"
+            )
+        if options.task == "translate":
+            raise DistilrayError("this model is English-only: it cannot translate")
+
+    def _generate(self, features, return_timestamps, encoder_hidden_states, settings):
         raise NotImplementedError
 
+    def _greedy(self, features, return_timestamps, encoder_hidden_states, settings):
+        """The model's own ``generate`` (greedy, or sampled above temperature 0)."""
+        rows = generate_prompted(
+            self.model,
+            self.processor,
+            None if encoder_hidden_states is not None else features,
+            max_new_tokens=self.max_new_tokens,
+            return_timestamps=return_timestamps,
+            language=settings.language,
+            task=settings.task,
+            encoder_hidden_states=encoder_hidden_states,
+            prompt_ids=settings.prompt_ids,
+            temperature=settings.temperature,
+        )
+        return [p for p, _ in rows], [g for _, g in rows], [None] * len(rows)
+
     def sequential(
-        self, audios: Sequence[np.ndarray], options: SequentialOptions
+        self,
+        audios: Sequence[np.ndarray],
+        options: SequentialOptions,
+        decode: DecodeOptions | None = None,
     ) -> list[tuple[LongFormOutput, SpeculativeStats | None]]:
-        """Whisper's sequential long-form transcription of a batch of recordings."""
+        """Whisper's sequential long-form transcription of a batch of recordings.
+
+        Of ``decode`` it takes language and task: the algorithm has its own
+        temperature ladder, and a text prompt is not supported there.
+        """
+        settings = self.settings(decode)
+        if settings.prompt_ids or settings.temperature > 0:
+            raise DistilrayError(
+                "a text prompt or a temperature applies to clips up to 30 s and chunked "
+                "long-form; sequential long-form has its own temperature fallback"
+            )
         outputs = transcribe_sequential(
-            self.model, self.processor, audios, options, language=self.language, task=self.task
+            self.model,
+            self.processor,
+            audios,
+            options,
+            language=settings.language,
+            task=settings.task,
         )
         synchronize(self.model)
         return [(out, None) for out in outputs]
@@ -165,18 +268,8 @@ class _Base:
 class GreedyDecoder(_Base):
     """The model's own greedy decoding, through transformers' ``generate``."""
 
-    def _generate(self, features, return_timestamps, encoder_hidden_states):
-        rows = generate_prompted(
-            self.model,
-            self.processor,
-            None if encoder_hidden_states is not None else features,
-            max_new_tokens=self.max_new_tokens,
-            return_timestamps=return_timestamps,
-            language=self.language,
-            task=self.task,
-            encoder_hidden_states=encoder_hidden_states,
-        )
-        return [p for p, _ in rows], [g for _, g in rows], [None] * len(rows)
+    def _generate(self, features, return_timestamps, encoder_hidden_states, settings):
+        return self._greedy(features, return_timestamps, encoder_hidden_states, settings)
 
 
 class SpeculativeDecoder(_Base):
@@ -203,9 +296,11 @@ class SpeculativeDecoder(_Base):
         self.assistant = assistant
         self.num_draft_tokens, self.draft_schedule = num_draft_tokens, draft_schedule
 
-    def _generate(self, features, return_timestamps, encoder_hidden_states):
+    def _generate(self, features, return_timestamps, encoder_hidden_states, settings):
         from distilray.inference.speculative import speculative_generate
 
+        if settings.temperature > 0:  # sampling: the teacher alone (see DecodeOptions)
+            return self._greedy(features, return_timestamps, encoder_hidden_states, settings)
         result = speculative_generate(
             self.model,
             self.assistant,
@@ -214,16 +309,20 @@ class SpeculativeDecoder(_Base):
             schedule=self.draft_schedule,
             max_new_tokens=self.max_new_tokens,
             return_timestamps=return_timestamps,
-            language=self.language,
-            task=self.task,
+            language=settings.language,
+            task=settings.task,
             encoder_hidden_states=encoder_hidden_states,
+            prompt_ids=settings.prompt_ids,
             check=False,
         )
         synchronize(self.model)
         return result.prompts, result.sequences, result.row_stats
 
     def sequential(
-        self, audios: Sequence[np.ndarray], options: SequentialOptions
+        self,
+        audios: Sequence[np.ndarray],
+        options: SequentialOptions,
+        decode: DecodeOptions | None = None,
     ) -> list[tuple[LongFormOutput, SpeculativeStats | None]]:
         """The teacher's sequential transcription, its greedy windows drafted by the assistant.
 
@@ -240,7 +339,7 @@ class SpeculativeDecoder(_Base):
                 num_draft_tokens=self.num_draft_tokens,
                 heuristic=self.draft_schedule == "heuristic",
             ) as drafter:
-                [result] = super().sequential([audio], options)
+                [result] = super().sequential([audio], options, decode)
             out.append((result[0], drafter.stats))
         return out
 
@@ -268,6 +367,10 @@ def make_decoder(
         draft_schedule=draft_schedule,
         **common,
     )
+
+
+def _multilingual(model) -> bool:
+    return bool(getattr(model.generation_config, "is_multilingual", False))
 
 
 def synchronize(model) -> None:

@@ -43,11 +43,13 @@ def prepare_decoding(
     return_timestamps: bool = False,
     language: str | None = None,
     task: str | None = None,
+    prompt_ids: Sequence[int] = (),
 ) -> DecodingSetup:
     """Prompt and logits processors exactly as ``model.generate`` builds them (short-form).
 
     ``encoder_hidden_states`` avoids a second encoder pass when a multilingual model
-    has to detect the language.
+    has to detect the language. ``prompt_ids`` (``<|startofprev|>`` + text) go in
+    front of the forced prompt, as ``generate(prompt_ids=...)`` puts them.
     """
     config = copy.deepcopy(model.generation_config)
     model._set_return_timestamps(return_timestamps, is_shortform=True, generation_config=config)
@@ -72,6 +74,9 @@ def prepare_decoding(
         num_segment_frames=N_FRAMES,
         kwargs=kwargs,
     )
+    if len(prompt_ids):
+        previous = torch.tensor(list(prompt_ids), dtype=prompt.dtype, device=prompt.device)
+        prompt = torch.cat([previous[None].repeat(prompt.shape[0], 1), prompt], dim=-1)
     processors = model._retrieve_logit_processors(
         generation_config=config,
         logits_processor=None,

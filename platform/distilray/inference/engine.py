@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -21,20 +21,40 @@ import torch
 from distilray.audio import SAMPLING_RATE
 from distilray.errors import DistilrayError
 from distilray.features import log_mel
-from distilray.inference.decoder import Decoded, RowStats, make_decoder
+from distilray.inference.confidence import compression_ratio
+from distilray.inference.decoder import Decoded, DecodeOptions, RowStats, make_decoder
 from distilray.inference.longform import (
     SequentialOptions,
+    split_windows,
     transcribe_chunked,
 )
-from distilray.inference.shortform import Segment
-from distilray.inference.silence import LOGPROB_THRESHOLD, is_digital_silence, silent_windows
+from distilray.inference.shortform import Segment, to_model
+from distilray.inference.silence import (
+    LOGPROB_THRESHOLD,
+    is_digital_silence,
+    is_silence,
+    window_scores,
+)
 from distilray.inference.speculative import SpeculativeStats
-from distilray.inference.windows import is_long_form
+from distilray.inference.windows import N_SAMPLES, is_long_form
 
 logger = logging.getLogger(__name__)
 
 LongForm = Literal["chunked", "sequential"]
 LONG_FORMS = ("chunked", "sequential")
+Score = tuple[float, float]  # (avg_logprob, no_speech_prob) of one decoded window
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    """Whisper's quality signals of one decoded ≤ 30 s window (OpenAI's per-segment fields)."""
+
+    start_s: float  # the stretch of the recording whose segments this window decided
+    end_s: float
+    avg_logprob: float  # mean log-probability of its tokens and end of text
+    no_speech_prob: float  # P(<|nocaptions|>) at its start of transcript
+    compression_ratio: float  # gzip ratio of its text (loops compress well)
+    temperature: float  # the temperature it was decoded at
 
 
 @dataclass
@@ -49,6 +69,7 @@ class TranscriptResult:
     form: str  # "short", "chunked" or "sequential"
     generated_tokens: int  # tokens decoded, timestamps included (end of text not counted)
     speculative: SpeculativeStats | None = None  # drafts and acceptance, with an assistant
+    windows: list[WindowScore] = field(default_factory=list)  # with DecodeOptions.scores
 
     @property
     def rtfx(self) -> float:
@@ -127,6 +148,11 @@ class Transcriber:
     def max_new_tokens(self, value: int) -> None:
         self.decoder.max_new_tokens = value
 
+    @property
+    def timestamp_begin(self) -> int:
+        """Id of ``<|0.00|>``: ids from it on are timestamps."""
+        return self.decoder.timestamp_begin
+
     @classmethod
     def load(
         cls,
@@ -151,12 +177,16 @@ class Transcriber:
         long_form: LongForm = "chunked",
         return_timestamps: bool = False,
         word_timestamps: bool = False,
+        options: DecodeOptions | None = None,
     ) -> list[TranscriptResult]:
         """Transcripts of 16 kHz mono recordings, in input order.
 
         ``word_timestamps`` fills every segment's ``words`` (and implies timestamps);
         it needs a model with valid alignment heads, and short-form or chunked audio.
+        ``options`` (language, task, text prompt, temperature, window scores) apply to
+        every recording of the call; sequential long-form takes language and task only.
         """
+        options = options or DecodeOptions()
         if long_form not in LONG_FORMS:
             raise DistilrayError(f"long_form must be one of {LONG_FORMS}, got {long_form!r}")
         long = [i for i, a in enumerate(audios) if is_long_form(len(a))]
@@ -169,25 +199,53 @@ class Transcriber:
         results: list[TranscriptResult | None] = [None] * len(audios)
         short = [i for i, a in enumerate(audios) if not is_long_form(len(a))]
         if short:
-            done = self._short([audios[i] for i in short], timestamps, word_timestamps)
+            done = self._short([audios[i] for i in short], timestamps, word_timestamps, options)
             for i, r in zip(short, done, strict=True):
                 results[i] = r
         if long and long_form == "chunked":
-            done = self._chunked([audios[i] for i in long], timestamps, word_timestamps)
+            done = self._chunked([audios[i] for i in long], timestamps, word_timestamps, options)
             for i, r in zip(long, done, strict=True):
                 results[i] = r
         elif long:
-            for i, r in zip(
-                long, self._sequential([audios[i] for i in long], timestamps), strict=True
-            ):
+            done = self._sequential([audios[i] for i in long], timestamps, options)
+            for i, r in zip(long, done, strict=True):
                 results[i] = r
         return [r for r in results if r is not None]
 
+    def detect_language(self, audio: np.ndarray) -> str:
+        """Language code (``en``) a multilingual teacher hears in the first 30 s."""
+        config = self.teacher.generation_config
+        if not getattr(config, "is_multilingual", False):
+            return "en"
+        features = torch.from_numpy(log_mel(self.processor.feature_extractor, [audio[:N_SAMPLES]]))
+        with torch.inference_mode():
+            token = int(self.teacher.detect_language(to_model(self.teacher, features))[0])
+        names = {v: k for k, v in config.lang_to_id.items()}
+        return names[token].strip("<|>")
+
     def decode_clips(
-        self, clips: Sequence[np.ndarray], return_timestamps: bool, word_timestamps: bool = False
+        self,
+        clips: Sequence[np.ndarray],
+        return_timestamps: bool,
+        word_timestamps: bool = False,
+        options: DecodeOptions | None = None,
     ) -> Decoded:
         """Decoded ≤ 30 s clips, in batches (speculative with an assistant)."""
+        return self._decode_scored(clips, return_timestamps, word_timestamps, options)[0]
+
+    def _decode_scored(
+        self,
+        clips: Sequence[np.ndarray],
+        return_timestamps: bool,
+        word_timestamps: bool,
+        options: DecodeOptions | None,
+    ) -> tuple[Decoded, list[Score | None]]:
+        """:meth:`decode_clips`, and each window's score when asked for or needed
+        for the no-speech rule (None otherwise)."""
+        options = options or DecodeOptions()
+        scored = options.scores or self.no_speech_threshold is not None
         parts: list[Decoded] = []
+        scores: list[Score | None] = []
         for start in range(0, len(clips), self.batch_size):
             batch = list(clips[start : start + self.batch_size])
             features = torch.from_numpy(log_mel(self.processor.feature_extractor, batch))
@@ -196,31 +254,39 @@ class Transcriber:
                 return_timestamps=return_timestamps,
                 word_timestamps=word_timestamps,
                 end_times=[len(c) / SAMPLING_RATE for c in batch],
+                options=options,
             )
+            batch_scores: list[Score | None] = [None] * len(batch)
+            if scored:
+                batch_scores = list(
+                    window_scores(
+                        self.teacher,
+                        features,
+                        decoded.ids,
+                        prompts=decoded.prompts,
+                        max_new_tokens=self.max_new_tokens,
+                    )
+                )
             if self.no_speech_threshold is not None:
-                decoded = self._blank_silence(features, decoded, batch)
+                decoded = self._blank_silence(decoded, batch_scores, batch)
             parts.append(decoded)
-        return Decoded(
+            scores.extend(batch_scores)
+        merged = Decoded(
             ids=[row for d in parts for row in d.ids],
             prompts=[row for d in parts for row in d.prompts],
             segments=[row for d in parts for row in d.segments],
             stats=[row for d in parts for row in d.stats],
         )
+        return merged, scores
 
     def _blank_silence(
-        self, features: torch.Tensor, decoded: Decoded, clips: list[np.ndarray]
+        self, decoded: Decoded, scores: list[Score | None], clips: list[np.ndarray]
     ) -> Decoded:
         """``decoded`` with the windows Whisper's no-speech rule calls silence emptied."""
-        silent = silent_windows(
-            self.teacher,
-            features,
-            decoded.ids,
-            prompts=decoded.prompts,
-            max_new_tokens=self.max_new_tokens,
-            no_speech_threshold=self.no_speech_threshold,
-            logprob_threshold=self.logprob_threshold,
-        )
-        quiet = [s or is_digital_silence(c) for s, c in zip(silent, clips, strict=True)]
+        quiet = [
+            self._is_silence(score) or is_digital_silence(clip)
+            for score, clip in zip(scores, clips, strict=True)
+        ]
         return Decoded(
             ids=[[] if q else row for row, q in zip(decoded.ids, quiet, strict=True)],
             prompts=decoded.prompts,
@@ -228,33 +294,66 @@ class Transcriber:
             stats=decoded.stats,
         )
 
+    def _is_silence(self, score: Score | None) -> bool:
+        """Whisper's no-speech rule on a window's ``(avg_logprob, no_speech_prob)``."""
+        if score is None or self.no_speech_threshold is None:
+            return False
+        logprob, no_speech = score
+        return is_silence(no_speech, logprob, self.no_speech_threshold, self.logprob_threshold)
+
+    def _window(
+        self, start_s: float, end_s: float, ids: list[int], score, options: DecodeOptions
+    ) -> list[WindowScore]:
+        """The window's :class:`WindowScore` (none unless scores were asked for)."""
+        if not options.scores or score is None:
+            return []
+        text = self.processor.tokenizer.decode(self._text_ids(ids), skip_special_tokens=True)
+        logprob, no_speech = score
+        ratio = compression_ratio(text.strip())
+        return [WindowScore(start_s, end_s, logprob, no_speech, ratio, options.temperature)]
+
     def _short(
-        self, audios: list[np.ndarray], timestamps: bool, word_timestamps: bool
+        self,
+        audios: list[np.ndarray],
+        timestamps: bool,
+        word_timestamps: bool,
+        options: DecodeOptions,
     ) -> list[TranscriptResult]:
-        decoded = self.decode_clips(audios, timestamps, word_timestamps)
+        decoded, scores = self._decode_scored(audios, timestamps, word_timestamps, options)
         results = []
-        for audio, ids, segments, stats in zip(
-            audios, decoded.ids, decoded.segments, decoded.stats, strict=True
+        for audio, ids, segments, stats, score in zip(
+            audios, decoded.ids, decoded.segments, decoded.stats, scores, strict=True
         ):
             duration = len(audio) / SAMPLING_RATE
-            results.append(
-                self._result(self._text_ids(ids), segments, duration, "short", len(ids), stats)
-            )
+            result = self._result(self._text_ids(ids), segments, duration, "short", len(ids), stats)
+            result.windows = self._window(0.0, duration, ids, score, options)
+            results.append(result)
         return results
 
     def _chunked(
-        self, audios: list[np.ndarray], timestamps: bool, word_timestamps: bool
+        self,
+        audios: list[np.ndarray],
+        timestamps: bool,
+        word_timestamps: bool,
+        options: DecodeOptions,
     ) -> list[TranscriptResult]:
+        windows: tuple[Decoded, list[Score | None]] | None = None
+
+        def decode(clips: list[np.ndarray]) -> Decoded:
+            nonlocal windows
+            windows = self._decode_scored(clips, timestamps, word_timestamps, options)
+            return windows[0]
+
         outputs = transcribe_chunked(
             audios,
-            lambda windows: self.decode_clips(windows, timestamps, word_timestamps),
+            decode,
             self.processor,
             self.decoder.timestamp_begin,
             chunk_length_s=self.chunk_length_s,
             stride_s=self.stride_s,
             return_timestamps=timestamps,
         )
-        return [
+        results = [
             self._result(
                 out.token_ids,
                 out.segments,
@@ -265,15 +364,26 @@ class Transcriber:
             )
             for audio, out in zip(audios, outputs, strict=True)
         ]
+        if options.scores and windows is not None:
+            decoded, scores = windows
+            _, owners = split_windows(audios, self.chunk_length_s, self.stride_s)
+            for row, (index, span) in enumerate(owners):
+                lo, hi = (x / SAMPLING_RATE for x in span.owned)
+                results[index].windows += self._window(
+                    lo, hi, decoded.ids[row], scores[row], options
+                )
+        return results
 
-    def _sequential(self, audios: list[np.ndarray], timestamps: bool) -> list[TranscriptResult]:
+    def _sequential(
+        self, audios: list[np.ndarray], timestamps: bool, options: DecodeOptions
+    ) -> list[TranscriptResult]:
         import time
 
         results = []
         for start in range(0, len(audios), self.batch_size):
             batch = audios[start : start + self.batch_size]
             began = time.perf_counter()
-            outputs = self.decoder.sequential(batch, self.sequential)
+            outputs = self.decoder.sequential(batch, self.sequential, options)
             share = (time.perf_counter() - began) / len(batch)
             for audio, (output, stats) in zip(batch, outputs, strict=True):
                 segments = output.segments if timestamps else []

@@ -187,7 +187,12 @@ def transcribe_sequential(
             text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             if text:
                 segments.append(
-                    Segment(round(float(seg["start"]), 2), round(float(seg["end"]), 2), text)
+                    Segment(
+                        round(float(seg["start"]), 2),
+                        round(float(seg["end"]), 2),
+                        text,
+                        tokens=tuple(tokens),
+                    )
                 )
         results.append(LongFormOutput(token_ids=ids, segments=segments))
     return results

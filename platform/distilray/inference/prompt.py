@@ -96,3 +96,33 @@ def split_output(
     while end > start and ids[end - 1] in eos_ids:
         end -= 1
     return ids[:start], ids[start:end]
+
+
+# Whisper keeps at most the last n_text_ctx // 2 - 1 prompt tokens (openai/whisper
+# decoding.py): half of the 448 decoder positions stay free for the transcript.
+MAX_PROMPT_TOKENS = 448 // 2 - 1  # 223 text tokens after <|startofprev|>
+
+
+def text_prompt_ids(tokenizer, text: str, max_tokens: int = MAX_PROMPT_TOKENS) -> tuple[int, ...]:
+    """``<|startofprev|>`` + the last ``max_tokens`` tokens of ``text``: Whisper's initial
+    prompt (OpenAI's ``prompt`` field), as ``generate(prompt_ids=...)`` takes it.
+
+    Empty text gives no prompt. Text that spells a special token (``<|en|>``) is
+    encoded as plain text, never as the special token.
+    """
+    if not text.strip():
+        return ()
+    start_of_prev = tokenizer.convert_tokens_to_ids("<|startofprev|>")
+    ids = tokenizer.encode(" " + text.strip(), add_special_tokens=False, split_special_tokens=True)
+    return (start_of_prev, *ids[-max_tokens:])
+
+
+def transcript_start(prompt: Sequence[int], start_of_transcript: int) -> int:
+    """Where ``<|startoftranscript|>`` sits in a decoder prompt: after a text prompt
+    (``<|startofprev|>`` + text), if there is one; 0 otherwise.
+
+    >>> transcript_start([9, 5, 6, 1, 2], 1), transcript_start([1, 2], 1)
+    (3, 0)
+    """
+    prompt = list(prompt)
+    return prompt.index(start_of_transcript) if start_of_transcript in prompt else 0

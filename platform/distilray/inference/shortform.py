@@ -39,6 +39,7 @@ class Segment:
     end: float  # seconds from the start of the audio
     text: str  # decoded text of the stretch, special tokens removed
     words: tuple[Word, ...] = ()  # its words with their times, when word timestamps were asked
+    tokens: tuple[int, ...] = ()  # its text token ids (no timestamps), when known
 
     def shifted(self, offset: float) -> Segment:
         """The same segment (and its words) ``offset`` seconds later, rounded to 10 ms."""
@@ -46,7 +47,13 @@ class Segment:
             Word(round(w.start + offset, 2), round(w.end + offset, 2), w.word, w.probability)
             for w in self.words
         )
-        return Segment(round(self.start + offset, 2), round(self.end + offset, 2), self.text, words)
+        return Segment(
+            round(self.start + offset, 2),
+            round(self.end + offset, 2),
+            self.text,
+            words=words,
+            tokens=self.tokens,
+        )
 
     def as_dict(self) -> dict:
         """JSON-ready; ``words`` only when there are any."""
@@ -57,7 +64,12 @@ class Segment:
 
 
 def _generate_kwargs(
-    max_new_tokens: int, return_timestamps: bool, language: str | None, task: str | None
+    max_new_tokens: int,
+    return_timestamps: bool,
+    language: str | None,
+    task: str | None,
+    prompt_ids: Sequence[int] = (),
+    temperature: float = 0.0,
 ) -> dict:
     kwargs: dict = {
         # Whisper's generate counts `max_length` from the end of the decoder prompt (it
@@ -67,12 +79,17 @@ def _generate_kwargs(
         # max_length=448.
         "max_length": max_new_tokens,
         "return_timestamps": return_timestamps,
-        "do_sample": False,
+        "do_sample": temperature > 0,
         "num_beams": 1,
         # One decoding pass per clip: without this, v5 re-seeks inside a 30 s window
         # after a timestamped segment ends early (sequential long-form behaviour).
         "force_unique_generate_call": True,
     }
+    if temperature > 0:
+        kwargs["temperature"] = temperature
+    # Whisper's initial prompt: <|startofprev|> + text, before the start of transcript.
+    if len(prompt_ids):
+        kwargs["prompt_ids"] = torch.tensor(list(prompt_ids), dtype=torch.long)
     # English-only checkpoints reject language/task; pass them only when asked for.
     if language is not None:
         kwargs["language"] = language
@@ -132,6 +149,8 @@ def generate_prompted(
     language: str | None = None,
     task: str | None = None,
     encoder_hidden_states: torch.Tensor | None = None,
+    prompt_ids: Sequence[int] = (),
+    temperature: float = 0.0,
 ) -> list[tuple[list[int], list[int]]]:
     """``(prompt, generated)`` per row for a batch of ≤ 30 s log-mel features.
 
@@ -139,8 +158,13 @@ def generate_prompted(
     ``generated`` the tokens after it, timestamps included, end of text and batch
     padding removed. ``encoder_hidden_states`` (the encoder's output for
     ``input_features``, when the caller already has it) skips the encoder pass.
+    ``prompt_ids`` (``<|startofprev|>`` + text, :func:`~distilray.inference.prompt.
+    text_prompt_ids`) condition decoding as Whisper's initial prompt, and ``prompt``
+    then starts with them; ``temperature`` above 0 samples instead of taking the argmax.
     """
-    kwargs = _generate_kwargs(max_new_tokens, return_timestamps, language, task)
+    kwargs = _generate_kwargs(
+        max_new_tokens, return_timestamps, language, task, prompt_ids, temperature
+    )
     with torch.inference_mode():
         if encoder_hidden_states is None:
             features = to_model(model, input_features)
@@ -157,8 +181,15 @@ def generate_prompted(
     if isinstance(sequences, dict):  # some settings return a dict with "sequences"
         sequences = sequences["sequences"]
     config = model.generation_config
-    prompt, eos = prompt_vocabulary(config), end_ids(config)
-    return [split_output(row.tolist(), prompt, eos) for row in sequences]
+    vocabulary, eos = prompt_vocabulary(config), end_ids(config)
+    # generate returns the text prompt in front of each row: it is part of the prompt.
+    previous = list(prompt_ids)
+    out = []
+    for row in sequences:
+        ids = row.tolist()
+        forced, generated = split_output(ids[len(previous) :], vocabulary, eos)
+        out.append(([*previous, *forced], generated))
+    return out
 
 
 def transcribe_batch(
@@ -244,5 +275,5 @@ def segments_from_ids(
     for start, end, tokens in split_timestamped(ids, timestamp_begin, end_time=end_time):
         text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         if text:
-            out.append(Segment(start + time_offset, end + time_offset, text))
+            out.append(Segment(start + time_offset, end + time_offset, text, tokens=tuple(tokens)))
     return out

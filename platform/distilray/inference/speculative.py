@@ -16,6 +16,7 @@ every row accepts its own number of drafts and leaves the batch when done (see
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -90,7 +91,7 @@ class SpeculativeOutput:
     sequences: list[list[int]]  # generated tokens per row (no prompt, no end of text)
     stats: SpeculativeStats  # batch totals (teacher_passes counts batched passes)
     row_stats: list[SpeculativeStats]  # per row (teacher_passes: passes the row took part in)
-    prompts: list[list[int]] = field(default_factory=list)  # forced prompt of each row
+    prompts: list[list[int]] = field(default_factory=list)  # decoder prompt of each row
     # per row, the teacher's processed scores (vocab,) of every emitted token (end of
     # text included), as generate's output_scores; only when asked for
     scores: list[list[torch.Tensor]] | None = None
@@ -127,6 +128,7 @@ def speculative_generate(
     language: str | None = None,
     task: str | None = None,
     encoder_hidden_states: torch.Tensor | None = None,
+    prompt_ids: Sequence[int] = (),
     check: bool = True,
 ) -> SpeculativeOutput:
     """Teacher-greedy token ids for a batch of ≤ 30 s features, drafted by ``assistant``.
@@ -138,7 +140,10 @@ def speculative_generate(
     default for assisted generation) starts there, drafts 2 more after a round in
     which every draft was accepted and 1 fewer otherwise (between 1 and 16).
     ``encoder_hidden_states`` (the teacher encoder's output for these features)
-    skips the encoder pass when the caller already has it. ``check=False`` skips the
+    skips the encoder pass when the caller already has it. ``prompt_ids``
+    (``<|startofprev|>`` + text) condition both decoders as Whisper's initial prompt,
+    exactly as ``generate(prompt_ids=...)`` conditions the teacher; each row's
+    prompt (:attr:`SpeculativeOutput.prompts`) then starts with them. ``check=False`` skips the
     checks of the settings (a :class:`~distilray.inference.decoder.SpeculativeDecoder`
     made them once, in its constructor).
     """
@@ -159,6 +164,7 @@ def speculative_generate(
             return_timestamps=return_timestamps,
             language=language,
             task=task,
+            prompt_ids=prompt_ids,
         )
         loop = _SpeculativeLoop(teacher, assistant, encoded, setup, num_draft_tokens)
         loop.heuristic = schedule == "heuristic"

@@ -27,11 +27,22 @@ PUNCTUATION = "\"'“¿([{-.,!?:;)]}、。，！？：”"  # marks that belong 
 def has_alignment_heads(model) -> bool:
     """Whether the model's ``alignment_heads`` exist in its decoder (exported students
     once kept the teacher's, which point at layers they do not have)."""
+    return alignment_problem(model) is None
+
+
+def alignment_problem(model) -> str | None:
+    """Why ``model`` cannot time words (its ``alignment_heads`` are missing or name
+    heads it does not have), or None when it can."""
     heads = getattr(model.generation_config, "alignment_heads", None)
     if not heads:
-        return False
+        return "the model has no alignment_heads in its generation config"
     layers, per_layer = model.config.decoder_layers, model.config.decoder_attention_heads
-    return all(0 <= int(layer) < layers and 0 <= int(h) < per_layer for layer, h in heads)
+    if all(0 <= int(layer) < layers and 0 <= int(h) < per_layer for layer, h in heads):
+        return None
+    return (
+        "the model's alignment_heads name attention heads it does not have "
+        f"({layers} layers x {per_layer} heads)"
+    )
 
 
 def add_words(
@@ -90,7 +101,7 @@ def timed_segments(
             continue
         if not timestamped:
             start, end = words[0].start, words[-1].end
-        out.append(Segment(start, end, body, tuple(words)))
+        out.append(Segment(start, end, body, words=tuple(words), tokens=tuple(tokens)))
     return out
 
 

@@ -5,8 +5,9 @@ a student assistant) and each ``--concurrency``, the same request sequence is ti
 
 * in-process: ``--concurrency`` client threads hand decoded audio to one
   :class:`~distilray.inference.engine.Transcriber` (loaded as a replica loads it)
-  behind a greedy batcher: one decode at a time, each taking every waiting request
-  up to ``max_batch_size`` (with one client thread: one request after the other);
+  behind the replica's batching policy: one decode at a time, each taking up to
+  ``max_batch_size`` requests, waiting at most ``--batch-wait`` for the batch to fill
+  (with one client thread: one request after the other, each paying that wait);
 * via Serve: the same requests uploaded as WAV to a local endpoint on 127.0.0.1
   started by this script (HTTP, ingress, audio decoding, ``@serve.batch``).
 
@@ -204,14 +205,16 @@ def serve_args(args: argparse.Namespace, assistant: str | None):
 
 
 class InProcess:
-    """One Transcriber behind a greedy batcher: one decode at a time, like a replica.
+    """One Transcriber behind a replica's batching policy, without Ray, HTTP or Serve.
 
-    Each decode takes every waiting request (up to ``max_batch_size``) at once, with
-    no waiting for more: the best a single process can do with the same engine.
+    One decode at a time; a batch starts with the first waiting request and takes
+    others until it holds ``max_batch_size`` or ``batch_wait_s`` has passed, as
+    ``@serve.batch`` does, so both paths decode the same batches.
     """
 
-    def __init__(self, transcriber, options, max_batch_size: int) -> None:
-        self.transcriber, self.options, self.max_batch_size = transcriber, options, max_batch_size
+    def __init__(self, transcriber, options, max_batch_size: int, batch_wait_s: float) -> None:
+        self.transcriber, self.options = transcriber, options
+        self.max_batch_size, self.batch_wait_s = max_batch_size, batch_wait_s
         self._queue: queue.Queue[tuple[np.ndarray, Future] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="inprocess-decoder", daemon=True)
         self._thread.start()
@@ -228,8 +231,12 @@ class InProcess:
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
             jobs = [item]
-            while len(jobs) < self.max_batch_size and not self._queue.empty():
-                nxt = self._queue.get_nowait()
+            until = time.perf_counter() + self.batch_wait_s
+            while len(jobs) < self.max_batch_size:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, until - time.perf_counter()))
+                except queue.Empty:
+                    break
                 if nxt is None:
                     self._queue.put(None)  # stop after this batch
                     break
@@ -256,7 +263,8 @@ def load_inprocess(args) -> InProcess:
     transcriber = load_transcriber(args)
     # A json-format request to an English-only teacher: language "en", no timestamps.
     options = decode_options(transcriber, DecodeRequest(language="en"))
-    return InProcess(transcriber, options, args.batching.max_batch_size)
+    batching = args.batching
+    return InProcess(transcriber, options, batching.max_batch_size, batching.batch_wait_timeout_s)
 
 
 def run_inprocess(

@@ -9,6 +9,7 @@ from pathlib import Path
 from distilray import storage
 from distilray.distill.config import DistillConfig
 from distilray.distill.data import DataSummary
+from distilray.distill.outcome import DistillOutcome
 from distilray.errors import DistilrayError
 
 logger = logging.getLogger(__name__)
@@ -68,10 +69,9 @@ def _student_init_info(student_ref: str) -> dict:
     return json.loads(info.read_text()) if info.is_file() else {}
 
 
-def export_student(cfg: DistillConfig, result, summary: DataSummary):
+def export_student(cfg: DistillConfig, result, summary: DataSummary) -> DistillOutcome:
     """Save the chosen checkpoint with the processor and a model card; return the outcome."""
     from distilray.distill.checkpoint import load_processor, load_student
-    from distilray.distill.trainer import DistillOutcome
     from distilray.student import save_model_folder, set_alignment_heads
 
     checkpoint, metrics = choose_checkpoint(result, cfg.run.export_checkpoint)

@@ -257,7 +257,7 @@ class Stages:
         from distilray.distill.config import DistillConfig
         from distilray.evaluation.config import EvalConfig
         from distilray.labelling.config import LabelConfig
-        from distilray.student import StudentInitConfig
+        from distilray.student.config import StudentInitConfig
 
         ov = cfg.overrides
         return cls(
@@ -292,7 +292,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage in order; print progress and the results table; return the results."""
     from distilray.distill.trainer import run_distillation
     from distilray.evaluation.run import run_evaluation
-    from distilray.student import init_student
+    from distilray.student.build import init_student
 
     stages = Stages.load(cfg)
     total, began_all = 7, time.perf_counter()
@@ -353,7 +353,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 def add_parser(subparsers) -> None:
     """``distilray demo --config configs/tiny/demo.yaml``."""
-    from distilray.cli import add_config_arguments
+    from distilray.cli_common import add_config_arguments
 
     parser = subparsers.add_parser(
         "demo", help="run the whole pipeline end to end on the embedded teacher (CPU, minutes)"

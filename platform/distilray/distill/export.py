@@ -63,7 +63,7 @@ def _pct(value) -> str:
 def _student_init_info(student_ref: str) -> dict:
     """What ``init-student`` recorded about the student (empty for other models)."""
     from distilray.models import resolve_model
-    from distilray.student import INIT_INFO_FILE
+    from distilray.student.build import INIT_INFO_FILE
 
     info = Path(resolve_model(student_ref)) / INIT_INFO_FILE
     return json.loads(info.read_text()) if info.is_file() else {}
@@ -72,7 +72,8 @@ def _student_init_info(student_ref: str) -> dict:
 def export_student(cfg: DistillConfig, result, summary: DataSummary) -> DistillOutcome:
     """Save the chosen checkpoint with the processor and a model card; return the outcome."""
     from distilray.distill.checkpoint import load_processor, load_student
-    from distilray.student import save_model_folder, set_alignment_heads
+    from distilray.student.build import save_model_folder
+    from distilray.student.layers import set_alignment_heads
 
     checkpoint, metrics = choose_checkpoint(result, cfg.run.export_checkpoint)
     init = _student_init_info(cfg.model.student)

@@ -131,7 +131,7 @@ def ray_pipeline(manifest: str, workdir: Path, args: argparse.Namespace) -> dict
     table = pa.concat_tables(
         [pq.read_table(s, columns=["id", "pseudo_label"]) for s in list_shards(str(output))]
     )
-    run = result["run"]
+    run = result.run
     return {
         "pipeline_s": run["elapsed_s"],  # actor start-up and model loads included
         "wall_s": round(wall, 3),  # plus manifest scan, teacher config, summary

@@ -33,7 +33,7 @@ from distilray.labelling.shards import (
     scan_output,
     write_manifest,
 )
-from distilray.labelling.summary import summarize
+from distilray.labelling.summary import LabelSummary, summarize
 from distilray.storage_checks import check_access
 
 logger = logging.getLogger("distilray.labelling")
@@ -253,12 +253,17 @@ def empty_run() -> dict:
     return {"run_dir": None, **dict.fromkeys(keys, 0)}
 
 
-def run_labelling(cfg: LabelConfig) -> dict:
-    """Label ``cfg.input`` into ``cfg.output`` (resuming), write ``_manifest.json``.
+@dataclass(frozen=True)
+class LabelRun:
+    """What one labelling run did, and what the output holds after it."""
 
-    Returns ``{"run": this run's figures, "summary": the whole output's summary,
-    "manifest": URI of _manifest.json}``.
-    """
+    run: dict  # this run's figures, as appended to _manifest.json's "runs"
+    summary: LabelSummary  # the whole output (every run so far)
+    manifest: str  # URI of _manifest.json
+
+
+def run_labelling(cfg: LabelConfig) -> LabelRun:
+    """Label ``cfg.input`` into ``cfg.output`` (resuming), write ``_manifest.json``."""
     from distilray.labelling.readers import input_ids
     from distilray.labelling.teacher import check_options, teacher_assets
     from distilray.runtime import ensure_ray
@@ -291,7 +296,7 @@ def run_labelling(cfg: LabelConfig) -> dict:
     )
     summary = summarize(current_state(cfg.output).table)
     manifest = record_run(cfg, run, summary)
-    return {"run": run, "summary": summary, "manifest": manifest}
+    return LabelRun(run=run, summary=summary, manifest=manifest)
 
 
 def current_state(output: str) -> OutputState:
@@ -300,7 +305,7 @@ def current_state(output: str) -> OutputState:
     return scan_output(output) if prune_superseded(state) else state
 
 
-def record_run(cfg: LabelConfig, run: dict, summary: dict) -> str:
+def record_run(cfg: LabelConfig, run: dict, summary: LabelSummary) -> str:
     """Append this run to ``_manifest.json`` with the dataset's new summary."""
     previous = read_manifest(cfg.output) or {}
     data = {
@@ -311,7 +316,7 @@ def record_run(cfg: LabelConfig, run: dict, summary: dict) -> str:
         "audio_format": AUDIO_FORMAT,
         "config": cfg.model_dump(),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "summary": summary,
+        "summary": summary.as_dict(),
         "runs": [*previous.get("runs", []), run],
     }
     return write_manifest(cfg.output, data)

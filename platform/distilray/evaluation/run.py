@@ -56,13 +56,7 @@ def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
     )
     results = decoded.map_batches(
         EvalWorker,
-        fn_constructor_kwargs={
-            "teacher": cfg.models.teacher,
-            "student": cfg.models.student,
-            "modes": list(cfg.modes),
-            "forms": list(cfg.forms),
-            "runtime": rt.model_dump(),
-        },
+        fn_constructor_kwargs={"cfg": cfg},
         batch_format="pyarrow",
         batch_size=rt.rows_per_batch,
         num_cpus=rt.cpus_per_actor,

@@ -63,6 +63,8 @@ class Placement:
     num_gpus: float
     device: str
     dtype: str
+    engine: str = "transformers"  # or "ctranslate2" (labelling/ct2_teacher.py)
+    compute_type: str | None = None  # CTranslate2's compute type
 
 
 def plan_work(ids: pa.Array, state: OutputState, cfg: LabelConfig) -> Plan:
@@ -95,7 +97,10 @@ def place_teacher(cfg: LabelConfig) -> Placement:
         logger.warning("no GPUs in the cluster yet: the teacher actors wait until one joins")
     device = "cuda" if gpus > 0 else "cpu"
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if gpus > 0 else "float32")
-    return Placement(gpus, device, dtype)
+    from distilray.labelling.ct2_teacher import choose_engine
+
+    chosen = choose_engine(cfg.engine, cfg.compute_type, device, cfg.encoder_cache_dir)
+    return Placement(gpus, device, dtype, chosen.engine, chosen.compute_type)
 
 
 def check_output(cfg: LabelConfig, state: OutputState) -> None:
@@ -145,13 +150,23 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
         num_cpus=1,
         memory=decode_task_memory(cfg, feature_extractor.feature_size),
     )
-    ds = ds.map_batches(
+    labeller, engine_kwargs = (
         TeacherLabeller,
+        {
+            "dtype": placement.dtype,
+            "attn_implementation": cfg.attn_implementation,
+        },
+    )
+    if placement.engine == "ctranslate2":
+        from distilray.labelling.ct2_teacher import CT2TeacherLabeller
+
+        labeller, engine_kwargs = CT2TeacherLabeller, {"compute_type": placement.compute_type}
+    ds = ds.map_batches(
+        labeller,
         fn_constructor_kwargs={
             "teacher": cfg.teacher,
             "device": placement.device,
-            "dtype": placement.dtype,
-            "attn_implementation": cfg.attn_implementation,
+            **engine_kwargs,
             "max_new_tokens": cfg.max_label_length,
             "return_timestamps": cfg.return_timestamps,
             "language": cfg.language,
@@ -215,13 +230,14 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
     placement = place_teacher(cfg)
     run_dir = new_run_dir(cfg.output)
     logger.info(
-        "labelling %d inputs with %s on %d-%d %s actor(s) (%s) into %s",
+        "labelling %d inputs with %s on %d-%d %s actor(s) (%s %s) into %s",
         plan.todo,
         cfg.teacher,
         cfg.min_actors,
         cfg.max_actors,
         placement.device,
-        placement.dtype,
+        placement.engine,
+        placement.compute_type or placement.dtype,
         run_dir,
     )
     counter = start_counter()
@@ -239,6 +255,8 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
         "run_dir": run_dir,
         "device": placement.device,
         "dtype": placement.dtype,
+        "engine": placement.engine,
+        "compute_type": placement.compute_type,
         "elapsed_s": round(elapsed, 3),
         "rows_written": totals["rows"],
         "inputs_labelled": totals["inputs"],

@@ -117,3 +117,28 @@ def test_export_command_writes_a_folder_faster_whisper_loads(tiny_random, tmp_pa
     assert model.feature_extractor.n_samples == 30 * 16000
     again = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 2 and again.stderr.startswith("error: ")
+
+
+@pytest.mark.s3
+def test_distill_export_option_puts_a_faster_whisper_copy_in_the_student(
+    tiny_random, tmp_path, s3_server
+):
+    """``run.export_ct2``: local and s3:// student folders get a ``ct2/`` beside the weights."""
+    from distilray import storage
+    from distilray.distill.config import RunSection
+    from distilray.models.ct2_export import export_ct2_inside
+
+    assert RunSection(export_ct2="int8").export_ct2 == "int8"
+    local = tmp_path / "student"
+    storage.copy_tree(tiny_random, local)
+    assert export_ct2_inside(str(local), "int8") == str(local / "ct2")
+    faster_whisper.WhisperModel(str(local / "ct2"), device="cpu", compute_type="int8")
+
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="students")
+    storage.copy_tree(tiny_random, "s3://students/run/student")
+    assert export_ct2_inside("s3://students/run/student", "float32").endswith("student/ct2")
+    fetched = tmp_path / "fetched"
+    storage.copy_tree("s3://students/run/student/ct2", fetched)
+    faster_whisper.WhisperModel(str(fetched), device="cpu", compute_type="float32")

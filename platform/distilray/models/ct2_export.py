@@ -28,6 +28,7 @@ QUANTIZATIONS = ("float32", "int8", "int8_float16", "float16", "bfloat16", "int8
 CT2_WEIGHTS = "model.bin"
 FEATURE_CONFIG = "preprocessor_config.json"  # faster-whisper's FeatureExtractor settings
 TOKENIZER = "tokenizer.json"
+CT2_SUBFOLDER = "ct2"  # distill's run.export_ct2 writes <student>/ct2
 CACHE_FOLDER = "ct2"  # under the model cache: <cache>/models/ct2/<content digest>
 HASH_BLOCK = 2**22  # bytes read at a time while hashing weights
 
@@ -79,6 +80,24 @@ def export_ct2(
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("exported %s as CTranslate2 (%s) to %s", model, quantization, out)
     return out
+
+
+def export_ct2_inside(model_uri: str, quantization: str) -> str:
+    """Export the model folder at ``model_uri`` (local or ``s3://``) into ``<model_uri>/ct2``.
+
+    What ``distill`` does with ``run.export_ct2``: the student folder then holds its
+    faster-whisper copy, ``faster_whisper.WhisperModel("<student>/ct2")``.
+    """
+    from distilray import storage
+
+    target = f"{model_uri.rstrip('/')}/{CT2_SUBFOLDER}"
+    if not storage.is_s3(model_uri):
+        return str(export_ct2(model_uri, target, quantization, force=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        # this run's folder, not a cached download of an earlier model at the same URI
+        storage.copy_tree(model_uri, Path(tmp) / "model")
+        storage.copy_tree(export_ct2(Path(tmp) / "model", Path(tmp) / "ct2", quantization), target)
+    return target
 
 
 def convert_folder(source: Path, out: Path, quantization: str) -> Path:

@@ -37,6 +37,7 @@ class CT2Whisper:
         model_dir: str | Path,
         *,
         device: str = "cpu",
+        device_index: int = 0,
         compute_type: str = "float32",
         threads: int = 1,
     ) -> None:
@@ -50,6 +51,7 @@ class CT2Whisper:
             self.model = ct2.models.Whisper(
                 str(model_dir),
                 device=device,
+                device_index=device_index,
                 compute_type=compute_type,
                 inter_threads=1,
                 intra_threads=max(1, threads),

@@ -225,6 +225,7 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
         batch_counts,
         progress_line,
         start_counter,
+        startup_and_steady,
     )
 
     placement = place_teacher(cfg)
@@ -241,11 +242,16 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
         run_dir,
     )
     counter = start_counter()
+    started_at = time.time()
     try:
         ds = build_dataset(cfg, plan, placement, feature_extractor, counter)
         with ProgressReporter(counter, plan.todo, cfg.progress_every_s) as progress:
             write_dataset(ds, run_dir, cfg.shard_rows)
             elapsed = progress.elapsed_s()
+        try:
+            timing = ray.get(counter.timings.remote(), timeout=30)
+        except Exception:  # noqa: BLE001 - timing figures must never fail the job
+            timing = {}
     finally:
         ray.kill(counter)
     # Count what reached the shards (the counter may lag by a batch or two).
@@ -262,6 +268,7 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
         "inputs_labelled": totals["inputs"],
         "audio_s": round(totals["audio_s"], 3),
         "audio_s_per_s": round(totals["audio_s"] / elapsed, 3) if elapsed > 0 else 0.0,
+        **startup_and_steady(timing, started_at, totals["audio_s"]),
         "errors": totals["errors"],
     }
 

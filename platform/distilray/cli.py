@@ -34,6 +34,7 @@ STAGE_CLI_MODULES = [
     "distilray.labelling.cli",  # label
     "distilray.student.cli",  # init-student
     "distilray.distill.cli",  # distill
+    "distilray.models.export_cli",  # export (CTranslate2, for faster-whisper)
     "distilray.evaluation.cli",  # eval
     "distilray.serving.cli",  # serve
     "distilray.demo",  # demo: every stage above, end to end

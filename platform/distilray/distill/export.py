@@ -88,6 +88,11 @@ def export_student(cfg: DistillConfig, result, summary: DataSummary) -> DistillO
     storage.write_bytes(
         f"{out.rstrip('/')}/{CARD_FILE}", model_card(cfg, summary, metrics, init).encode()
     )
+    if cfg.run.export_ct2:
+        from distilray.models.ct2_export import export_ct2_inside
+
+        ct2 = export_ct2_inside(out, cfg.run.export_ct2)
+        logger.info("faster-whisper copy (%s) in %s", cfg.run.export_ct2, ct2)
     logger.info(
         "student exported to %s (step %s, eval WER %s)",
         out,

@@ -63,6 +63,8 @@ class Placement:
     num_gpus: float
     device: str
     dtype: str
+    engine: str = "transformers"  # or "ctranslate2" (labelling/ct2_teacher.py)
+    compute_type: str | None = None  # CTranslate2's compute type
 
 
 def plan_work(ids: pa.Array, state: OutputState, cfg: LabelConfig) -> Plan:
@@ -95,7 +97,10 @@ def place_teacher(cfg: LabelConfig) -> Placement:
         logger.warning("no GPUs in the cluster yet: the teacher actors wait until one joins")
     device = "cuda" if gpus > 0 else "cpu"
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if gpus > 0 else "float32")
-    return Placement(gpus, device, dtype)
+    from distilray.labelling.ct2_teacher import choose_engine
+
+    chosen = choose_engine(cfg.engine, cfg.compute_type, device, cfg.encoder_cache_dir)
+    return Placement(gpus, device, dtype, chosen.engine, chosen.compute_type)
 
 
 def check_output(cfg: LabelConfig, state: OutputState) -> None:
@@ -145,13 +150,23 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
         num_cpus=1,
         memory=decode_task_memory(cfg, feature_extractor.feature_size),
     )
-    ds = ds.map_batches(
+    labeller, engine_kwargs = (
         TeacherLabeller,
+        {
+            "dtype": placement.dtype,
+            "attn_implementation": cfg.attn_implementation,
+        },
+    )
+    if placement.engine == "ctranslate2":
+        from distilray.labelling.ct2_teacher import CT2TeacherLabeller
+
+        labeller, engine_kwargs = CT2TeacherLabeller, {"compute_type": placement.compute_type}
+    ds = ds.map_batches(
+        labeller,
         fn_constructor_kwargs={
             "teacher": cfg.teacher,
             "device": placement.device,
-            "dtype": placement.dtype,
-            "attn_implementation": cfg.attn_implementation,
+            **engine_kwargs,
             "max_new_tokens": cfg.max_label_length,
             "return_timestamps": cfg.return_timestamps,
             "language": cfg.language,
@@ -210,26 +225,33 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
         batch_counts,
         progress_line,
         start_counter,
+        startup_and_steady,
     )
 
     placement = place_teacher(cfg)
     run_dir = new_run_dir(cfg.output)
     logger.info(
-        "labelling %d inputs with %s on %d-%d %s actor(s) (%s) into %s",
+        "labelling %d inputs with %s on %d-%d %s actor(s) (%s %s) into %s",
         plan.todo,
         cfg.teacher,
         cfg.min_actors,
         cfg.max_actors,
         placement.device,
-        placement.dtype,
+        placement.engine,
+        placement.compute_type or placement.dtype,
         run_dir,
     )
     counter = start_counter()
+    started_at = time.time()
     try:
         ds = build_dataset(cfg, plan, placement, feature_extractor, counter)
         with ProgressReporter(counter, plan.todo, cfg.progress_every_s) as progress:
             write_dataset(ds, run_dir, cfg.shard_rows)
             elapsed = progress.elapsed_s()
+        try:
+            timing = ray.get(counter.timings.remote(), timeout=30)
+        except Exception:  # noqa: BLE001 - timing figures must never fail the job
+            timing = {}
     finally:
         ray.kill(counter)
     # Count what reached the shards (the counter may lag by a batch or two).
@@ -239,11 +261,14 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
         "run_dir": run_dir,
         "device": placement.device,
         "dtype": placement.dtype,
+        "engine": placement.engine,
+        "compute_type": placement.compute_type,
         "elapsed_s": round(elapsed, 3),
         "rows_written": totals["rows"],
         "inputs_labelled": totals["inputs"],
         "audio_s": round(totals["audio_s"], 3),
         "audio_s_per_s": round(totals["audio_s"] / elapsed, 3) if elapsed > 0 else 0.0,
+        **startup_and_steady(timing, started_at, totals["audio_s"]),
         "errors": totals["errors"],
     }
 

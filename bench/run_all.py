@@ -31,7 +31,7 @@ def benches(quick: bool, device: str, student: str | None = None) -> dict[str, l
     clips = "8" if quick else "24"
     distilled = ["--student", student] if student else []
     return {
-        "label": ["bench/label.py", "--clips", clips, "--actors", "1", "--cpus-per-actor", "2", "--out", str(RESULTS / "label.json")],
+        "label": ["bench/label.py", "--clips", clips, "--out", str(RESULTS / "label.json")],
         "distill": ["bench/distill.py", "--device", device, "--out", str(RESULTS / "distill.json")],
         "inference": ["bench/inference.py", "--clips", clips, "--device", device, *distilled,
                       "--out", str(RESULTS / "inference.json")],

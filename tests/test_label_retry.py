@@ -120,15 +120,15 @@ def test_missing_file_is_labelled_on_a_retrying_resume(ray_local, tiny_random, t
     }
 
     first = run_labelling(LabelConfig.model_validate(settings))
-    assert first["summary"]["errors"] == 1
+    assert first.summary.errors == 1
     (tmp_path / "c2.wav").write_bytes(encode_wav(clips["c2"]))  # the file turns up
 
     plain = run_labelling(LabelConfig.model_validate(settings))  # default: errors stay
-    assert plain["run"]["rows_written"] == 0 and plain["summary"]["errors"] == 1
+    assert plain.run["rows_written"] == 0 and plain.summary.errors == 1
 
     retried = run_labelling(LabelConfig.model_validate({**settings, "retry_errors": True}))
-    assert retried["run"]["errors_retried"] == 1 and retried["run"]["inputs_labelled"] == 1
+    assert retried.run["errors_retried"] == 1 and retried.run["inputs_labelled"] == 1
     rows = pa.concat_tables(pq.read_table(f) for f in list_shards(str(out))).to_pylist()
     assert sorted(r["id"] for r in rows) == ["c0", "c1", "c2"]  # each id exactly once
     assert all(r["error"] is None and r["pseudo_label_ids"] for r in rows)
-    assert retried["summary"]["errors"] == 0 and retried["summary"]["rows"] == 3
+    assert retried.summary.errors == 0 and retried.summary.rows == 3

@@ -275,10 +275,10 @@ def test_summary_counts_errors_hours_and_wer_shares():
     summary = summarize(
         shard(rows).select(["id", "source_ids", "duration_s", "wer", "teacher", "error"])
     )
-    assert summary["rows"] == 6 and summary["errors"] == 1 and summary["labelled"] == 5
-    assert summary["audio_hours"] == 2.5 and summary["scored"] == 4
-    assert summary["share_wer_above"] == {"5%": 0.75, "10%": 0.5, "20%": 0.25, "40%": 0.25}
-    assert summary["error_examples"] == [{"id": "e", "error": "corrupt"}]
+    assert summary.rows == 6 and summary.errors == 1 and summary.labelled == 5
+    assert summary.audio_hours == 2.5 and summary.scored == 4
+    assert summary.share_wer_above == {"5%": 0.75, "10%": 0.5, "20%": 0.25, "40%": 0.25}
+    assert summary.error_examples == [{"id": "e", "error": "corrupt"}]
     run = {
         "inputs_labelled": 6,
         "rows_written": 6,

@@ -233,6 +233,11 @@ class RunSection(StageConfig):
     export_checkpoint: Literal["best", "latest"] = Field(
         "best", description="which checkpoint becomes the exported student"
     )
+    export_ct2: Literal["float32", "int8", "int8_float16", "float16", "bfloat16"] | None = Field(
+        None,
+        description="also export the student for faster-whisper: CTranslate2 weights of this "
+        "type in <student>/ct2 (faster_whisper.WhisperModel('<student>/ct2')); null: do not",
+    )
 
 
 class CardSection(StageConfig):

@@ -10,6 +10,7 @@ from distilray import storage
 from distilray.distill.config import DistillConfig
 from distilray.distill.data import DataSummary
 from distilray.distill.model_card import model_card, percent
+from distilray.distill.outcome import DistillOutcome
 from distilray.errors import DistilrayError
 
 logger = logging.getLogger(__name__)
@@ -33,17 +34,17 @@ def choose_checkpoint(result, which: str):
 def _student_init_info(student_ref: str) -> dict:
     """What ``init-student`` recorded about the student (empty for other models)."""
     from distilray.models import resolve_model
-    from distilray.student import INIT_INFO_FILE
+    from distilray.student.build import INIT_INFO_FILE
 
     info = Path(resolve_model(student_ref)) / INIT_INFO_FILE
     return json.loads(info.read_text()) if info.is_file() else {}
 
 
-def export_student(cfg: DistillConfig, result, summary: DataSummary):
+def export_student(cfg: DistillConfig, result, summary: DataSummary) -> DistillOutcome:
     """Save the chosen checkpoint with the processor and a model card; return the outcome."""
     from distilray.distill.checkpoint import load_processor, load_student
-    from distilray.distill.trainer import DistillOutcome
-    from distilray.student import save_model_folder, set_alignment_heads
+    from distilray.student.build import save_model_folder
+    from distilray.student.layers import set_alignment_heads
 
     checkpoint, metrics = choose_checkpoint(result, cfg.run.export_checkpoint)
     init = _student_init_info(cfg.model.student)
@@ -58,6 +59,11 @@ def export_student(cfg: DistillConfig, result, summary: DataSummary):
     storage.write_bytes(
         f"{out.rstrip('/')}/{CARD_FILE}", model_card(cfg, summary, metrics, init).encode()
     )
+    if cfg.run.export_ct2:
+        from distilray.models.ct2_export import export_ct2_inside
+
+        ct2 = export_ct2_inside(out, cfg.run.export_ct2)
+        logger.info("faster-whisper copy (%s) in %s", cfg.run.export_ct2, ct2)
     logger.info(
         "student exported to %s (step %s, eval WER %s)",
         out,

@@ -128,7 +128,7 @@ class DistillRecipe:
 
     def _hidden_alignment(self) -> HiddenAlignment | None:
         """The layer pairs of ``loss.hidden_weight`` (None when the term is off)."""
-        from distilray.student import hidden_pairs, select_layers
+        from distilray.student.layers import hidden_pairs, select_layers
 
         if self.cfg.loss.hidden_weight <= 0:
             return None
@@ -141,7 +141,7 @@ class DistillRecipe:
 
     def _freeze(self, student) -> None:
         """Freeze the encoder (shared with the teacher) and optionally the positions."""
-        from distilray.student import same_encoder
+        from distilray.student.build import same_encoder
 
         if not same_encoder(student, self.teacher):
             raise ConfigError(

@@ -112,6 +112,12 @@ class EvalConfig(StageConfig):
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output_dir: str = Field(description="where results.json, results.md and the plots go")
+    word_timestamps: bool = Field(
+        False,
+        description="give each transcripts.jsonl row its words with start and end times (s) "
+        "and probabilities, from the models' alignment heads; short and chunked forms "
+        "(sequential rows carry none)",
+    )
 
     def snr_by_dataset(self) -> dict[str, list[float | None]]:
         """Each dataset's noise levels (its own list, else ``noise.snr_db``)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -55,13 +56,7 @@ def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
     )
     results = decoded.map_batches(
         EvalWorker,
-        fn_constructor_kwargs={
-            "teacher": cfg.models.teacher,
-            "student": cfg.models.student,
-            "modes": list(cfg.modes),
-            "forms": list(cfg.forms),
-            "runtime": rt.model_dump(),
-        },
+        fn_constructor_kwargs={"cfg": cfg},
         batch_format="pyarrow",
         batch_size=rt.rows_per_batch,
         num_cpus=rt.cpus_per_actor,
@@ -71,8 +66,22 @@ def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
     return results.take_all()
 
 
-def run_evaluation(cfg: EvalConfig) -> dict:
-    """Run the whole evaluation and write its report; returns the cells and file paths."""
+@dataclass(frozen=True)
+class EvalRun:
+    """What an evaluation produced."""
+
+    cells: list[dict]  # one scored row per (dataset, SNR, mode, form): see report.build_cells
+    errors: list[dict]  # utterances that could not be scored: {"dataset", "id", "error"}
+    paths: dict[str, str]  # report files by kind: json, markdown, transcripts, plots
+
+    @property
+    def results_json(self) -> str:
+        """Where ``results.json`` (cells, errors, config) was written."""
+        return self.paths["json"]
+
+
+def run_evaluation(cfg: EvalConfig) -> EvalRun:
+    """Run the whole evaluation and write its report."""
     from distilray.models.resolve import check_model_ref
 
     began = time.perf_counter()
@@ -94,7 +103,7 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     }
     paths = _write(cfg.output_dir, cells, extra, rows)
     logger.info("wrote %s", ", ".join(paths.values()))
-    return {"cells": cells, "errors": errors, "paths": paths}
+    return EvalRun(cells=cells, errors=errors, paths=paths)
 
 
 def _write(output_dir: str, cells: list[dict], extra: dict, rows: list[dict]) -> dict[str, str]:

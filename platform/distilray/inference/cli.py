@@ -54,6 +54,19 @@ def add_parser(subparsers) -> None:
         help="algorithm for audio over 30 s (default: chunked)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--engine",
+        choices=["transformers", "ctranslate2"],
+        default="transformers",
+        help="decoder: transformers generate, or CTranslate2 (the model converted once into "
+        "the model cache; chunked long-form only, no --assistant)",
+    )
+    parser.add_argument(
+        "--compute-type",
+        choices=["auto", "float32", "int8", "float16", "int8_float16", "bfloat16"],
+        default="auto",
+        help="CTranslate2 compute type (default: float32 on CPU, float16 on GPU)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
     parser.add_argument("--num-draft-tokens", type=int, default=5, help="drafts per round")
     parser.add_argument(
@@ -219,9 +232,23 @@ def run(args: argparse.Namespace) -> int:
     outputs = file_outputs(args.output_format, args.output_dir, args.files)
     if args.word_timestamps and args.long_form == "sequential":
         raise DistilrayError("--word-timestamps works with --long-form chunked (the default)")
-    transcriber = Transcriber.load(
+    load, engine_options = Transcriber.load, {}
+    if args.engine == "ctranslate2":
+        from distilray.engines.ct2_transcriber import CT2Transcriber
+
+        load, engine_options = CT2Transcriber.load, {"compute_type": args.compute_type}
+        if args.long_form == "sequential":
+            raise DistilrayError(
+                "--engine ctranslate2 decodes long audio chunked: drop --long-form"
+            )
+        if args.word_timestamps:
+            raise DistilrayError("--word-timestamps needs --engine transformers")
+    elif args.compute_type != "auto":
+        raise DistilrayError("--compute-type is CTranslate2's: add --engine ctranslate2")
+    transcriber = load(
         args.model,
         args.assistant,
+        **engine_options,
         device=args.device,
         batch_size=args.batch_size,
         num_draft_tokens=args.num_draft_tokens,

@@ -63,6 +63,19 @@ class LabelConfig(StageConfig, ManifestColumnFields):
     attn_implementation: Literal["sdpa", "eager"] = Field(
         "sdpa", description="attention kernel of the teacher"
     )
+    engine: Literal["auto", "transformers", "ctranslate2"] = Field(
+        "auto",
+        description="what decodes the teacher: transformers generate, or CTranslate2 (the "
+        "teacher converted once into the model cache; pip install 'distilray[ct2]'); auto = "
+        "ctranslate2 at float32 on CPU actors when installed (same labels, faster), "
+        "transformers on GPU actors",
+    )
+    compute_type: Literal["auto", "float32", "int8", "float16", "int8_float16", "bfloat16"] = Field(
+        "auto",
+        description="CTranslate2 compute type (setting one selects ctranslate2); auto = "
+        "float32 on CPU (labels identical to transformers'), float16 on GPU; int8 and "
+        "the 16-bit types are faster but change a share of labels (bench/label.py)",
+    )
     concatenate_audio: bool = Field(
         True,
         description="pack consecutive short clips into chunks of up to max_chunk_s (the "
@@ -127,6 +140,11 @@ class LabelConfig(StageConfig, ManifestColumnFields):
     def _check(self) -> LabelConfig:
         if self.min_actors > self.max_actors:
             raise ValueError("min_actors must not exceed max_actors")
+        if self.engine == "transformers" and self.compute_type != "auto":
+            raise ValueError(
+                "compute_type is CTranslate2's: set engine=ctranslate2 (or auto), or use "
+                "dtype for the transformers engine"
+            )
         if is_inside(self.output, self.input):
             # A Parquet input folder would read the labelled shards back as input.
             raise ValueError(

@@ -59,6 +59,47 @@ def test_random_teacher_greedy_ids_equal_transformers(tiny_random, random_ct2):
         assert all(len(row) == 25 for row in got)
 
 
+def test_ct2_decoder_gives_the_greedy_decoders_rows(tiny_random, random_ct2):
+    """One decoder interface: the same Decoded rows (prompts, ids, segments) as
+    GreedyDecoder, and clear errors for what CTranslate2 does not do."""
+    from distilray.engines.ct2 import CT2Whisper
+    from distilray.engines.ct2_decoder import CT2Decoder
+    from distilray.errors import DistilrayError
+    from distilray.inference.decoder import DecodeOptions, GreedyDecoder
+    from distilray.inference.engine import Transcriber
+    from distilray.inference.longform import SequentialOptions
+    from distilray.inference.prompt import text_prompt_ids
+    from distilray.models import load_whisper
+
+    model, processor = load_whisper(tiny_random)
+    engine = CT2Whisper(random_ct2, compute_type="float32")
+    ct2 = CT2Decoder(engine, model, processor, max_new_tokens=20)
+    greedy = GreedyDecoder(model, processor, max_new_tokens=20)
+    features = np.random.default_rng(1).standard_normal((2, 80, 3000)).astype(np.float32)
+    for timestamps in (False, True):
+        want = greedy.decode(features, return_timestamps=timestamps, end_times=[30.0, 30.0])
+        got = ct2.decode(features, return_timestamps=timestamps, end_times=[30.0, 30.0])
+        assert (got.ids, got.prompts, got.segments) == (want.ids, want.prompts, want.segments)
+        encoded = ct2.decode(features, encoder_hidden_states=engine.encode(features))
+        assert encoded.ids == greedy.decode(features).ids
+    caps = ct2.capabilities
+    assert caps.timestamps and not caps.sequential and not caps.word_timestamps
+    refused = [
+        lambda: ct2.decode(features, word_timestamps=True),
+        lambda: ct2.decode(features, options=DecodeOptions(temperature=0.5)),
+        lambda: ct2.decode(
+            features, options=DecodeOptions(prompt_ids=text_prompt_ids(processor.tokenizer, "hi"))
+        ),
+        lambda: ct2.sequential([np.zeros(16000, np.float32)], SequentialOptions()),
+        lambda: Transcriber(model, processor, decoder=ct2).transcribe(
+            [np.zeros(16000, np.float32)], long_form="sequential"
+        ),
+    ]
+    for call in refused:
+        with pytest.raises(DistilrayError):
+            call()
+
+
 def test_cached_copy_is_keyed_by_content(tiny_random, random_ct2, tmp_path):
     import shutil
 

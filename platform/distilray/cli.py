@@ -19,11 +19,7 @@ import logging
 import sys
 
 from distilray import __version__
-from distilray.cli_common import (
-    EXIT_INTERRUPTED,
-    EXIT_USER_ERROR,
-    add_config_arguments,  # noqa: F401 - serving/cli.py still imports it from here
-)
+from distilray.cli_common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from distilray.errors import DistilrayError
 
 # Order is the order `distilray --help` lists them in: the pipeline's order.

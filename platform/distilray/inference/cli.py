@@ -232,7 +232,11 @@ def run(args: argparse.Namespace) -> int:
     outputs = file_outputs(args.output_format, args.output_dir, args.files)
     if args.word_timestamps and args.long_form == "sequential":
         raise DistilrayError("--word-timestamps works with --long-form chunked (the default)")
-    load, engine_options = Transcriber.load, {}
+    load = Transcriber.load
+    engine_options = {
+        "num_draft_tokens": args.num_draft_tokens,
+        "draft_schedule": args.draft_schedule,
+    }
     if args.engine == "ctranslate2":
         from distilray.engines.ct2_transcriber import CT2Transcriber
 
@@ -251,8 +255,6 @@ def run(args: argparse.Namespace) -> int:
         **engine_options,
         device=args.device,
         batch_size=args.batch_size,
-        num_draft_tokens=args.num_draft_tokens,
-        draft_schedule=args.draft_schedule,
         language=args.language,
     )
     timestamps = args.timestamps or args.word_timestamps or outputs.timestamped

@@ -80,6 +80,7 @@ class Decoder(Protocol):
     processor: object  # its processor (tokenizer + feature extractor)
     capabilities: Capabilities
     max_new_tokens: int  # generated tokens per row at most
+    timestamp_begin: int  # id of <|0.00|>: ids from it on are timestamps
 
     def decode(
         self,
@@ -92,12 +93,21 @@ class Decoder(Protocol):
         options: DecodeOptions | None = None,
     ) -> Decoded: ...
 
+    def sequential(
+        self,
+        audios: Sequence[np.ndarray],
+        options: SequentialOptions,
+        decode: DecodeOptions | None = None,
+    ) -> list[tuple[LongFormOutput, SpeculativeStats | None]]:
+        """Whisper's sequential long-form (refused where ``capabilities.sequential`` is off)."""
+        ...
+
 
 PROMPT_ALLOWANCE = 4  # start of transcript, language, task, no-timestamps
 
 
-class _Base:
-    """Settings shared by both decoders, checked once."""
+class BaseDecoder:
+    """Settings shared by every decoder, checked once; subclasses give ``_generate``."""
 
     def __init__(
         self,
@@ -265,14 +275,14 @@ class _Base:
         return [(out, None) for out in outputs]
 
 
-class GreedyDecoder(_Base):
+class GreedyDecoder(BaseDecoder):
     """The model's own greedy decoding, through transformers' ``generate``."""
 
     def _generate(self, features, return_timestamps, encoder_hidden_states, settings):
         return self._greedy(features, return_timestamps, encoder_hidden_states, settings)
 
 
-class SpeculativeDecoder(_Base):
+class SpeculativeDecoder(BaseDecoder):
     """The teacher's greedy output, drafted by an assistant (:mod:`.speculative`)."""
 
     def __init__(

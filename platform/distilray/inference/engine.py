@@ -22,7 +22,13 @@ from distilray.audio import SAMPLING_RATE
 from distilray.errors import DistilrayError
 from distilray.features import log_mel
 from distilray.inference.confidence import compression_ratio
-from distilray.inference.decoder import Decoded, DecodeOptions, RowStats, make_decoder
+from distilray.inference.decoder import (
+    Decoded,
+    DecodeOptions,
+    Decoder,
+    RowStats,
+    make_decoder,
+)
 from distilray.inference.longform import (
     SequentialOptions,
     split_windows,
@@ -114,6 +120,7 @@ class Transcriber:
         sequential: SequentialOptions | None = None,
         no_speech_threshold: float | None = None,
         logprob_threshold: float | None = LOGPROB_THRESHOLD,
+        decoder: Decoder | None = None,
     ):
         if not 0 < chunk_length_s <= 30 or not 0 <= 2 * stride_s < chunk_length_s:
             raise DistilrayError(
@@ -122,7 +129,11 @@ class Transcriber:
             )
         if batch_size < 1:
             raise DistilrayError(f"batch_size must be >= 1, got {batch_size}")
-        self.decoder = make_decoder(
+        if decoder is not None and assistant is not None:
+            raise DistilrayError("give an assistant or a decoder, not both")
+        # A decoder built elsewhere (e.g. CTranslate2's) brings its own token budget,
+        # language and task; otherwise the teacher's, speculative with an assistant.
+        self.decoder = decoder or make_decoder(
             teacher,
             processor,
             assistant,
@@ -189,6 +200,11 @@ class Transcriber:
         options = options or DecodeOptions()
         if long_form not in LONG_FORMS:
             raise DistilrayError(f"long_form must be one of {LONG_FORMS}, got {long_form!r}")
+        if long_form == "sequential" and not self.decoder.capabilities.sequential:
+            raise DistilrayError(
+                "sequential long-form runs on transformers generate, which this engine "
+                "does not use: use long_form='chunked' (--long-form chunked)"
+            )
         long = [i for i, a in enumerate(audios) if is_long_form(len(a))]
         if word_timestamps and long and long_form == "sequential":
             raise DistilrayError(

@@ -1,10 +1,11 @@
 """The teacher on CTranslate2: which engine labels, and the actor that labels with it.
 
 :class:`CT2TeacherLabeller` is :class:`~distilray.labelling.teacher.TeacherLabeller`
-with the encoder pass and greedy decoding run by CTranslate2
-(:class:`distilray.engines.ct2.CT2Whisper`); it writes the same row schema. The
-prompt, the label sequence (prompt + generated + end of text) and the confidence
-come from the same functions as the transformers actor's: ``avg_logprob`` and
+with the encoder pass and greedy decoding run by CTranslate2 (its decoder is a
+:class:`distilray.engines.ct2_decoder.CT2Decoder`); it writes the same row schema.
+The stored label starts with the prompt the decoder reports (``Decoded.prompts``),
+and the label sequence (prompt + generated + end of text) and the confidence come
+from the same code as the transformers actor's: ``avg_logprob`` and
 ``no_speech_prob`` from one teacher-forced pass of the transformers decoder over
 CTranslate2's encoder output (CTranslate2 only returns scores after its token
 filters, which are not Whisper's definition), ``compression_ratio`` from the text.
@@ -19,7 +20,7 @@ import numpy as np
 
 from distilray.errors import ConfigError
 from distilray.inference.confidence import no_speech_token_id
-from distilray.inference.prompt import full_sequence, prompt_ids
+from distilray.inference.prompt import end_of_text
 from distilray.labelling.teacher import TeacherLabeller
 
 ENGINES = ("transformers", "ctranslate2")
@@ -95,6 +96,7 @@ class CT2TeacherLabeller(TeacherLabeller):
         import torch
 
         from distilray.engines.ct2 import CT2Whisper
+        from distilray.engines.ct2_decoder import CT2Decoder
         from distilray.models import load_whisper
 
         if device == "cpu":
@@ -107,10 +109,16 @@ class CT2TeacherLabeller(TeacherLabeller):
         self.model, self.processor = load_whisper(teacher, device=device, dtype="float32")
         self.model.model.encoder = None
         config = self.model.generation_config
-        eos = config.eos_token_id
-        self.eos = eos[0] if isinstance(eos, list) else eos
-        self.prompt = prompt_ids(config, language, task, return_timestamps)
-        self.max_initial_timestamp = getattr(config, "max_initial_timestamp_index", None)
+        self.eos = end_of_text(config)
+        self.decoder = CT2Decoder(
+            self.engine,
+            self.model,
+            self.processor,
+            max_new_tokens=max_new_tokens,
+            language=language,
+            task=task,
+        )
+        self.return_timestamps = return_timestamps
         self.store = None
         if encoder_cache_dir:
             from distilray.models.encoder_store import EncoderStore, encoder_namespace
@@ -120,33 +128,12 @@ class CT2TeacherLabeller(TeacherLabeller):
         self.suppress = list(config.suppress_tokens or [])
         self.no_speech_id = no_speech_token_id(config)
         self.progress = progress
-        self.options = {"max_new_tokens": max_new_tokens}
 
-    def _run(self, features: np.ndarray) -> list:
-        """Label sequences, then one teacher-forced pass for ``(avg_logprob, no_speech_prob)``."""
-        from distilray.inference.confidence import sequence_scores
-
+    def _encode(self, features: np.ndarray):
+        """CTranslate2's encoder output (the decoder's input) and the same as a torch
+        tensor on the scoring decoder's device."""
         encoded = self.engine.encode(features)
         hidden = self.engine.hidden_states(
             encoded, device=self.model.device, dtype=self.model.dtype
         )
-        if self.store is not None:
-            for row, states in zip(features, hidden, strict=True):
-                self.store.save(row, states)
-        max_new = self.options["max_new_tokens"]
-        generated = self.engine.greedy(
-            encoded,
-            self.prompt,
-            max_new_tokens=max_new,
-            max_initial_timestamp_index=self.max_initial_timestamp,
-        )
-        sequences = [full_sequence(self.prompt, row, self.eos, max_new) for row in generated]
-        scores = sequence_scores(
-            self.model,
-            hidden,
-            sequences,
-            [len(self.prompt)] * len(sequences),
-            suppress_tokens=self.suppress,
-            no_speech_id=self.no_speech_id,
-        )
-        return list(zip(sequences, scores, strict=True))
+        return encoded, hidden

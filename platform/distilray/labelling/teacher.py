@@ -95,7 +95,9 @@ class TeacherLabeller:
         if encoder_cache_dir:
             from distilray.models.encoder_store import EncoderStore, encoder_namespace
 
-            self.store = EncoderStore(encoder_cache_dir, encoder_namespace(teacher, self.model.dtype))
+            self.store = EncoderStore(
+                encoder_cache_dir, encoder_namespace(teacher, self.model.dtype)
+            )
         self.suppress = list(config.suppress_tokens or [])
         self.no_speech_id = no_speech_token_id(config)
         self.progress = progress  # a ProgressCounter actor handle, told about every batch
@@ -151,20 +153,27 @@ class TeacherLabeller:
                 out.append((None, f"teacher failed: {type(exc).__name__}: {exc}"))
         return out
 
-    def _run(self, features: np.ndarray) -> list[_Labelled]:
-        """Label sequences, then one teacher-forced pass for ``(avg_logprob, no_speech_prob)``."""
+    def _encode(self, features: np.ndarray):
+        """``(encoded, hidden)``: the encoder output as the decoder takes it, and as the
+        torch tensor the scores and the encoder store take (here both the same)."""
         import torch
 
-        from distilray.inference.confidence import sequence_scores
         from distilray.inference.shortform import to_model
 
         with torch.inference_mode():
-            encoded = self.model.model.encoder(
+            hidden = self.model.model.encoder(
                 to_model(self.model, np.ascontiguousarray(features))
             ).last_hidden_state
+        return hidden, hidden
+
+    def _run(self, features: np.ndarray) -> list[_Labelled]:
+        """Label sequences, then one teacher-forced pass for ``(avg_logprob, no_speech_prob)``."""
+        from distilray.inference.confidence import sequence_scores
+
+        encoded, hidden = self._encode(features)
         if self.store is not None:
-            for row, hidden in zip(features, encoded, strict=True):
-                self.store.save(row, hidden)
+            for row, states in zip(features, hidden, strict=True):
+                self.store.save(row, states)
         decoded = self.decoder.decode(
             features, return_timestamps=self.return_timestamps, encoder_hidden_states=encoded
         )
@@ -174,7 +183,7 @@ class TeacherLabeller:
         ]
         scores = sequence_scores(
             self.model,
-            encoded,
+            hidden,
             sequences,
             [len(prompt) for prompt in decoded.prompts],
             suppress_tokens=self.suppress,

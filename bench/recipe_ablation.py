@@ -114,8 +114,8 @@ def teacher_cells(stages, out: Path) -> list[dict]:
 
     saved = out / "results.json"
     if saved.is_file():
-        return json.loads(saved.read_text())["cells"]
-    return run_evaluation(eval_config(stages, None, ["teacher"], out))["cells"]
+        return json.loads(saved.read_text()).cells
+    return run_evaluation(eval_config(stages, None, ["teacher"], out)).cells
 
 
 def run_variant(name: str, recipe, stages, workdir: Path) -> dict:
@@ -129,7 +129,7 @@ def run_variant(name: str, recipe, stages, workdir: Path) -> dict:
     outcome = run_distillation(load_config(DistillConfig, recipe.distill, overrides))
     cells = run_evaluation(
         eval_config(stages, outcome.student, ["student"], workdir / "eval" / name)
-    )["cells"]
+    ).cells
     return {
         "variant": name,
         "changes": VARIANTS[name][0],

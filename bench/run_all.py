@@ -23,19 +23,20 @@ RESULTS = ROOT / "results"
 DEMO_STUDENT = ROOT.parent / "runs" / "demo" / "student"
 # Keys worth a row in the summary: ratios, equality checks, acceptance, throughput.
 INTERESTING = ("ratio", "speedup", "vs_teacher", "identical", "same", "acceptance",
-               "samples_per_s", "audio_s_per_s", "throughput", "p50", "p95", "lost", "correct")
+               "samples_per_s", "audio_s_per_s", "throughput", "p50", "p95", "lost", "correct",
+               "overhead")
 
 
 def benches(quick: bool, device: str, student: str | None = None) -> dict[str, list[str]]:
     clips = "8" if quick else "24"
     distilled = ["--student", student] if student else []
     return {
-        "label": ["bench/label.py", "--clips", clips, "--actors", "1", "--cpus-per-actor", "2", "--out", str(RESULTS / "label.json")],
+        "label": ["bench/label.py", "--clips", clips, "--out", str(RESULTS / "label.json")],
         "distill": ["bench/distill.py", "--device", device, "--out", str(RESULTS / "distill.json")],
         "inference": ["bench/inference.py", "--clips", clips, "--device", device, *distilled,
                       "--out", str(RESULTS / "inference.json")],
         "serve_load": ["bench/serve_load.py", "--requests", "16" if quick else "48",
-                       "--out", str(RESULTS / "serve_load.json")],
+                       "--assistant", student or "cut", "--out", str(RESULTS / "serve_load.json")],
     }
 
 

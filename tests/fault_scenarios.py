@@ -186,7 +186,7 @@ def label_with_node_loss(args, swap: NodeSwap, workdir: Path) -> dict:
         "killed_at": swap.at,
         "ids_written": ids,
         "input_ids": [json.loads(line)["id"] for line in manifest.read_text().splitlines()],
-        "errors": result["run"]["errors"],
+        "errors": result.run["errors"],
         "output": cfg.output,
     }
 

@@ -109,35 +109,39 @@ def test_verbose_defaults_off_for_sub_commands():
     assert build_parser().parse_args(["label", "--config", "c.yaml"]).verbose is False
 
 
-def _labelled(summary: dict) -> dict:
+def _labelled(labelled: int):
+    from distilray.labelling.pipeline import LabelRun
+    from distilray.labelling.summary import LabelSummary
+
     run = {
         "inputs_labelled": 2,
         "rows_written": 2,
         "audio_s": 0.0,
         "elapsed_s": 1.0,
         "audio_s_per_s": 0.0,
-        "errors": 2,
+        "errors": 2 - labelled,
         "inputs_skipped": 0,
     }
-    base = {
-        "rows": 2,
-        "inputs": 2,
-        "labelled": 0,
-        "errors": 2,
-        "audio_hours": 0.0,
-        "scored": 0,
-        "wer_mean": None,
-        "share_wer_above": {},
-        "error_examples": [],
-    }
-    return {"run": run, "summary": {**base, **summary}, "manifest": "out/_manifest.json"}
+    summary = LabelSummary(
+        rows=2,
+        inputs=2,
+        labelled=labelled,
+        errors=2 - labelled,
+        audio_hours=0.0,
+        scored=0,
+        wer_mean=None,
+        wer_median=None,
+        share_wer_above={},
+        error_examples=[],
+    )
+    return LabelRun(run=run, summary=summary, manifest="out/_manifest.json")
 
 
 @pytest.mark.parametrize(("labelled", "status"), [(0, 3), (1, 0)])
 def test_label_exits_3_when_no_row_was_labelled(monkeypatch, capsys, labelled, status):
     import distilray.labelling.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "run_labelling", lambda cfg: _labelled({"labelled": labelled}))
+    monkeypatch.setattr(pipeline, "run_labelling", lambda cfg: _labelled(labelled))
     assert main(["label", "--config", "configs/tiny/label.yaml"]) == status
     err = capsys.readouterr().err
     assert ("error: no usable labels" in err) == (status == 3)
@@ -148,7 +152,7 @@ def test_eval_exits_3_without_a_scored_cell(monkeypatch, capsys, cells, status):
     import distilray.evaluation.report as report
     import distilray.evaluation.run as run
 
-    result = {"cells": cells, "errors": [{"id": "a"}], "paths": {"json": "out/results.json"}}
+    result = run.EvalRun(cells=cells, errors=[{"id": "a"}], paths={"json": "out/results.json"})
     monkeypatch.setattr(run, "run_evaluation", lambda cfg: result)
     monkeypatch.setattr(report, "markdown_table", lambda cells: "")
     assert main(["eval", "--config", "configs/tiny/eval.yaml"]) == status

@@ -75,6 +75,7 @@ def test_distill_on_s3_exports_and_resumes(bucket, tiny_random, synth_clips, tmp
     ]
     files = storage.list_files(f"{base}/train/s3run")
     assert any(f.endswith("checkpoint_step_00000006/train_state.pt") for f in files)
-    assert storage.read_bytes(f"{base}/student/README.md").startswith(b"# Distilled Whisper")
+    card = storage.read_bytes(f"{base}/student/README.md").decode()
+    assert card.startswith("---\nlicense: mit\n") and "# Distilled Whisper student: student" in card
     model, _ = load_whisper(f"{base}/student")
     assert model.config.decoder_layers == 2

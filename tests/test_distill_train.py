@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from distilray.distill.config import DistillConfig
 from distilray.distill.history import HISTORY_FILE, read_history
@@ -86,6 +87,11 @@ def test_loss_decreases_and_student_is_exported(uninterrupted):
     folder = Path(uninterrupted.student)
     card = (folder / "README.md").read_text()
     assert "Eval WER" in card and "λ: 0.1" in card
+    meta = yaml.safe_load(card.split("---\n")[1])  # the Hub's front matter
+    assert meta["pipeline_tag"] == "automatic-speech-recognition"
+    wer = meta["model-index"][0]["results"][0]["metrics"][0]
+    assert wer["type"] == "wer" and wer["value"] == round(100 * uninterrupted.eval_wer, 2)
+    assert str(folder.parent) not in card  # no paths of this machine
     model, _ = load_whisper(str(folder))
     assert model.config.decoder_layers == 2
     checkpoints = sorted(p.name for p in Path(uninterrupted.run_path).glob("checkpoint_step_*"))

@@ -9,6 +9,7 @@ its own processes, never with ``ray stop``.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.error
 import uuid
@@ -29,25 +30,36 @@ def head(ray_head):
     return ray_head
 
 
-def ray_cli(head: LocalRayHead, *args: str, token: bool = True, timeout: float = 300):
+def ray_cli(
+    head: LocalRayHead, *args: str, token: bool = True, timeout: float = 300, cwd: Path = ROOT
+):
     return subprocess.run(
         [str(RAY_BIN), *args],
         env=head.client_env(with_token=token),
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=ROOT,
+        cwd=cwd,
     )
 
 
-def submit(head: LocalRayHead, entrypoint: list[str], *, token: bool = True, timeout=300):
-    """``ray job submit --working-dir .`` from the repository root; (result, job id)."""
+def submit(
+    head: LocalRayHead,
+    entrypoint: list[str],
+    *,
+    token: bool = True,
+    timeout=300,
+    cwd: Path = ROOT,
+    runtime_env: dict | None = None,
+):
+    """``ray job submit --working-dir .`` from ``cwd`` (the repository root); (result, job id)."""
     job_id = f"test-{uuid.uuid4().hex[:8]}"
+    env_args = ["--runtime-env-json", json.dumps(runtime_env)] if runtime_env else []
     result = ray_cli(
         head,
         "job", "submit", "--address", head.dashboard_url, "--submission-id", job_id,
-        "--working-dir", ".", "--", *entrypoint,
-        token=token, timeout=timeout,
+        "--working-dir", ".", *env_args, "--", *entrypoint,
+        token=token, timeout=timeout, cwd=cwd,
     )  # fmt: skip
     return result, job_id
 
@@ -96,3 +108,47 @@ def test_failing_job_reports_failed(head):
     assert job_status(head, job_id) == "FAILED"
     logs = job_logs(head, job_id)
     assert "error:" in logs and "no/such/config.yaml" in logs
+
+
+# What the README's job submission prints from the driver and from a Ray task on a worker.
+SHIPPED_PROBE = """
+import json, ray, distilray
+
+@ray.remote
+def on_a_worker():
+    import distilray
+    return getattr(distilray, "EDITED_MARKER", None)
+
+ray.init()
+driver = getattr(distilray, "EDITED_MARKER", None)
+print("PROBE", json.dumps({"driver": driver, "worker": ray.get(on_a_worker.remote())}))
+"""
+
+
+def test_py_modules_ship_the_edited_working_copy(head, tmp_path):
+    """The nodes have distilray installed (this checkout's venv); a working copy edited
+    since runs instead, in the driver and on workers, when the README's
+    ``{"py_modules": ["platform/distilray"]}`` ships it."""
+    copy = tmp_path / "checkout"
+    shutil.copytree(
+        ROOT / "platform" / "distilray",
+        copy / "platform" / "distilray",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (copy / "probe.py").write_text(SHIPPED_PROBE)
+    marker = uuid.uuid4().hex
+    init = copy / "platform" / "distilray" / "__init__.py"
+    init.write_text(init.read_text() + f"\nEDITED_MARKER = {marker!r}  # edited after install\n")
+
+    ship = {"py_modules": ["platform/distilray"]}
+    result, job_id = submit(head, ["python", "probe.py"], cwd=copy, runtime_env=ship)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    logs = job_logs(head, job_id)
+    probe = next(line for line in logs.splitlines() if line.startswith("PROBE "))
+    assert json.loads(probe[len("PROBE ") :]) == {"driver": marker, "worker": marker}
+
+    # Without py_modules the installed copy runs: the edit is not seen.
+    result, job_id = submit(head, ["python", "probe.py"], cwd=copy)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    probe = next(line for line in job_logs(head, job_id).splitlines() if line.startswith("PROBE "))
+    assert json.loads(probe[len("PROBE ") :]) == {"driver": None, "worker": None}

@@ -46,7 +46,11 @@ def write_shard(path: Path, rows: list[tuple[list[str], str | None]]) -> None:
     table = pa.Table.from_pylist(
         [
             {"id": "+".join(ids), "source_ids": ids, "teacher": "t", "error": error}
-            | ({"audio": b"wav", "duration_s": 1.0} if error is None else {})
+            | (
+                {"audio": {"bytes": b"wav", "path": "x.wav"}, "duration_s": 1.0}
+                if error is None
+                else {}
+            )
             for ids, error in rows
         ],
         schema=OUTPUT_SCHEMA,
@@ -77,7 +81,7 @@ def test_prune_drops_only_errored_rows_a_later_run_relabelled(tmp_path):
     ids = sorted(i for r in rows for i in r["source_ids"])
     assert ids == ["a", "b", "c", "d", "e", "f"]
     kept = next(r for r in rows if r["id"] == "a")
-    assert kept["audio"] == b"wav" and kept["duration_s"] == 1.0  # other columns intact
+    assert kept["audio"]["bytes"] == b"wav" and kept["duration_s"] == 1.0  # other columns intact
     assert prune_superseded(scan_output(str(tmp_path))) == 0  # idempotent
 
 
@@ -116,15 +120,15 @@ def test_missing_file_is_labelled_on_a_retrying_resume(ray_local, tiny_random, t
     }
 
     first = run_labelling(LabelConfig.model_validate(settings))
-    assert first["summary"]["errors"] == 1
+    assert first.summary.errors == 1
     (tmp_path / "c2.wav").write_bytes(encode_wav(clips["c2"]))  # the file turns up
 
     plain = run_labelling(LabelConfig.model_validate(settings))  # default: errors stay
-    assert plain["run"]["rows_written"] == 0 and plain["summary"]["errors"] == 1
+    assert plain.run["rows_written"] == 0 and plain.summary.errors == 1
 
     retried = run_labelling(LabelConfig.model_validate({**settings, "retry_errors": True}))
-    assert retried["run"]["errors_retried"] == 1 and retried["run"]["inputs_labelled"] == 1
+    assert retried.run["errors_retried"] == 1 and retried.run["inputs_labelled"] == 1
     rows = pa.concat_tables(pq.read_table(f) for f in list_shards(str(out))).to_pylist()
     assert sorted(r["id"] for r in rows) == ["c0", "c1", "c2"]  # each id exactly once
     assert all(r["error"] is None and r["pseudo_label_ids"] for r in rows)
-    assert retried["summary"]["errors"] == 0 and retried["summary"]["rows"] == 3
+    assert retried.summary.errors == 0 and retried.summary.rows == 3

@@ -15,7 +15,9 @@ from transformers import GenerationConfig
 
 from distilray.audio import encode_wav
 from distilray.config import load_config
+from distilray.data.manifest import ManifestColumns
 from distilray.errors import ConfigError, DataError
+from distilray.hashing import stable_id
 from distilray.inference.prompt import full_sequence, prompt_ids
 from distilray.labelling.config import LabelConfig
 from distilray.labelling.prepare import Clip, decode_row, is_packed, mix_packed, pack
@@ -134,7 +136,9 @@ def test_pack_mix_packs_a_share_and_keeps_the_rest_single():
     single = [c for c in mixed if len(c.ids) == 1]
     chosen = {c.ids[0] for c in clips if is_packed(c.ids[0], 0.5)}
     assert 10 < len(chosen) < 30  # about half
-    assert {i for c in packed for i in c.ids} | {c.ids[0] for c in single if c.ids[0] in chosen} == chosen
+    assert {i for c in packed for i in c.ids} | {
+        c.ids[0] for c in single if c.ids[0] in chosen
+    } == chosen
     assert not {c.ids[0] for c in single} & {i for c in packed for i in c.ids}
     assert sorted(i for c in mixed for i in c.ids) == sorted(c.ids[0] for c in clips)  # each once
     assert all(c.audio.size <= 30 * 16000 for c in mixed)
@@ -271,10 +275,10 @@ def test_summary_counts_errors_hours_and_wer_shares():
     summary = summarize(
         shard(rows).select(["id", "source_ids", "duration_s", "wer", "teacher", "error"])
     )
-    assert summary["rows"] == 6 and summary["errors"] == 1 and summary["labelled"] == 5
-    assert summary["audio_hours"] == 2.5 and summary["scored"] == 4
-    assert summary["share_wer_above"] == {"5%": 0.75, "10%": 0.5, "20%": 0.25, "40%": 0.25}
-    assert summary["error_examples"] == [{"id": "e", "error": "corrupt"}]
+    assert summary.rows == 6 and summary.errors == 1 and summary.labelled == 5
+    assert summary.audio_hours == 2.5 and summary.scored == 4
+    assert summary.share_wer_above == {"5%": 0.75, "10%": 0.5, "20%": 0.25, "40%": 0.25}
+    assert summary.error_examples == [{"id": "e", "error": "corrupt"}]
     run = {
         "inputs_labelled": 6,
         "rows_written": 6,
@@ -325,5 +329,7 @@ def test_input_ids_of_every_manifest_layout(tmp_path):
     with pytest.raises(DataError, match="duplicate ids: '2'"):
         input_ids(str(parquet))
     pq.write_table(pa.table({"key": [3], "audio": ["c.wav"]}), parquet / "1.parquet")
-    with pytest.raises(DataError, match="expected id, audio"):
-        input_ids(str(parquet))
+    with pytest.raises(DataError, match="no column 'id' for the id .* key, audio"):
+        input_ids(str(parquet), ManifestColumns(id="id"))
+    # Without an id column (and none named), ids are hashes of the audio path.
+    assert input_ids(str(parquet)).to_pylist() == ["1", "2", stable_id("c.wav")]

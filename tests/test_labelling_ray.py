@@ -125,15 +125,17 @@ def test_corrupt_and_unlabelled_rows(ray_local, tiny_random, mixed_input, tmp_pa
         assert row["pseudo_label_ids"][:2] == [SOT, NO_TS] and len(row["pseudo_label_ids"]) <= 15
         assert row["avg_logprob"] <= 0 and 0 <= row["no_speech_prob"] <= 1
         assert row["compression_ratio"] > 0
-        stored = decode_audio(row["audio"]).size / 16000  # the stored WAV is the clip at 16 kHz
+        stored = (
+            decode_audio(row["audio"]["bytes"]).size / 16000
+        )  # the stored WAV is the clip at 16 kHz
         assert abs(stored - row["duration_s"]) < 1e-3
         assert abs(row["duration_s"] - inputs[row["id"]]["seconds"]) < 0.01
 
-    summary = result["summary"]
-    assert (summary["rows"], summary["errors"], summary["scored"]) == (len(inputs), 1, 8)
-    assert result["run"]["rows_written"] == len(inputs) and result["run"]["errors"] == 1
+    summary = result.summary
+    assert (summary.rows, summary.errors, summary.scored) == (len(inputs), 1, 8)
+    assert result.run["rows_written"] == len(inputs) and result.run["errors"] == 1
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
-    assert manifest["summary"] == summary and manifest["teacher"] == str(tiny_random)
+    assert manifest["summary"] == summary.as_dict() and manifest["teacher"] == str(tiny_random)
     assert len(manifest["runs"]) == 1 and manifest["config"]["batch_size"] == 4
 
 
@@ -143,7 +145,7 @@ def plant_unfinished_shard(output: Path, ids: list[str]) -> Path:
         {
             "id": i,
             "source_ids": [i],
-            "audio": b"",
+            "audio": {"bytes": b"", "path": f"{i}.wav"},
             "duration_s": 1.0,
             "text": None,
             "pseudo_label": "lost",
@@ -172,15 +174,15 @@ def test_resume_after_a_crashed_run_has_no_duplicates_or_gaps(
     out = tmp_path / "out"
     # A first run that stopped after 3 inputs, and a shard its killed writer left half-written.
     first = run_labelling(config(synth_clips, out, tiny_random, limit=3))
-    assert first["run"]["inputs_labelled"] == 3
+    assert first.run["inputs_labelled"] == 3
     planted = plant_unfinished_shard(out, ids[3:5])
 
     # The rerun finishes the job; it also packs clips, so resume must read source_ids.
     second = run_labelling(
         config(synth_clips, out, tiny_random, concatenate_audio=True, max_chunk_s=9)
     )
-    assert second["run"]["inputs_skipped"] == 3 and second["run"]["inputs_labelled"] == 5
-    assert second["run"]["partial_files_set_aside"] == [str(planted)]
+    assert second.run["inputs_skipped"] == 3 and second.run["inputs_labelled"] == 5
+    assert second.run["partial_files_set_aside"] == [str(planted)]
     assert Path(str(planted) + PARTIAL_SUFFIX).exists()
 
     table = read_output(out)
@@ -194,7 +196,7 @@ def test_resume_after_a_crashed_run_has_no_duplicates_or_gaps(
         assert row["text"] == " ".join(texts[i] for i in row["source_ids"])
 
     third = run_labelling(config(synth_clips, out, tiny_random))  # nothing left to do
-    assert third["run"]["rows_written"] == 0 and third["run"]["inputs_skipped"] == len(ids)
+    assert third.run["rows_written"] == 0 and third.run["inputs_skipped"] == len(ids)
     assert len(json.loads((out / "_manifest.json").read_text())["runs"]) == 3
     with pytest.raises(DataError, match="resume=true"):
         run_labelling(config(synth_clips, out, tiny_random, resume=False))

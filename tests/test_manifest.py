@@ -16,12 +16,14 @@ from distilray import storage
 from distilray.audio import decode_audio, encode_wav
 from distilray.data.manifest import (
     MANIFEST_SCHEMA,
+    ManifestColumns,
     folder_table,
     manifest_files,
     normalize_manifest_table,
     read_manifest,
 )
 from distilray.errors import DataError
+from distilray.hashing import stable_id
 
 
 def tone(seconds: float = 0.25, freq: float = 440.0) -> bytes:
@@ -184,10 +186,12 @@ def test_single_files_are_recognised_by_extension(tmp_path, jsonl_dataset):
     ("rows", "message"),
     [
         (
-            [{"audio": "a.wav", "text": "x"}],
-            r"found columns \['audio', 'text'\]; expected columns: id",
+            [{"id": "a", "path": "a.wav"}],
+            r"no column 'audio' for the audio \(set audio_column to one of the columns it "
+            r"has: id, path\)",
         ),
-        ([{"id": "a", "path": "a.wav"}], r"expected columns: id \(string\), audio"),
+        ([{"audio": "a.wav"}, {"audio": "a.wav"}], "1 duplicate ids"),  # same path, same id
+        ([{"audio": "a.wav"}, {"audio": None}], "row 1 has no audio"),
         ([{"id": "a", "audio": "a.wav"}, {"id": "a", "audio": "b.wav"}], "1 duplicate ids: 'a'"),
         ([{"id": None, "audio": "a.wav"}], "every row needs a non-empty id"),
         ([{"id": "a", "audio": "https://host/a.wav"}], "unsupported audio location"),
@@ -209,14 +213,14 @@ def test_invalid_json_line_is_reported_with_its_number(tmp_path):
 
 
 def test_parquet_errors(tmp_path):
-    pq.write_table(pa.table({"name": ["a"], "audio": ["a.wav"]}), tmp_path / "no_id.parquet")
-    with pytest.raises(DataError, match=r"no_id.parquet: found columns \['name', 'audio'\]"):
-        read_manifest(tmp_path / "no_id.parquet")
+    pq.write_table(pa.table({"name": ["a"], "wav": ["a.wav"]}), tmp_path / "no_audio.parquet")
+    with pytest.raises(DataError, match=r"no_audio.parquet: no column 'audio' .* name, wav\)"):
+        read_manifest(tmp_path / "no_audio.parquet")
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match="cannot read Parquet manifest"):
         read_manifest(tmp_path / "broken.parquet")
     table = pa.table({"id": ["a"], "audio": pa.array([1.5])})
-    with pytest.raises(DataError, match="audio column has type double"):
+    with pytest.raises(DataError, match="the audio column has type double"):
         normalize_manifest_table(table, str(tmp_path), source="in-memory")
 
 
@@ -281,3 +285,54 @@ def test_s3_parquet_prefix(s3_bucket, tmp_path):
     assert (fmt, files) == ("parquet", [f"{s3_bucket}/set2/p.parquet"])
     table = read_manifest(f"{s3_bucket}/set2")
     assert table["audio_path"].to_pylist() == [f"{s3_bucket}/set2/clips/x.wav", "s3://other/y.wav"]
+
+
+def test_columns_are_mapped_by_name_in_jsonl_and_parquet(tmp_path):
+    rows = [
+        {"utt": "u1", "file": "clips/a.wav", "transcript": "alpha", "text": "not this one"},
+        {"utt": "u2", "file": "clips/b.wav", "transcript": "beta", "text": None},
+    ]
+    columns = ManifestColumns(audio="file", text="transcript", id="utt")
+    jsonl = read_manifest(write_jsonl(tmp_path / "m.jsonl", rows), columns)
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pq" / "m.parquet")
+    parquet = read_manifest(tmp_path / "pq", columns)
+    for table, root in ((jsonl, tmp_path), (parquet, tmp_path / "pq")):
+        assert table.schema == MANIFEST_SCHEMA
+        assert table["id"].to_pylist() == ["u1", "u2"]
+        assert table["text"].to_pylist() == ["alpha", "beta"]
+        assert table["audio_path"].to_pylist() == [
+            str(root / "clips/a.wav"),
+            str(root / "clips/b.wav"),
+        ]
+
+
+def test_a_named_column_that_is_missing_lists_the_columns_there_are(tmp_path):
+    path = write_jsonl(tmp_path / "m.jsonl", [{"path": "a.mp3", "sentence": "hi"}])
+    with pytest.raises(DataError, match=r"no column 'text' for the text .* path, sentence\)"):
+        read_manifest(path, ManifestColumns(audio="path", text="text"))
+    with pytest.raises(DataError, match=r"no column 'clip_id' for the id"):
+        read_manifest(path, ManifestColumns(audio="path", id="clip_id"))
+
+
+def test_ids_without_an_id_column_hash_the_path_as_written_or_the_bytes(tmp_path):
+    """The same manifest read from two folders (two machines) gets the same ids."""
+    rows = [{"path": "clips/a.mp3", "sentence": "one"}, {"path": "clips/b.mp3"}]
+    first = read_manifest(write_jsonl(tmp_path / "x" / "m.jsonl", rows), ManifestColumns("path"))
+    second = read_manifest(write_jsonl(tmp_path / "y" / "m.jsonl", rows), ManifestColumns("path"))
+    assert first["id"].to_pylist() == second["id"].to_pylist()
+    assert first["id"].to_pylist() == [stable_id("clips/a.mp3"), stable_id("clips/b.mp3")]
+    assert first["audio_path"] != second["audio_path"]
+    assert first["text"].to_pylist() == [None, None]  # `sentence` is not read unless named
+
+    audio = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    embedded = pa.table(
+        {
+            "audio": pa.array(
+                [{"bytes": tone(freq=200), "path": None}, {"bytes": tone(), "path": "b.wav"}], audio
+            )
+        }
+    )
+    out = normalize_manifest_table(embedded, str(tmp_path))
+    assert out["id"].to_pylist() == [stable_id(tone(freq=200)), stable_id("b.wav")]
+    assert out["audio_path"].to_pylist() == [None, None]  # embedded bytes are what is read

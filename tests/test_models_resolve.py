@@ -12,7 +12,7 @@ import torch
 from distilray.errors import ModelLoadError
 from distilray.models import load_whisper, resolve_model
 from distilray.models.cache import build_once
-from distilray.models.resolve import s3_cache_dir
+from distilray.models.resolve import check_model_ref, s3_cache_dir
 from distilray.models.testing import make_tiny_random_whisper
 
 SILENCE = torch.zeros(1, 80, 3000)  # 30 s of log-mel features
@@ -200,3 +200,35 @@ def test_check_model_ref_fails_fast_without_loading(tiny_random, tmp_path, s3_se
     check_model_ref("s3://refs/student/")
     with pytest.raises(ModelLoadError, match="no config.json"):
         check_model_ref("s3://refs/other")
+
+
+def hub_cache_with_two_revisions(cache: Path) -> dict[str, str]:
+    """The Hub cache's own layout for ``acme/whisper-mini``: ``main`` a 1-layer decoder,
+    tag ``v2`` a 2-layer one; returns their commit hashes."""
+    repo = cache / "models--acme--whisper-mini"
+    commits = {"main": "a" * 40, "v2": "b" * 40}
+    for (name, commit), layers in zip(commits.items(), (1, 2), strict=True):
+        make_tiny_random_whisper(repo / "snapshots" / commit, decoder_layers=layers)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / name).write_text(commit)
+    return commits
+
+
+def test_hub_revision_reaches_the_download_and_the_loaded_weights(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    commits = hub_cache_with_two_revisions(tmp_path / "hub")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    snapshots = tmp_path / "hub" / "models--acme--whisper-mini" / "snapshots"
+    assert resolve_model("acme/whisper-mini") == snapshots / commits["main"]
+    assert resolve_model("acme/whisper-mini@v2") == snapshots / commits["v2"]
+    assert resolve_model(f"acme/whisper-mini@{commits['v2']}") == snapshots / commits["v2"]
+    assert load_whisper("acme/whisper-mini@v2")[0].config.decoder_layers == 2
+    assert load_whisper("acme/whisper-mini")[0].config.decoder_layers == 1
+    check_model_ref("acme/whisper-mini@v2")  # the driver's check asks for the same revision
+    for check in (resolve_model, check_model_ref):
+        with pytest.raises(ModelLoadError, match="Hugging Face Hub"):
+            check("acme/whisper-mini@v3")
+    with pytest.raises(ModelLoadError, match="org/name@revision"):
+        resolve_model("acme/whisper-mini@")

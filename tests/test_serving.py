@@ -152,6 +152,12 @@ def test_json_is_teacher_greedy_with_speculative_decoding(client, clips, teacher
     assert 0.0 < float(resp.headers["x-distilray-acceptance-rate"]) <= 1.0
 
 
+def test_translation_needs_a_multilingual_teacher(client, clips):
+    resp = _post(client, encode_wav(clips[0]), path="/v1/audio/translations")
+    error = _error(resp, 400, "unsupported_task")
+    assert "English-only" in error["message"]
+
+
 def test_text_format(client, clips, teacher_greedy):
     resp = _post(client, encode_wav(clips[1]), response_format="text")
     assert resp.status_code == 200
@@ -225,11 +231,12 @@ def test_bad_audio_is_400(client, body, status, code):
 @pytest.mark.parametrize(
     ("fields", "status", "code", "param"),
     [
-        ({"response_format": "xml"}, 422, "invalid_value", "response_format"),
-        ({"temperature": "0.7"}, 422, "invalid_value", "temperature"),
-        ({"temperature": "warm"}, 422, "invalid_value", "temperature"),
-        ({"language": "fr"}, 422, "invalid_value", "language"),
-        ({"prompt": "hello"}, 422, "invalid_value", "prompt"),
+        ({"response_format": "xml"}, 400, "invalid_value", "response_format"),
+        ({"temperature": "1.5"}, 400, "invalid_value", "temperature"),
+        ({"temperature": "warm"}, 400, "invalid_value", "temperature"),
+        ({"language": "fr"}, 400, "invalid_value", "language"),
+        ({"timestamp_granularities[]": "word"}, 400, "invalid_value", "timestamp_granularities"),
+        ({"stream": "maybe"}, 400, "invalid_value", "stream"),
         ({"model": "gpt-9"}, 404, "model_not_found", "model"),
     ],
 )
@@ -238,10 +245,10 @@ def test_bad_fields(client, clips, fields, status, code, param):
     assert error["param"] == param
 
 
-def test_missing_file_is_422(client):
-    error = _error(_post(client, None, response_format="json"), 422, "missing_field")
+def test_missing_file_is_400(client):
+    error = _error(_post(client, None, response_format="json"), 400, "missing_field")
     assert error["param"] == "file"
-    _error(client.post(TRANSCRIBE, json={"file": "x"}), 422, "missing_field")
+    _error(client.post(TRANSCRIBE, json={"file": "x"}), 400, "missing_field")
 
 
 def test_too_large_upload_is_413(client):
@@ -333,14 +340,14 @@ def test_error_bodies_quote_fields_cut_short(client, clips, field):
     value = "x" * 200_000
     resp = _post(client, encode_wav(clips[0][:8000]), **{field: value})
     error = resp.json()["error"]
-    assert resp.status_code in (404, 422) and error["param"] == field
+    assert resp.status_code in (400, 404) and error["param"] == field
     assert "200000 characters" in error["message"]
     assert len(resp.content) < 1000
 
 
 def test_unknown_field_name_is_cut_short(client, clips):
     resp = _post(client, encode_wav(clips[0][:8000]), **{"y" * 50_000: "1"})
-    assert resp.status_code in (400, 422)
+    assert resp.status_code == 400
     assert len(resp.content) < 1000
 
 

@@ -14,7 +14,17 @@ from distilray.errors import ConfigError
 from distilray.serving.app import parse_args
 from distilray.serving.config import LimitsConfig
 from distilray.serving.errors import APIError, quote
-from distilray.serving.formats import Segment, Transcript, render, srt, vtt
+from distilray.serving.formats import (
+    Segment,
+    Transcript,
+    Word,
+    delta_event,
+    done_event,
+    render,
+    srt,
+    sse,
+    vtt,
+)
 from distilray.serving.validation import (
     FORM_OVERHEAD_BYTES,
     BodyLimit,
@@ -66,6 +76,30 @@ def test_verbose_json_segments():
         (1, 1.5, 3661.25, " General Kenobi."),
     ]
     assert body["segments"][1]["seek"] == 150
+    # OpenAI's TranscriptionSegment: every field the SDK declares is present.
+    assert set(body["segments"][0]) == {
+        "id", "seek", "start", "end", "text", "tokens", "temperature",
+        "avg_logprob", "compression_ratio", "no_speech_prob",
+    }  # fmt: skip
+    assert "words" not in body
+
+
+def test_verbose_json_words_and_language():
+    words = (Word("Hello", 0.0, 0.4), Word("there.", 0.4, 1.5))
+    transcript = Transcript("Hello there.", 1.5, SEGMENTS[:1], language="german", words=words)
+    body = json.loads(render(transcript, "verbose_json", frozenset({"word"}))[0])
+    assert body["language"] == "german" and "segments" not in body
+    assert body["words"] == [
+        {"word": "Hello", "start": 0.0, "end": 0.4},
+        {"word": "there.", "start": 0.4, "end": 1.5},
+    ]
+    both = json.loads(render(transcript, "verbose_json", frozenset({"word", "segment"}))[0])
+    assert len(both["segments"]) == 1 and len(both["words"]) == 2
+
+
+def test_stream_events_are_openai_shaped():
+    assert sse(delta_event("Hi")) == b'data: {"type": "transcript.text.delta", "delta": "Hi"}\n\n'
+    assert done_event("Hi there") == {"type": "transcript.text.done", "text": "Hi there"}
 
 
 def test_text_without_segments_becomes_one_cue():

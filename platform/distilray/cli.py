@@ -19,12 +19,8 @@ import logging
 import sys
 
 from distilray import __version__
+from distilray.cli_common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from distilray.errors import DistilrayError
-
-EXIT_FAILED = 1  # an unexpected exception (Python's own status for a traceback)
-EXIT_USER_ERROR = 2  # a DistilrayError: bad config, input, model reference, ...
-EXIT_NOTHING_USABLE = 3  # the stage ran but produced nothing usable
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 # Order is the order `distilray --help` lists them in: the pipeline's order.
 STAGE_CLI_MODULES = [
@@ -32,39 +28,13 @@ STAGE_CLI_MODULES = [
     "distilray.models.cli",  # convert-teacher
     "distilray.inference.cli",  # transcribe
     "distilray.labelling.cli",  # label
-    "distilray.student_cli",  # init-student
+    "distilray.student.cli",  # init-student
     "distilray.distill.cli",  # distill
+    "distilray.models.export_cli",  # export (CTranslate2, for faster-whisper)
     "distilray.evaluation.cli",  # eval
     "distilray.serving.cli",  # serve
     "distilray.demo",  # demo: every stage above, end to end
 ]
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """The ``--config FILE`` plus ``key.sub=value`` overrides every stage accepts.
-
-    With ``--print-config`` the command resolves its configuration as it would to run
-    (file, overrides, flags), prints it as YAML and exits 0 without doing anything else.
-    """
-    parser.add_argument("--config", "-c", required=required, help="YAML config file")
-    parser.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the resolved configuration as YAML and exit",
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="override config fields, e.g. data.wer_threshold=0.2 or datasets.0.limit=5 "
-        "(values parsed as YAML)",
-    )
-
-
-def nothing_usable(message: str) -> int:
-    """Report that a stage produced nothing usable; the exit status to return."""
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_NOTHING_USABLE
 
 
 def setup_logging(verbose: bool = False) -> None:

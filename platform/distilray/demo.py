@@ -18,10 +18,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from distilray.config import StageConfig, load_config
+
+if TYPE_CHECKING:
+    from distilray.labelling.pipeline import LabelRun
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +261,7 @@ class Stages:
         from distilray.distill.config import DistillConfig
         from distilray.evaluation.config import EvalConfig
         from distilray.labelling.config import LabelConfig
-        from distilray.student import StudentInitConfig
+        from distilray.student.config import StudentInitConfig
 
         ov = cfg.overrides
         return cls(
@@ -281,7 +285,7 @@ def prepare_data(cfg: DemoConfig) -> tuple[Path, Path]:
     return train_manifest, eval_manifest
 
 
-def label_all(stages: Stages) -> list[dict]:
+def label_all(stages: Stages) -> list[LabelRun]:
     """Run every labelling config (each resumes: labelled inputs are skipped)."""
     from distilray.labelling.pipeline import run_labelling
 
@@ -292,7 +296,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage in order; print progress and the results table; return the results."""
     from distilray.distill.trainer import run_distillation
     from distilray.evaluation.run import run_evaluation
-    from distilray.student import init_student
+    from distilray.student.build import init_student
 
     stages = Stages.load(cfg)
     total, began_all = 7, time.perf_counter()
@@ -304,7 +308,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     t = _banner(2, total, f"pseudo-label with the teacher ({stages.label[0].teacher})")
     labelled = label_all(stages)
-    rows = sum(result["summary"].get("rows", 0) for result in labelled)
+    rows = sum(result.summary.rows for result in labelled)
     _done(t, f"{rows} rows labelled into {', '.join(c.output for c in stages.label)}")
 
     t = _banner(
@@ -327,22 +331,24 @@ def run_demo(cfg: DemoConfig) -> dict:
     _done(t, f"answered by {served['url']}")
 
     _banner(7, total, "results")
-    rows = headline(evaluated["cells"], baseline["cells"])
-    noisy = [c for c in evaluated["cells"] if c["form"] == "short" and c["snr_db"] is not None]
+    rows = headline(evaluated.cells, baseline.cells)
+    noisy = [c for c in evaluated.cells if c["form"] == "short" and c["snr_db"] is not None]
     table = format_results(rows, noisy, served)
     print(table, flush=True)
     results = {
         "headline": rows,
         "noise": noisy,
         "serve": served,
-        "labelling": {c.output: r["summary"] for c, r in zip(stages.label, labelled, strict=True)},
+        "labelling": {
+            c.output: r.summary.as_dict() for c, r in zip(stages.label, labelled, strict=True)
+        },
         "distill": {
             "steps": outcome.steps,
             "eval_wer": outcome.eval_wer,
             "student": outcome.student,
             "data": outcome.data.describe(stages.distill.data),
         },
-        "eval_report": evaluated["paths"],
+        "eval_report": evaluated.paths,
         "wall_s": time.perf_counter() - began_all,
     }
     Path(cfg.summary).parent.mkdir(parents=True, exist_ok=True)
@@ -353,7 +359,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 def add_parser(subparsers) -> None:
     """``distilray demo --config configs/tiny/demo.yaml``."""
-    from distilray.cli import add_config_arguments
+    from distilray.cli_common import add_config_arguments
 
     parser = subparsers.add_parser(
         "demo", help="run the whole pipeline end to end on the embedded teacher (CPU, minutes)"

@@ -23,7 +23,7 @@ def stage_configs() -> list[tuple[str, type[BaseModel]]]:
     from distilray.evaluation.config import EvalConfig
     from distilray.labelling.config import LabelConfig
     from distilray.serving.config import ServeArgs
-    from distilray.student import StudentInitConfig
+    from distilray.student.config import StudentInitConfig
 
     return [
         ("distilray label", LabelConfig),

@@ -2,12 +2,15 @@
 
 Three layouts are accepted, local or on ``s3://``:
 
-* **Parquet** files with columns ``id``, ``audio`` and optionally ``text``, where
-  ``audio`` is a path/URI string or a ``{bytes, path}`` struct as Hugging Face
+* **Parquet** files with an audio column, optionally a transcript and an id, where
+  the audio is a path/URI string or a ``{bytes, path}`` struct as Hugging Face
   ``datasets`` writes it;
-* **JSONL** files with the same fields (``audio`` a path/URI string);
+* **JSONL** files with the same fields (the audio a path/URI string);
 * a **folder of audio files**, each with an optional same-stem ``.txt`` reference.
 
+The columns are ``audio``, ``text`` and ``id`` unless :class:`ManifestColumns` maps
+them to others (Common Voice: ``path``/``sentence``); a manifest without ids gets
+them from a stable hash of each row's audio path, or of its bytes when it has no path.
 Every layout is normalised to one schema, :data:`MANIFEST_SCHEMA`; relative paths
 are resolved against the folder of the manifest file that names them.
 """
@@ -18,6 +21,7 @@ import json
 import os
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,6 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from distilray.errors import DataError
+from distilray.hashing import stable_id
 from distilray.storage import filesystem_for, is_s3, list_files, read_bytes
 
 MANIFEST_SCHEMA = pa.schema(
@@ -35,13 +40,47 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("text", pa.string()),  # reference transcript; null when unknown
     ]
 )
-MANIFEST_COLUMNS = ("id", "audio", "text")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".webm")
 FILE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
-EXPECTED = (
-    "expected columns: id (string), audio (a path/URI, or a {bytes, path} struct) "
-    "and optionally text"
-)
+AUDIO_KINDS = "a path/URI string, or a {bytes, path} struct"
+
+
+@dataclass(frozen=True)
+class ManifestColumns:
+    """Which columns of a manifest file hold each row's audio, transcript and id."""
+
+    audio: str = "audio"  # a path/URI string or a {bytes, path} struct
+    text: str | None = None  # the reference transcript; None: `text` if there is one
+    id: str | None = None  # None: `id` if there is one, else a hash of the audio
+
+    def select(self, names: list[str], source: str) -> dict[str, str]:
+        """``{manifest field: column}`` for a file with columns ``names``.
+
+        A column named in the mapping must exist; ``text`` and ``id`` are optional
+        only while they keep their default names.
+
+        >>> ManifestColumns(text="sentence").select(["path", "audio", "sentence"], "cv")
+        {'audio': 'audio', 'text': 'sentence'}
+        """
+        chosen = {"audio": self.audio}
+        for field, column in (("text", self.text), ("id", self.id)):
+            if column is not None or field in names:
+                chosen[field] = column or field
+        for field, column in chosen.items():
+            if column not in names:
+                raise DataError(
+                    f"{source}: no column {column!r} for the {field} "
+                    f"(set {field}_column to one of the columns it has: {', '.join(names)})"
+                )
+        return chosen
+
+    def apply(self, table: pa.Table, source: str) -> pa.Table:
+        """``table``'s mapped columns, renamed to ``audio``, ``text`` and ``id``."""
+        chosen = self.select(table.column_names, source)
+        return pa.table({field: table[column] for field, column in chosen.items()})
+
+
+DEFAULT_COLUMNS = ManifestColumns()  # audio, text and id under those names
 
 
 def manifest_files(uri: str | os.PathLike) -> tuple[str, list[str]]:
@@ -91,19 +130,20 @@ def _hidden(file: str, root: str) -> bool:
     return any(part.startswith((".", "_")) for part in relative.split("/") if part)
 
 
-def read_manifest(uri: str | os.PathLike) -> pa.Table:
+def read_manifest(uri: str | os.PathLike, columns: ManifestColumns = DEFAULT_COLUMNS) -> pa.Table:
     """The whole manifest as one normalised table (for small or local manifests)."""
     fmt, files = manifest_files(uri)
     if fmt == "folder":
         return folder_table(uri)
-    table = pa.concat_tables([read_manifest_file(f, fmt) for f in files])
+    table = pa.concat_tables([read_manifest_file(f, fmt, columns) for f in files])
     check_unique_ids(table, str(uri))
     return table
 
 
-def read_manifest_file(uri: str, fmt: str) -> pa.Table:
+def read_manifest_file(uri: str, fmt: str, columns: ManifestColumns = DEFAULT_COLUMNS) -> pa.Table:
     """One Parquet or JSONL manifest file, normalised (paths resolved against its folder)."""
-    raw = _read_parquet(uri) if fmt == "parquet" else _read_jsonl(uri)
+    # Both readers return the mapped columns under their manifest names already.
+    raw = _read_parquet(uri, columns) if fmt == "parquet" else _read_jsonl(uri, columns)
     return normalize_manifest_table(raw, _parent(uri), source=uri)
 
 
@@ -111,19 +151,18 @@ def _parent(uri: str) -> str:
     return uri.rsplit("/", 1)[0] if "/" in uri else "."
 
 
-def _read_parquet(uri: str) -> pa.Table:
+def _read_parquet(uri: str, columns: ManifestColumns) -> pa.Table:
     fs, path = filesystem_for(uri)
     try:
         names = pq.read_schema(path, filesystem=fs).names
-        if "id" not in names or "audio" not in names:
-            _missing_columns(names, uri)
-        columns = [c for c in MANIFEST_COLUMNS if c in names]
-        return pq.read_table(path, filesystem=fs, columns=columns)
+        chosen = columns.select(names, uri)
+        table = pq.read_table(path, filesystem=fs, columns=list(dict.fromkeys(chosen.values())))
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"cannot read Parquet manifest {uri}: {exc}") from None
+    return columns.apply(table, uri)
 
 
-def _read_jsonl(uri: str) -> pa.Table:
+def _read_jsonl(uri: str, columns: ManifestColumns) -> pa.Table:
     records = []
     try:
         lines = read_bytes(uri).decode("utf-8").splitlines()
@@ -139,20 +178,19 @@ def _read_jsonl(uri: str) -> pa.Table:
         if not isinstance(record, dict):
             raise DataError(f"{uri} line {number}: expected a JSON object, got {line[:60]!r}")
         records.append(record)
-    return _records_table(records, uri)
+    return _records_table(records, uri, columns)
 
 
-def _records_table(records: list[dict], uri: str) -> pa.Table:
-    present = [c for c in MANIFEST_COLUMNS if any(c in r for r in records)]
-    if "id" not in present or "audio" not in present:
-        _missing_columns(sorted({k for r in records for k in r}), uri)
-    columns = {
-        "id": [_scalar_text(r.get("id")) for r in records],
-        "audio": [_json_audio(r.get("audio"), uri) for r in records],
+def _records_table(records: list[dict], uri: str, columns: ManifestColumns) -> pa.Table:
+    names = list(dict.fromkeys(k for r in records for k in r))
+    chosen = columns.select(names, uri)
+    values = {
+        field: [_scalar_text(r.get(key)) for r in records]
+        for field, key in chosen.items()
+        if field != "audio"
     }
-    if "text" in present:
-        columns["text"] = [_scalar_text(r.get("text")) for r in records]
-    return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+    values["audio"] = [_json_audio(r.get(chosen["audio"]), uri) for r in records]
+    return pa.table({name: pa.array(column, pa.string()) for name, column in values.items()})
 
 
 def _scalar_text(value) -> str | None:
@@ -171,28 +209,52 @@ def _json_audio(value, uri: str) -> str | None:
     )
 
 
-def _missing_columns(found, source: str) -> None:
-    raise DataError(f"{source}: found columns {list(found)}; {EXPECTED}")
-
-
 def normalize_manifest_table(
-    table: pa.Table, base_dir: str, *, source: str | None = None
+    table: pa.Table,
+    base_dir: str,
+    *,
+    source: str | None = None,
+    columns: ManifestColumns = DEFAULT_COLUMNS,
 ) -> pa.Table:
     """Convert a raw manifest table to :data:`MANIFEST_SCHEMA`.
 
-    ``id`` values are cast to strings; relative audio paths are resolved against
-    ``base_dir`` (a local folder or ``s3://`` prefix); rows with embedded bytes get
-    ``audio_path`` null. ``source`` names the file in error messages.
+    ``columns`` says which columns hold the audio, text and id (a table that
+    already has them renamed passes through the default mapping). ``id`` values are
+    cast to strings, or derived from the audio (:func:`derived_ids`); relative audio
+    paths are resolved against ``base_dir`` (a local folder or ``s3://`` prefix);
+    rows with embedded bytes get ``audio_path`` null. ``source`` names the file in
+    error messages.
     """
     source = source or base_dir
-    if "id" not in table.column_names or "audio" not in table.column_names:
-        _missing_columns(table.column_names, source)
-    ids = _id_column(table["id"], source)
-    audio_bytes, audio_path = _audio_columns(table["audio"], base_dir, source)
+    table = columns.apply(table, source)
+    data, paths = _audio_values(table["audio"], source)
+    if "id" in table.column_names:
+        ids = _id_column(table["id"], source)
+    else:
+        ids = _hashed_ids(data, paths, source)
+    resolved = [
+        None if d is not None else resolve_audio_path(p, base_dir, source)
+        for p, d in zip(paths, data, strict=True)
+    ]
+    audio_bytes, audio_path = pa.array(data, pa.binary()), pa.array(resolved, pa.string())
     text = _text_column(table, source)
     out = pa.Table.from_arrays([ids, audio_bytes, audio_path, text], schema=MANIFEST_SCHEMA)
     check_unique_ids(out, source)
     return out
+
+
+def derived_ids(audio: pa.ChunkedArray | pa.Array, source: str = "manifest") -> pa.Array:
+    """Ids for rows that have none: a hash of each audio path as the manifest writes it
+    (so the same on every machine), or of the audio bytes for rows without a path."""
+    return _hashed_ids(*_audio_values(audio, source), source)
+
+
+def _hashed_ids(data: list[bytes | None], paths: list[str | None], source: str) -> pa.Array:
+    keys = [p or d for p, d in zip(paths, data, strict=True)]
+    if not all(keys):
+        row = next(i for i, k in enumerate(keys) if not k)
+        raise DataError(f"{source}: row {row} has no audio (neither a path nor bytes)")
+    return pa.array([stable_id(k) for k in keys], pa.string())
 
 
 def _id_column(column: pa.ChunkedArray, source: str) -> pa.Array:
@@ -205,25 +267,20 @@ def _id_column(column: pa.ChunkedArray, source: str) -> pa.Array:
     return ids
 
 
-def _audio_columns(
-    column: pa.ChunkedArray, base_dir: str, source: str
-) -> tuple[pa.Array, pa.Array]:
+def _audio_values(
+    column: pa.ChunkedArray | pa.Array, source: str
+) -> tuple[list[bytes | None], list[str | None]]:
+    """Each row's embedded bytes and its path as written (a row with bytes keeps its
+    path here, for its derived id; it is not read from)."""
     kind = column.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
-        paths, data = column.to_pylist(), [None] * len(column)
-    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        paths, data = [None] * len(column), column.to_pylist()
-    elif pa.types.is_struct(kind) and {"bytes", "path"} & {f.name for f in kind}:
-        rows = column.to_pylist()
-        data = [(r or {}).get("bytes") for r in rows]
-        paths = [
-            None if d is not None else (r or {}).get("path")
-            for r, d in zip(rows, data, strict=True)
-        ]
-    else:
-        raise DataError(f"{source}: audio column has type {kind}; {EXPECTED}")
-    resolved = [resolve_audio_path(p, base_dir, source) for p in paths]
-    return pa.array(data, pa.binary()), pa.array(resolved, pa.string())
+        return [None] * len(column), column.to_pylist()
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return column.to_pylist(), [None] * len(column)
+    if pa.types.is_struct(kind) and {"bytes", "path"} & {f.name for f in kind}:
+        rows = [r or {} for r in column.to_pylist()]
+        return [r.get("bytes") for r in rows], [r.get("path") for r in rows]
+    raise DataError(f"{source}: the audio column has type {kind}; expected {AUDIO_KINDS}")
 
 
 def resolve_audio_path(path: str | None, base_dir: str, source: str = "manifest") -> str | None:

@@ -4,5 +4,6 @@
 features), ``collate`` (padding and label masking), ``losses`` (the objective),
 ``optim`` (AdamW and schedule), ``step`` (pure train/eval steps), ``checkpoint`` and
 ``history`` (what a run leaves in storage), ``loop`` (the per-worker recipe),
-``trainer`` (TorchTrainer, fit, resume) and ``export`` (model folder and card).
+``trainer`` (TorchTrainer, fit, resume), ``export`` (model folder and card) and
+``outcome`` (what a finished run produced).
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from distilray.cli import add_config_arguments
+from distilray.cli_common import add_config_arguments
 
 
 def add_parser(subparsers) -> None:

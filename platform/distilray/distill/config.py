@@ -82,7 +82,9 @@ class DataSection(StageConfig):
 class ModelSection(StageConfig):
     """Teacher and student models and what of the student trains."""
 
-    teacher: str = Field(..., description="teacher: hub id, folder, s3:// URI or tiny.en")
+    teacher: str = Field(
+        ..., description="teacher: hub id (pinned: org/name@revision), folder, s3:// URI or tiny.en"
+    )
     student: str = Field(..., description="student initialised by `distilray init-student`")
     freeze_embed_positions: bool = Field(
         False, description="also freeze the decoder's position embeddings"
@@ -231,6 +233,26 @@ class RunSection(StageConfig):
     export_checkpoint: Literal["best", "latest"] = Field(
         "best", description="which checkpoint becomes the exported student"
     )
+    export_ct2: Literal["float32", "int8", "int8_float16", "float16", "bfloat16"] | None = Field(
+        None,
+        description="also export the student for faster-whisper: CTranslate2 weights of this "
+        "type in <student>/ct2 (faster_whisper.WhisperModel('<student>/ct2')); null: do not",
+    )
+
+
+class CardSection(StageConfig):
+    """Hub metadata of the exported student's model card (README.md front matter)."""
+
+    license: str = Field("mit", description="license id (Whisper's weights are MIT)")
+    language: list[str] | None = Field(
+        None, description="ISO 639-1 languages the student transcribes; null: en for *.en teachers"
+    )
+    datasets: list[str] = Field(
+        default_factory=list,
+        description="hub ids of the datasets the audio came from (e.g. "
+        "mozilla-foundation/common_voice_17_0); the first also names the WER's dataset",
+    )
+    tags: list[str] = Field(default_factory=list, description="extra tags")
 
 
 class DistillConfig(StageConfig):
@@ -243,6 +265,7 @@ class DistillConfig(StageConfig):
     train: TrainSection = Field(..., description="steps, batches, evaluation cadence")
     scaling: ScalingSection = Field(default_factory=ScalingSection, description="workers")
     run: RunSection = Field(default_factory=RunSection, description="storage, resume, export")
+    card: CardSection = Field(default_factory=CardSection, description="model card metadata")
 
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:

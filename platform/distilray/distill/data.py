@@ -5,8 +5,10 @@ pseudo_label_ids, wer, teacher, error``). Training keeps the rows the teacher
 labelled without error and, when a reference exists, with a WER of at most λ
 (the paper's filter); the filter is pushed into the Parquet scan. A stable hash of
 the id holds rows out for evaluation. Audio is decoded and turned into log-mel in a
-Ray Data map, so feature work runs beside the trainers. This module imports no
-torch: Ray Data tasks that run its functions start faster without it.
+Ray Data map, so feature work runs beside the trainers. ``audio`` is read as WAV
+bytes from the ``{bytes, path}`` struct of current shards and from the plain binary
+column of older ones alike. This module imports no torch: Ray Data tasks that run
+its functions start faster without it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from distilray.audio import decode_audio
 from distilray.distill.config import DataSection
 from distilray.errors import AudioDecodeError, DataError
 from distilray.features import log_mel
+from distilray.inference.windows import CHUNK_LENGTH_S, N_FRAMES
+from distilray.labelling.schema import wav_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +159,11 @@ def read_parquet(uri: str, required: list[str]):
 def train_dataset(cfg: DataSection):
     """Training rows: filtered by λ in the scan, minus the held-out ids."""
     columns = [*TRAIN_COLUMNS, *filter_columns(cfg)]
-    ds = _union([read_parquet(uri, columns).select_columns(columns) for uri in train_uris(cfg)])
-    ds = ds.filter(expr=keep_expr(cfg))
+    parts = [
+        read_parquet(uri, columns).select_columns(columns).filter(expr=keep_expr(cfg))
+        for uri in train_uris(cfg)
+    ]
+    ds = _union([with_wav_bytes(part) for part in parts])
     if cfg.eval is None:
         ds = ds.map_batches(
             _select_split,
@@ -177,8 +184,9 @@ def eval_dataset(cfg: DataSection):
         part = read_parquet(uri, columns)
         if "error" in part.schema().names:
             part = part.select_columns([*columns, "error"]).filter(expr=col("error").is_null())
-        parts.append(part.select_columns(columns))
-    ds = _union(parts).filter(expr=col(ref).is_not_null())
+        part = part.select_columns(columns).filter(expr=col(ref).is_not_null())
+        parts.append(with_wav_bytes(part))
+    ds = _union(parts)
     if cfg.eval is None:
         ds = ds.map_batches(
             _select_split,
@@ -187,6 +195,16 @@ def eval_dataset(cfg: DataSection):
         )
     ds = ds.rename_columns({ref: "reference"}).select_columns(["id", "audio", "reference"])
     return ds.limit(cfg.eval_max_rows) if cfg.eval_max_rows else ds
+
+
+def with_wav_bytes(ds):
+    """``ds`` with its ``audio`` column as WAV bytes (see the module docstring)."""
+    return ds.map_batches(_wav_audio, batch_format="pyarrow")
+
+
+def _wav_audio(batch: pa.Table) -> pa.Table:
+    index = batch.schema.get_field_index("audio")
+    return batch.set_column(index, "audio", wav_bytes(batch["audio"]))
 
 
 def _union(parts: list):
@@ -210,7 +228,6 @@ def summarize(cfg: DataSection) -> DataSummary:
 
     Runs in the driver with pyarrow: a scan of four narrow columns, no audio.
     """
-
 
     needed = list(dict.fromkeys([*FILTER_COLUMNS, *filter_columns(cfg)]))
     datasets = [_labelled_dataset(uri, needed) for uri in train_uris(cfg)]
@@ -290,7 +307,7 @@ def add_features(batch: dict[str, np.ndarray], feature_size: int) -> dict[str, n
     audios, keep = [], []
     for i, (row_id, data) in enumerate(zip(batch["id"], batch["audio"], strict=True)):
         try:
-            audios.append(decode_audio(bytes(data), max_duration_s=30.0))
+            audios.append(decode_audio(bytes(data), max_duration_s=CHUNK_LENGTH_S))
             keep.append(i)
         except AudioDecodeError as exc:
             logger.warning("dropping row %s: %s", row_id, exc)
@@ -298,7 +315,7 @@ def add_features(batch: dict[str, np.ndarray], feature_size: int) -> dict[str, n
     if audios:
         out["input_features"] = log_mel(_feature_extractor(feature_size), audios)
     else:
-        out["input_features"] = np.zeros((0, feature_size, 3000), dtype=np.float32)
+        out["input_features"] = np.zeros((0, feature_size, N_FRAMES), dtype=np.float32)
     return out
 
 

@@ -37,7 +37,9 @@ class EncoderCache:
     def __len__(self) -> int:
         return len(self._store)
 
-    def encode(self, encoder: nn.Module, features: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
+    def encode(
+        self, encoder: nn.Module, features: torch.Tensor, ids: Sequence[str]
+    ) -> torch.Tensor:
         """``encoder(features).last_hidden_state``, computing only the rows not cached yet."""
         if len(ids) != features.shape[0]:
             raise ValueError(f"{len(ids)} ids for a batch of {features.shape[0]} rows")

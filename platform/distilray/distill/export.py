@@ -9,6 +9,8 @@ from pathlib import Path
 from distilray import storage
 from distilray.distill.config import DistillConfig
 from distilray.distill.data import DataSummary
+from distilray.distill.model_card import model_card, percent
+from distilray.distill.outcome import DistillOutcome
 from distilray.errors import DistilrayError
 
 logger = logging.getLogger(__name__)
@@ -29,67 +31,44 @@ def choose_checkpoint(result, which: str):
     return chosen, metrics
 
 
-def model_card(cfg: DistillConfig, summary: DataSummary, metrics: dict, init: dict) -> str:
-    """Markdown: where the student came from and how well it did."""
-    threshold = "none" if cfg.data.wer_threshold is None else f"{cfg.data.wer_threshold}"
-    layers = init.get("decoder_layer_ids")
-    loss = cfg.loss
-    lines = [
-        "# Distilled Whisper student",
-        "",
-        f"- Teacher: `{cfg.model.teacher}`",
-        f"- Student initialisation: `{cfg.model.student}`"
-        + (f" (teacher decoder layers {layers})" if layers else ""),
-        f"- Training data: {summary.kept} clips, {summary.hours:.2f} hours of pseudo-labelled audio",
-        f"- WER filter λ: {threshold} (unscored rows {'kept' if cfg.data.keep_unscored else 'dropped'});"
-        f" kept {summary.kept} of {summary.candidates} rows",
-        f"- Objective: {loss.kl_weight} · KL(T={loss.temperature}) · T² + {loss.pl_weight} · CE",
-        f"- Steps: {metrics.get('step', '?')} of {cfg.train.max_steps}, "
-        f"batch {cfg.train.batch_size} x {cfg.scaling.num_workers} workers, "
-        f"peak learning rate {cfg.optim.learning_rate}",
-        f"- Eval WER (greedy, held-out): {_pct(metrics.get('eval_wer'))}",
-        "",
-        "Produced by `distilray distill`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.2f} %"
-
-
 def _student_init_info(student_ref: str) -> dict:
     """What ``init-student`` recorded about the student (empty for other models)."""
     from distilray.models import resolve_model
-    from distilray.student import INIT_INFO_FILE
+    from distilray.student.build import INIT_INFO_FILE
 
     info = Path(resolve_model(student_ref)) / INIT_INFO_FILE
     return json.loads(info.read_text()) if info.is_file() else {}
 
 
-def export_student(cfg: DistillConfig, result, summary: DataSummary):
+def export_student(cfg: DistillConfig, result, summary: DataSummary) -> DistillOutcome:
     """Save the chosen checkpoint with the processor and a model card; return the outcome."""
     from distilray.distill.checkpoint import load_processor, load_student
-    from distilray.distill.trainer import DistillOutcome
-    from distilray.student import save_model_folder
+    from distilray.student.build import save_model_folder
+    from distilray.student.layers import set_alignment_heads
 
     checkpoint, metrics = choose_checkpoint(result, cfg.run.export_checkpoint)
     init = _student_init_info(cfg.model.student)
     processor = load_processor(cfg.model.student)
     with checkpoint.as_directory() as ckpt_dir:
         model = load_student(Path(ckpt_dir))
+    layer_ids = init.get("decoder_layer_ids") or getattr(model.config, "teacher_layer_ids", None)
+    set_alignment_heads(model, layer_ids)
     out = cfg.export_uri()
     extra = {"distill_metrics.json": {k: v for k, v in metrics.items() if _plain(v)}}
     save_model_folder(model, processor, out, extra=extra)
     storage.write_bytes(
         f"{out.rstrip('/')}/{CARD_FILE}", model_card(cfg, summary, metrics, init).encode()
     )
+    if cfg.run.export_ct2:
+        from distilray.models.ct2_export import export_ct2_inside
+
+        ct2 = export_ct2_inside(out, cfg.run.export_ct2)
+        logger.info("faster-whisper copy (%s) in %s", cfg.run.export_ct2, ct2)
     logger.info(
         "student exported to %s (step %s, eval WER %s)",
         out,
         metrics.get("step"),
-        _pct(metrics.get("eval_wer")),
+        percent(metrics.get("eval_wer")),
     )
     return DistillOutcome(
         student=out,

@@ -32,6 +32,7 @@ from distilray.distill.losses import DistillationLoss
 from distilray.distill.optim import build_optimizer
 from distilray.distill.step import HiddenAlignment, autocast, eval_step, train_step, unwrap
 from distilray.errors import AudioDecodeError, ConfigError, DataError
+from distilray.inference.windows import CHUNK_LENGTH_S
 from distilray.models.encoder_store import EncoderStore, encoder_namespace
 from distilray.text import WerStats
 
@@ -127,7 +128,7 @@ class DistillRecipe:
 
     def _hidden_alignment(self) -> HiddenAlignment | None:
         """The layer pairs of ``loss.hidden_weight`` (None when the term is off)."""
-        from distilray.student import hidden_pairs, select_layers
+        from distilray.student.layers import hidden_pairs, select_layers
 
         if self.cfg.loss.hidden_weight <= 0:
             return None
@@ -140,7 +141,7 @@ class DistillRecipe:
 
     def _freeze(self, student) -> None:
         """Freeze the encoder (shared with the teacher) and optionally the positions."""
-        from distilray.student import same_encoder
+        from distilray.student.build import same_encoder
 
         if not same_encoder(student, self.teacher):
             raise ConfigError(
@@ -327,7 +328,7 @@ def _decode_eval_rows(batch: dict) -> tuple[list, list[str]]:
     audios, refs = [], []
     for row_id, data, ref in zip(batch["id"], batch["audio"], batch["reference"], strict=True):
         try:
-            audios.append(decode_audio(bytes(data), max_duration_s=30.0))
+            audios.append(decode_audio(bytes(data), max_duration_s=CHUNK_LENGTH_S))
             refs.append(str(ref))
         except AudioDecodeError as exc:
             logger.warning("eval: skipping row %s: %s", row_id, exc)

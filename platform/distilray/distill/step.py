@@ -170,7 +170,7 @@ def eval_step(
     max_new_tokens: int = 128,
 ) -> WerStats:
     """Greedy-decode ``audios`` with ``model`` and count word errors against ``references``."""
-    from distilray.inference.shortform import transcribe_batch
+    from distilray.inference.decoder import GreedyDecoder
 
-    hyps = transcribe_batch(model, processor, list(audios), max_new_tokens=max_new_tokens)
+    hyps = GreedyDecoder(model, processor, max_new_tokens=max_new_tokens).transcribe(list(audios))
     return corpus_wer(list(references), hyps)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from distilray import storage
@@ -25,6 +24,8 @@ from distilray.distill.data import (
     train_dataset,
     train_uris,
 )
+from distilray.distill.export import export_student
+from distilray.distill.outcome import DistillOutcome
 from distilray.errors import DataError, DistilrayError
 from distilray.storage_checks import check_access
 
@@ -33,18 +34,6 @@ logger = logging.getLogger(__name__)
 
 class TrainingFailed(DistilrayError):
     """The worker group failed more often than ``run.max_failures`` allows."""
-
-
-@dataclass(frozen=True)
-class DistillOutcome:
-    """What a finished run produced."""
-
-    student: str  # exported model folder
-    run_path: str  # the Ray Train run folder (checkpoints, results)
-    steps: int  # optimizer steps the run trained for
-    exported_step: int  # step of the exported checkpoint
-    eval_wer: float  # of the exported checkpoint
-    data: DataSummary
 
 
 def absolute_ref(ref: str) -> str:
@@ -202,7 +191,6 @@ def run_distillation(cfg: DistillConfig) -> DistillOutcome:
     """Fit (or resume) the run and export the student; the ``distill`` stage."""
     from ray.train import TrainingFailedError
 
-    from distilray.distill.export import export_student
     from distilray.runtime import ensure_ray
 
     check_access(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from distilray.cli import add_config_arguments, nothing_usable
+from distilray.cli_common import add_config_arguments, nothing_usable
 
 
 def add_parser(subparsers) -> None:
@@ -33,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         overrides.append(f"output_dir={args.out}")
     result = run_evaluation(load_config(EvalConfig, args.config, overrides))
-    print(markdown_table(result["cells"]), end="")
-    print(f"results in {result['paths']['json']}")
-    if not result["cells"]:
+    print(markdown_table(result.cells), end="")
+    print(f"results in {result.results_json}")
+    if not result.cells:
         return nothing_usable(
-            f"no scored cell: {len(result['errors'])} utterances failed "
-            f"(reasons in {result['paths']['json']})"
+            f"no scored cell: {len(result.errors)} utterances failed "
+            f"(reasons in {result.results_json})"
         )
     return 0

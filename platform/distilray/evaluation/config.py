@@ -7,6 +7,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from distilray.config import StageConfig
+from distilray.data.columns_config import (
+    ManifestColumnFields,
+    audio_column_field,
+    id_column_field,
+    text_column_field,
+)
 
 Mode = Literal["teacher", "student", "speculative"]
 Form = Literal["short", "chunked", "sequential"]
@@ -15,17 +21,23 @@ Form = Literal["short", "chunked", "sequential"]
 class ModelsConfig(StageConfig):
     """The models under test."""
 
-    teacher: str = Field("tiny.en", description="teacher: hub id, folder, s3:// URI or tiny.en")
+    teacher: str = Field(
+        "tiny.en",
+        description="teacher: hub id (pinned: org/name@revision), folder, s3:// URI or tiny.en",
+    )
     student: str | None = Field(
         None, description="distilled student (needed by the student and speculative modes)"
     )
 
 
-class DatasetConfig(StageConfig):
+class DatasetConfig(StageConfig, ManifestColumnFields):
     """One labelled evaluation set."""
 
     name: str = Field(description="name used in the results tables")
     manifest: str = Field(description="manifest URI: Parquet/JSONL file or folder, local or s3://")
+    audio_column: str = audio_column_field()
+    text_column: str | None = text_column_field()
+    id_column: str | None = id_column_field()
     limit: int | None = Field(None, ge=1, description="evaluate only the first N rows")
     snr_db: list[float | None] | None = Field(
         None,
@@ -100,6 +112,12 @@ class EvalConfig(StageConfig):
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output_dir: str = Field(description="where results.json, results.md and the plots go")
+    word_timestamps: bool = Field(
+        False,
+        description="give each transcripts.jsonl row its words with start and end times (s) "
+        "and probabilities, from the models' alignment heads; short and chunked forms "
+        "(sequential rows carry none)",
+    )
 
     def snr_by_dataset(self) -> dict[str, list[float | None]]:
         """Each dataset's noise levels (its own list, else ``noise.snr_db``)."""

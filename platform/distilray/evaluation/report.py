@@ -139,6 +139,8 @@ def write_report(
             if not row.get("error"):
                 line = {k: row.get(k) for k in TRANSCRIPT_FIELDS}
                 line["snr_db"] = _snr(line["snr_db"])
+                if row.get("words") is not None:
+                    line["words"] = row["words"]
                 f.write(json.dumps(line) + "\n")
     paths.update(write_plots(out, cells))
     return paths

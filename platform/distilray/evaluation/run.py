@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -27,7 +28,7 @@ def load_datasets(cfg: EvalConfig) -> pa.Table:
 
     tables = []
     for dataset in cfg.datasets:
-        table = read_manifest(dataset.manifest)
+        table = read_manifest(dataset.manifest, dataset.manifest_columns())
         if dataset.limit is not None:
             table = table.slice(0, dataset.limit)
         tables.append(
@@ -55,13 +56,7 @@ def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
     )
     results = decoded.map_batches(
         EvalWorker,
-        fn_constructor_kwargs={
-            "teacher": cfg.models.teacher,
-            "student": cfg.models.student,
-            "modes": list(cfg.modes),
-            "forms": list(cfg.forms),
-            "runtime": rt.model_dump(),
-        },
+        fn_constructor_kwargs={"cfg": cfg},
         batch_format="pyarrow",
         batch_size=rt.rows_per_batch,
         num_cpus=rt.cpus_per_actor,
@@ -71,8 +66,22 @@ def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
     return results.take_all()
 
 
-def run_evaluation(cfg: EvalConfig) -> dict:
-    """Run the whole evaluation and write its report; returns the cells and file paths."""
+@dataclass(frozen=True)
+class EvalRun:
+    """What an evaluation produced."""
+
+    cells: list[dict]  # one scored row per (dataset, SNR, mode, form): see report.build_cells
+    errors: list[dict]  # utterances that could not be scored: {"dataset", "id", "error"}
+    paths: dict[str, str]  # report files by kind: json, markdown, transcripts, plots
+
+    @property
+    def results_json(self) -> str:
+        """Where ``results.json`` (cells, errors, config) was written."""
+        return self.paths["json"]
+
+
+def run_evaluation(cfg: EvalConfig) -> EvalRun:
+    """Run the whole evaluation and write its report."""
     from distilray.models.resolve import check_model_ref
 
     began = time.perf_counter()
@@ -87,16 +96,14 @@ def run_evaluation(cfg: EvalConfig) -> dict:
     for error in errors[:10]:
         logger.warning("skipped %s/%s: %s", error["dataset"], error["id"], error["error"])
     cells = build_cells(rows)
-    skipped = _skipped_cells(cfg)
     extra = {
         "config": cfg.model_dump(),
         "errors": errors,
-        "skipped": skipped,
         "wall_s": time.perf_counter() - began,
     }
     paths = _write(cfg.output_dir, cells, extra, rows)
     logger.info("wrote %s", ", ".join(paths.values()))
-    return {"cells": cells, "errors": errors, "paths": paths}
+    return EvalRun(cells=cells, errors=errors, paths=paths)
 
 
 def _write(output_dir: str, cells: list[dict], extra: dict, rows: list[dict]) -> dict[str, str]:
@@ -109,13 +116,3 @@ def _write(output_dir: str, cells: list[dict], extra: dict, rows: list[dict]) ->
         paths = write_report(tmp, cells, extra, rows)
         copy_tree(tmp, output_dir)
     return {k: f"{output_dir.rstrip('/')}/{v.name}" for k, v in paths.items()}
-
-
-def _skipped_cells(cfg: EvalConfig) -> list[str]:
-    """Cells that are never run, with the reason."""
-    if "speculative" in cfg.modes and "sequential" in cfg.forms:
-        return [
-            "speculative x sequential: sequential long-form runs the teacher alone "
-            "(speculative decoding covers short-form and chunked long-form)"
-        ]
-    return []

@@ -15,6 +15,10 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
+from distilray.errors import DistilrayError
+from distilray.evaluation.config import EvalConfig
+from distilray.inference.windows import is_long_form
+
 logger = logging.getLogger(__name__)
 
 DECODED_SCHEMA = pa.schema(
@@ -26,6 +30,15 @@ DECODED_SCHEMA = pa.schema(
         ("audio", pa.binary()),  # float32 samples at 16 kHz
         ("duration_s", pa.float64()),
         ("error", pa.string()),
+    ]
+)
+
+WORD_TYPE = pa.struct(
+    [
+        ("start", pa.float64()),  # seconds from the start of the recording
+        ("end", pa.float64()),
+        ("word", pa.string()),  # as decoded, leading space included
+        ("probability", pa.float64()),
     ]
 )
 
@@ -44,6 +57,7 @@ RESULT_SCHEMA = pa.schema(
         ("drafted", pa.int64()),
         ("accepted", pa.int64()),
         ("teacher_passes", pa.int64()),
+        ("words", pa.list_(WORD_TYPE)),  # null unless word_timestamps (and not sequential)
         ("error", pa.string()),
     ]
 )
@@ -90,40 +104,41 @@ def decode_rows(
 class EvalWorker:
     """A Ray Data actor holding the models: transcribes batches in every mode and form."""
 
-    def __init__(
-        self, teacher: str, student: str | None, modes: list[str], forms: list[str], runtime: dict
-    ):
+    def __init__(self, cfg: EvalConfig):
         import torch
 
         from distilray.inference.engine import Transcriber
         from distilray.models import load_whisper
 
-        torch.set_num_threads(max(1, int(runtime.get("cpus_per_actor", 1))))
-        dtype = _dtype(runtime.get("dtype"), runtime["device"])
-        teacher_model, processor = load_whisper(teacher, device=runtime["device"], dtype=dtype)
-        student_model = (
-            load_whisper(student, device=runtime["device"], dtype=dtype)[0] if student else None
-        )
-        options = {
-            "batch_size": runtime["batch_size"],
-            "num_draft_tokens": runtime["num_draft_tokens"],
-            "draft_schedule": runtime.get("draft_schedule", "constant"),
-            "max_new_tokens": runtime.get("max_new_tokens"),
-            "chunk_length_s": runtime["chunk_length_s"],
-            "stride_s": runtime["stride_s"],
-            "language": runtime.get("language"),
+        rt = cfg.runtime
+        torch.set_num_threads(max(1, int(rt.cpus_per_actor)))
+        dtype = _dtype(rt.dtype, rt.device)
+        teacher, processor = load_whisper(cfg.models.teacher, device=rt.device, dtype=dtype)
+        student = None
+        if cfg.models.student:
+            student = load_whisper(cfg.models.student, device=rt.device, dtype=dtype)[0]
+        # (model, assistant) of each mode; speculative output is the teacher's
+        pairs = {"teacher": (teacher, None), "student": (student, None)}
+        pairs["speculative"] = (teacher, student)
+        self.transcribers = {
+            mode: Transcriber(
+                pairs[mode][0],
+                processor,
+                pairs[mode][1],
+                batch_size=rt.batch_size,
+                num_draft_tokens=rt.num_draft_tokens,
+                draft_schedule=rt.draft_schedule,
+                max_new_tokens=rt.max_new_tokens,
+                chunk_length_s=rt.chunk_length_for(mode),
+                stride_s=rt.stride_s,
+                language=rt.language,
+            )
+            for mode in cfg.modes
         }
-        from distilray.evaluation.config import RuntimeConfig
-
-        student_window = RuntimeConfig.model_validate(runtime).chunk_length_for("student")
-        student_options = {**options, "chunk_length_s": student_window}
-        builders = {
-            "teacher": lambda: Transcriber(teacher_model, processor, **options),
-            "student": lambda: Transcriber(student_model, processor, **student_options),
-            "speculative": lambda: Transcriber(teacher_model, processor, student_model, **options),
-        }
-        self.transcribers = {mode: builders[mode]() for mode in modes}
-        self.forms = forms
+        self.forms = list(cfg.forms)
+        self.word_timestamps = cfg.word_timestamps
+        if self.word_timestamps:
+            _check_word_timestamps(self.transcribers, cfg)
         torch.set_grad_enabled(False)
         self._warm_up()
 
@@ -140,20 +155,34 @@ class EvalWorker:
         out: list[dict] = [_error_row(r) for r in rows if r["error"]]
         good = [r for r in rows if not r["error"]]
         audios = [np.frombuffer(r["audio"], dtype=np.float32) for r in good]
-        short = [i for i, a in enumerate(audios) if len(a) <= 30 * 16000]
-        long = [i for i, a in enumerate(audios) if len(a) > 30 * 16000]
+        short = [i for i, a in enumerate(audios) if not is_long_form(len(a))]
+        long = [i for i, a in enumerate(audios) if is_long_form(len(a))]
         for mode, transcriber in self.transcribers.items():
             for form in self.forms:
                 chosen = short if form == "short" else long
-                if not chosen or (mode == "speculative" and form == "sequential"):
+                if not chosen:
                     continue
                 long_form = "chunked" if form == "short" else form
-                results = transcriber.transcribe([audios[i] for i in chosen], long_form=long_form)
+                words = self.word_timestamps and form != "sequential"
+                results = transcriber.transcribe(
+                    [audios[i] for i in chosen], long_form=long_form, word_timestamps=words
+                )
                 out.extend(
-                    _result_row(good[i], mode, form, r)
+                    _result_row(good[i], mode, form, r, words)
                     for i, r in zip(chosen, results, strict=True)
                 )
         return pa.Table.from_pylist(out, schema=RESULT_SCHEMA)
+
+
+def _check_word_timestamps(transcribers: dict, cfg: EvalConfig) -> None:
+    """Fail before the first batch when a mode's model cannot time words."""
+    for mode, transcriber in transcribers.items():
+        if not transcriber.decoder.capabilities.word_timestamps:
+            model = cfg.models.student if mode == "student" else cfg.models.teacher
+            raise DistilrayError(
+                f"word_timestamps: {model} ({mode} mode) has no alignment heads in its "
+                "decoder; re-export or re-initialise it, or set word_timestamps=false"
+            )
 
 
 def _dtype(name: str | None, device: str):
@@ -164,7 +193,7 @@ def _dtype(name: str | None, device: str):
     return getattr(torch, name)
 
 
-def _result_row(row: dict, mode: str, form: str, result) -> dict:
+def _result_row(row: dict, mode: str, form: str, result, words: bool = False) -> dict:
     spec = result.speculative
     return {
         "dataset": row["dataset"],
@@ -180,6 +209,7 @@ def _result_row(row: dict, mode: str, form: str, result) -> dict:
         "drafted": spec.drafted if spec else 0,
         "accepted": spec.accepted if spec else 0,
         "teacher_passes": spec.teacher_passes if spec else 0,
+        "words": [vars(w) for w in result.words] if words else None,
         "error": None,
     }
 
@@ -199,5 +229,6 @@ def _error_row(row: dict) -> dict:
         "drafted": 0,
         "accepted": 0,
         "teacher_passes": 0,
+        "words": None,
         "error": row["error"],
     }

@@ -20,6 +20,8 @@ _EXPORTS = {
     "SpeculativeStats": "distilray.inference.speculative",
     "speculative_generate": "distilray.inference.speculative",
     "SequentialOptions": "distilray.inference.longform",
+    "DecodeOptions": "distilray.inference.decoder",
+    "WindowScore": "distilray.inference.engine",
     "Transcriber": "distilray.inference.engine",
     "TranscriptResult": "distilray.inference.engine",
 }

@@ -42,12 +42,31 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--assistant", "-a", help="student drafting for speculative decoding")
     parser.add_argument("--timestamps", action="store_true", help="print timestamped segments")
     parser.add_argument(
+        "--word-timestamps",
+        action="store_true",
+        help="time every word too (in --json output: segments[].words with start, end, word, "
+        "probability); implies --timestamps",
+    )
+    parser.add_argument(
         "--long-form",
         choices=["chunked", "sequential"],
         default="chunked",
         help="algorithm for audio over 30 s (default: chunked)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--engine",
+        choices=["transformers", "ctranslate2"],
+        default="transformers",
+        help="decoder: transformers generate, or CTranslate2 (the model converted once into "
+        "the model cache; chunked long-form only, no --assistant)",
+    )
+    parser.add_argument(
+        "--compute-type",
+        choices=["auto", "float32", "int8", "float16", "int8_float16", "bfloat16"],
+        default="auto",
+        help="CTranslate2 compute type (default: float32 on CPU, float16 on GPU)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
     parser.add_argument("--num-draft-tokens", type=int, default=5, help="drafts per round")
     parser.add_argument(
@@ -208,19 +227,37 @@ def emit(path: str, result, args: argparse.Namespace, outputs: FileOutputs) -> N
 def run(args: argparse.Namespace) -> int:
     from distilray.audio import decode_audio
     from distilray.inference.engine import Transcriber
-    from distilray.inference.longform import WINDOW_SAMPLES
+    from distilray.inference.windows import N_SAMPLES
 
     outputs = file_outputs(args.output_format, args.output_dir, args.files)
-    transcriber = Transcriber.load(
+    if args.word_timestamps and args.long_form == "sequential":
+        raise DistilrayError("--word-timestamps works with --long-form chunked (the default)")
+    load = Transcriber.load
+    engine_options = {
+        "num_draft_tokens": args.num_draft_tokens,
+        "draft_schedule": args.draft_schedule,
+    }
+    if args.engine == "ctranslate2":
+        from distilray.engines.ct2_transcriber import CT2Transcriber
+
+        load, engine_options = CT2Transcriber.load, {"compute_type": args.compute_type}
+        if args.long_form == "sequential":
+            raise DistilrayError(
+                "--engine ctranslate2 decodes long audio chunked: drop --long-form"
+            )
+        if args.word_timestamps:
+            raise DistilrayError("--word-timestamps needs --engine transformers")
+    elif args.compute_type != "auto":
+        raise DistilrayError("--compute-type is CTranslate2's: add --engine ctranslate2")
+    transcriber = load(
         args.model,
         args.assistant,
+        **engine_options,
         device=args.device,
         batch_size=args.batch_size,
-        num_draft_tokens=args.num_draft_tokens,
-        draft_schedule=args.draft_schedule,
         language=args.language,
     )
-    timestamps = args.timestamps or outputs.timestamped
+    timestamps = args.timestamps or args.word_timestamps or outputs.timestamped
     failed: list[str] = []
 
     def on_error(path: str, exc: Exception) -> None:
@@ -229,10 +266,13 @@ def run(args: argparse.Namespace) -> int:
 
     def transcribe(audios: list) -> list:
         return transcriber.transcribe(
-            audios, long_form=args.long_form, return_timestamps=timestamps
+            audios,
+            long_form=args.long_form,
+            return_timestamps=timestamps,
+            word_timestamps=args.word_timestamps,
         )
 
-    batcher = Batcher(transcriber.batch_size, WINDOW_SAMPLES)
+    batcher = Batcher(transcriber.batch_size, N_SAMPLES)
     for path, result in transcribe_files(transcribe, args.files, batcher, on_error, decode_audio):
         emit(path, result, args, outputs)
     return EXIT_SOME_FAILED if failed else 0

@@ -55,6 +55,7 @@ def sequence_scores(
     *,
     suppress_tokens: Sequence[int] = (),
     no_speech_id: int,
+    start_positions: Sequence[int] | None = None,
 ) -> list[tuple[float, float]]:
     """``(avg_logprob, no_speech_prob)`` of each full decoder sequence.
 
@@ -63,6 +64,9 @@ def sequence_scores(
     ``encoder_hidden_states`` is ``(batch, frames, d_model)``. Log-probabilities are
     taken after masking ``suppress_tokens``, as Whisper scores tokens after its
     suppression filters. A sequence with nothing generated scores 0.0.
+    ``start_positions[i]`` is where the start of transcript sits in ``sequences[i]``
+    (after a ``<|startofprev|>`` text prompt); the no-speech probability is read
+    there. Default: position 0.
     """
     if not len(sequences):
         return []
@@ -81,7 +85,9 @@ def sequence_scores(
             encoder_hidden_states=encoder_hidden_states,
         ).last_hidden_state
         logits = model.proj_out(hidden).float()
-        no_speech = logits[:, 0].softmax(dim=-1)[:, no_speech_id].tolist()
+        starts = torch.tensor(list(start_positions or [0] * len(sequences)), device=device)
+        first = logits[torch.arange(len(sequences), device=device), starts]
+        no_speech = first.softmax(dim=-1)[:, no_speech_id].tolist()
         if len(suppress_tokens):
             logits[..., list(suppress_tokens)] = -float("inf")
         logprobs = logits.log_softmax(dim=-1)

@@ -21,7 +21,7 @@ from transformers.generation.logits_process import (
     SuppressTokensLogitsProcessor,
 )
 
-N_FRAMES = 3000  # log-mel frames in one 30 s window (100 frames per second)
+from distilray.inference.windows import N_FRAMES
 
 
 @dataclass
@@ -43,11 +43,13 @@ def prepare_decoding(
     return_timestamps: bool = False,
     language: str | None = None,
     task: str | None = None,
+    prompt_ids: Sequence[int] = (),
 ) -> DecodingSetup:
     """Prompt and logits processors exactly as ``model.generate`` builds them (short-form).
 
     ``encoder_hidden_states`` avoids a second encoder pass when a multilingual model
-    has to detect the language.
+    has to detect the language. ``prompt_ids`` (``<|startofprev|>`` + text) go in
+    front of the forced prompt, as ``generate(prompt_ids=...)`` puts them.
     """
     config = copy.deepcopy(model.generation_config)
     model._set_return_timestamps(return_timestamps, is_shortform=True, generation_config=config)
@@ -72,6 +74,9 @@ def prepare_decoding(
         num_segment_frames=N_FRAMES,
         kwargs=kwargs,
     )
+    if len(prompt_ids):
+        previous = torch.tensor(list(prompt_ids), dtype=prompt.dtype, device=prompt.device)
+        prompt = torch.cat([previous[None].repeat(prompt.shape[0], 1), prompt], dim=-1)
     processors = model._retrieve_logit_processors(
         generation_config=config,
         logits_processor=None,
@@ -90,22 +95,29 @@ def prepare_decoding(
 
 
 def greedy_tokens(
-    processors: LogitsProcessorList, prefixes: Sequence[Sequence[int]], logits: torch.Tensor
-) -> list[int]:
+    processors: LogitsProcessorList,
+    prefixes: Sequence[Sequence[int]],
+    logits: torch.Tensor,
+    *,
+    return_scores: bool = False,
+):
     """Greedy next token for each prefix, after Whisper's logits processors.
 
     ``prefixes[i]`` is the full decoder input (prompt included) that produced
     ``logits[i]`` ``(vocab,)``. Token suppression alone (no timestamps) depends only
     on the prefix length and runs as one batched call; otherwise prefixes of equal
-    length are processed together (timestamp rules read each prefix).
+    length are processed together (timestamp rules read each prefix). With
+    ``return_scores`` it returns ``(tokens, scores)``: the processed scores too.
     """
     if all(isinstance(p, MaskedSuppression) for p in processors):
         lengths = torch.tensor([len(p) for p in prefixes], device=logits.device)
         scores = logits.float()
         for processor in processors:
             scores = processor.by_length(lengths, scores)
-        return scores.argmax(dim=-1).tolist()
+        tokens = scores.argmax(dim=-1).tolist()
+        return (tokens, scores) if return_scores else tokens
     out = [0] * len(prefixes)
+    processed = torch.empty_like(logits, dtype=torch.float32) if return_scores else None
     groups: dict[int, list[int]] = {}
     for i, prefix in enumerate(prefixes):
         groups.setdefault(len(prefix), []).append(i)
@@ -113,9 +125,11 @@ def greedy_tokens(
         ids = torch.tensor([list(prefixes[i]) for i in rows], device=logits.device)
         scores = logits[rows].float()
         scores = processors(ids, scores)
+        if processed is not None:
+            processed[rows] = scores
         for i, token in zip(rows, scores.argmax(dim=-1).tolist(), strict=True):
             out[i] = token
-    return out
+    return (out, processed) if return_scores else out
 
 
 class MaskedSuppression(LogitsProcessor):

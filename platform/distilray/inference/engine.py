@@ -11,7 +11,6 @@ teacher's greedy text either way.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,31 +21,46 @@ import torch
 from distilray.audio import SAMPLING_RATE
 from distilray.errors import DistilrayError
 from distilray.features import log_mel
+from distilray.inference.confidence import compression_ratio
+from distilray.inference.decoder import (
+    Decoded,
+    DecodeOptions,
+    Decoder,
+    RowStats,
+    make_decoder,
+)
 from distilray.inference.longform import (
-    WINDOW_SAMPLES,
     SequentialOptions,
+    split_windows,
     transcribe_chunked,
-    transcribe_sequential,
 )
-from distilray.inference.shortform import (
-    Segment,
-    generate_greedy,
-    segments_from_ids,
-    timestamp_begin_id,
+from distilray.inference.shortform import Segment, to_model
+from distilray.inference.silence import (
+    LOGPROB_THRESHOLD,
+    is_digital_silence,
+    is_silence,
+    window_scores,
 )
-from distilray.inference.silence import LOGPROB_THRESHOLD, is_digital_silence, silent_windows
-from distilray.inference.speculative import (
-    SCHEDULES,
-    SpeculativeStats,
-    check_assistant,
-    speculative_generate,
-)
+from distilray.inference.speculative import SpeculativeStats
+from distilray.inference.windows import N_SAMPLES, is_long_form
 
 logger = logging.getLogger(__name__)
 
 LongForm = Literal["chunked", "sequential"]
 LONG_FORMS = ("chunked", "sequential")
-PROMPT_ALLOWANCE = 4  # start of transcript, language, task, no-timestamps
+Score = tuple[float, float]  # (avg_logprob, no_speech_prob) of one decoded window
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    """Whisper's quality signals of one decoded ≤ 30 s window (OpenAI's per-segment fields)."""
+
+    start_s: float  # the stretch of the recording whose segments this window decided
+    end_s: float
+    avg_logprob: float  # mean log-probability of its tokens and end of text
+    no_speech_prob: float  # P(<|nocaptions|>) at its start of transcript
+    compression_ratio: float  # gzip ratio of its text (loops compress well)
+    temperature: float  # the temperature it was decoded at
 
 
 @dataclass
@@ -61,32 +75,29 @@ class TranscriptResult:
     form: str  # "short", "chunked" or "sequential"
     generated_tokens: int  # tokens decoded, timestamps included (end of text not counted)
     speculative: SpeculativeStats | None = None  # drafts and acceptance, with an assistant
+    windows: list[WindowScore] = field(default_factory=list)  # with DecodeOptions.scores
 
     @property
     def rtfx(self) -> float:
         """Inverse real-time factor: audio seconds per compute second."""
         return self.duration_s / self.compute_s if self.compute_s > 0 else float("inf")
 
+    @property
+    def words(self) -> list:
+        """Every segment's words in order (empty unless word timestamps were asked for)."""
+        return [w for s in self.segments for w in s.words]
+
     def as_dict(self) -> dict:
         return {
             "text": self.text,
             "token_ids": self.token_ids,
-            "segments": [vars(s) for s in self.segments],
+            "segments": [s.as_dict() for s in self.segments],
             "duration_s": self.duration_s,
             "compute_s": self.compute_s,
             "form": self.form,
             "generated_tokens": self.generated_tokens,
             "speculative": self.speculative.as_dict() if self.speculative else None,
         }
-
-
-@dataclass
-class _Decoded:
-    """Short-form decoding of a list of clips: ids, time and drafts per clip."""
-
-    ids: list[list[int]] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    stats: list[SpeculativeStats | None] = field(default_factory=list)
 
 
 class Transcriber:
@@ -109,32 +120,49 @@ class Transcriber:
         sequential: SequentialOptions | None = None,
         no_speech_threshold: float | None = None,
         logprob_threshold: float | None = LOGPROB_THRESHOLD,
+        decoder: Decoder | None = None,
     ):
-        if assistant is not None:
-            check_assistant(teacher, assistant)
         if not 0 < chunk_length_s <= 30 or not 0 <= 2 * stride_s < chunk_length_s:
             raise DistilrayError(
                 f"chunk_length_s must be in (0, 30] and stride_s below half of it "
                 f"(got {chunk_length_s} and {stride_s})"
             )
-        if draft_schedule not in SCHEDULES:
-            raise DistilrayError(
-                f"draft_schedule must be one of {SCHEDULES}, got {draft_schedule!r}"
-            )
         if batch_size < 1:
             raise DistilrayError(f"batch_size must be >= 1, got {batch_size}")
+        if decoder is not None and assistant is not None:
+            raise DistilrayError("give an assistant or a decoder, not both")
+        # A decoder built elsewhere (e.g. CTranslate2's) brings its own token budget,
+        # language and task; otherwise the teacher's, speculative with an assistant.
+        self.decoder = decoder or make_decoder(
+            teacher,
+            processor,
+            assistant,
+            num_draft_tokens=num_draft_tokens,
+            draft_schedule=draft_schedule,
+            max_new_tokens=max_new_tokens,
+            language=language,
+            task=task,
+        )
         self.teacher, self.processor, self.assistant = teacher, processor, assistant
-        self.num_draft_tokens = num_draft_tokens
-        self.draft_schedule = draft_schedule
         self.chunk_length_s, self.stride_s = chunk_length_s, stride_s
         self.batch_size = batch_size
-        limit = teacher.config.max_target_positions - PROMPT_ALLOWANCE
-        self.max_new_tokens = min(max_new_tokens or limit, limit)
-        self.language, self.task = language, task
         self.sequential = sequential or SequentialOptions()
-        self.timestamp_begin = timestamp_begin_id(teacher.generation_config)
         # Whisper's no-speech rule on every ≤ 30 s window (silence.py); None: raw output.
         self.no_speech_threshold, self.logprob_threshold = no_speech_threshold, logprob_threshold
+
+    @property
+    def max_new_tokens(self) -> int:
+        """Generated tokens per window at most."""
+        return self.decoder.max_new_tokens
+
+    @max_new_tokens.setter
+    def max_new_tokens(self, value: int) -> None:
+        self.decoder.max_new_tokens = value
+
+    @property
+    def timestamp_begin(self) -> int:
+        """Id of ``<|0.00|>``: ids from it on are timestamps."""
+        return self.decoder.timestamp_begin
 
     @classmethod
     def load(
@@ -159,178 +187,246 @@ class Transcriber:
         *,
         long_form: LongForm = "chunked",
         return_timestamps: bool = False,
+        word_timestamps: bool = False,
+        options: DecodeOptions | None = None,
     ) -> list[TranscriptResult]:
-        """Transcripts of 16 kHz mono recordings, in input order."""
+        """Transcripts of 16 kHz mono recordings, in input order.
+
+        ``word_timestamps`` fills every segment's ``words`` (and implies timestamps);
+        it needs a model with valid alignment heads, and short-form or chunked audio.
+        ``options`` (language, task, text prompt, temperature, window scores) apply to
+        every recording of the call; sequential long-form takes language and task only.
+        """
+        options = options or DecodeOptions()
         if long_form not in LONG_FORMS:
             raise DistilrayError(f"long_form must be one of {LONG_FORMS}, got {long_form!r}")
+        if long_form == "sequential" and not self.decoder.capabilities.sequential:
+            raise DistilrayError(
+                "sequential long-form runs on transformers generate, which this engine "
+                "does not use: use long_form='chunked' (--long-form chunked)"
+            )
+        long = [i for i, a in enumerate(audios) if is_long_form(len(a))]
+        if word_timestamps and long and long_form == "sequential":
+            raise DistilrayError(
+                "word timestamps are available for clips up to 30 s and chunked long-form; "
+                "use --long-form chunked"
+            )
+        timestamps = return_timestamps or word_timestamps
         results: list[TranscriptResult | None] = [None] * len(audios)
-        short = [i for i, a in enumerate(audios) if len(a) <= WINDOW_SAMPLES]
-        long = [i for i, a in enumerate(audios) if len(a) > WINDOW_SAMPLES]
+        short = [i for i, a in enumerate(audios) if not is_long_form(len(a))]
         if short:
-            done = self._short([audios[i] for i in short], return_timestamps)
+            done = self._short([audios[i] for i in short], timestamps, word_timestamps, options)
             for i, r in zip(short, done, strict=True):
                 results[i] = r
-        if long:
-            run = self._chunked if long_form == "chunked" else self._sequential
-            for i, r in zip(long, run([audios[i] for i in long], return_timestamps), strict=True):
+        if long and long_form == "chunked":
+            done = self._chunked([audios[i] for i in long], timestamps, word_timestamps, options)
+            for i, r in zip(long, done, strict=True):
+                results[i] = r
+        elif long:
+            done = self._sequential([audios[i] for i in long], timestamps, options)
+            for i, r in zip(long, done, strict=True):
                 results[i] = r
         return [r for r in results if r is not None]
 
-    def decode_clips(self, clips: Sequence[np.ndarray], return_timestamps: bool) -> _Decoded:
-        """Generated ids of ≤ 30 s clips in batches (speculative with an assistant)."""
-        out = _Decoded()
+    def detect_language(self, audio: np.ndarray) -> str:
+        """Language code (``en``) a multilingual teacher hears in the first 30 s."""
+        config = self.teacher.generation_config
+        if not getattr(config, "is_multilingual", False):
+            return "en"
+        features = torch.from_numpy(log_mel(self.processor.feature_extractor, [audio[:N_SAMPLES]]))
+        with torch.inference_mode():
+            token = int(self.teacher.detect_language(to_model(self.teacher, features))[0])
+        names = {v: k for k, v in config.lang_to_id.items()}
+        return names[token].strip("<|>")
+
+    def decode_clips(
+        self,
+        clips: Sequence[np.ndarray],
+        return_timestamps: bool,
+        word_timestamps: bool = False,
+        options: DecodeOptions | None = None,
+    ) -> Decoded:
+        """Decoded ≤ 30 s clips, in batches (speculative with an assistant)."""
+        return self._decode_scored(clips, return_timestamps, word_timestamps, options)[0]
+
+    def _decode_scored(
+        self,
+        clips: Sequence[np.ndarray],
+        return_timestamps: bool,
+        word_timestamps: bool,
+        options: DecodeOptions | None,
+    ) -> tuple[Decoded, list[Score | None]]:
+        """:meth:`decode_clips`, and each window's score when asked for or needed
+        for the no-speech rule (None otherwise)."""
+        options = options or DecodeOptions()
+        scored = options.scores or self.no_speech_threshold is not None
+        parts: list[Decoded] = []
+        scores: list[Score | None] = []
         for start in range(0, len(clips), self.batch_size):
             batch = list(clips[start : start + self.batch_size])
             features = torch.from_numpy(log_mel(self.processor.feature_extractor, batch))
-            began = time.perf_counter()
-            ids, stats = self._decode_features(features, return_timestamps)
+            decoded = self.decoder.decode(
+                features,
+                return_timestamps=return_timestamps,
+                word_timestamps=word_timestamps,
+                end_times=[len(c) / SAMPLING_RATE for c in batch],
+                options=options,
+            )
+            batch_scores: list[Score | None] = [None] * len(batch)
+            if scored:
+                batch_scores = list(
+                    window_scores(
+                        self.teacher,
+                        features,
+                        decoded.ids,
+                        prompts=decoded.prompts,
+                        max_new_tokens=self.max_new_tokens,
+                    )
+                )
             if self.no_speech_threshold is not None:
-                ids = self._blank_silence(features, ids, return_timestamps)
-                ids = [
-                    [] if is_digital_silence(c) else row for row, c in zip(ids, batch, strict=True)
-                ]
-            share = (time.perf_counter() - began) / len(batch)
-            out.ids.extend(ids)
-            out.seconds.extend([share] * len(batch))
-            out.stats.extend(stats)
-        return out
-
-    def _decode_features(self, features: torch.Tensor, return_timestamps: bool):
-        kwargs = dict(
-            max_new_tokens=self.max_new_tokens,
-            return_timestamps=return_timestamps,
-            language=self.language,
-            task=self.task,
+                decoded = self._blank_silence(decoded, batch_scores, batch)
+            parts.append(decoded)
+            scores.extend(batch_scores)
+        merged = Decoded(
+            ids=[row for d in parts for row in d.ids],
+            prompts=[row for d in parts for row in d.prompts],
+            segments=[row for d in parts for row in d.segments],
+            stats=[row for d in parts for row in d.stats],
         )
-        if self.assistant is None:
-            ids = generate_greedy(self.teacher, self.processor, features, **kwargs)
-            return ids, [None] * len(ids)
-        result = speculative_generate(
-            self.teacher,
-            self.assistant,
-            features,
-            num_draft_tokens=self.num_draft_tokens,
-            schedule=self.draft_schedule,
-            **kwargs,
-        )
-        _synchronize(self.teacher)
-        return result.sequences, result.row_stats
+        return merged, scores
 
     def _blank_silence(
-        self, features: torch.Tensor, ids: list[list[int]], return_timestamps: bool
-    ) -> list[list[int]]:
-        """``ids`` with the windows Whisper's no-speech rule calls silence emptied."""
-        from distilray.inference.prompt import prompt_ids
-
-        config = self.teacher.generation_config
-        silent = silent_windows(
-            self.teacher,
-            features,
-            ids,
-            prompt=prompt_ids(config, self.language, self.task, return_timestamps),
-            max_new_tokens=self.max_new_tokens,
-            no_speech_threshold=self.no_speech_threshold,
-            logprob_threshold=self.logprob_threshold,
+        self, decoded: Decoded, scores: list[Score | None], clips: list[np.ndarray]
+    ) -> Decoded:
+        """``decoded`` with the windows Whisper's no-speech rule calls silence emptied."""
+        quiet = [
+            self._is_silence(score) or is_digital_silence(clip)
+            for score, clip in zip(scores, clips, strict=True)
+        ]
+        return Decoded(
+            ids=[[] if q else row for row, q in zip(decoded.ids, quiet, strict=True)],
+            prompts=decoded.prompts,
+            segments=[[] if q else row for row, q in zip(decoded.segments, quiet, strict=True)],
+            stats=decoded.stats,
         )
-        return [[] if quiet else row for row, quiet in zip(ids, silent, strict=True)]
 
-    def _short(self, audios: list[np.ndarray], return_timestamps: bool) -> list[TranscriptResult]:
-        decoded = self.decode_clips(audios, return_timestamps)
+    def _is_silence(self, score: Score | None) -> bool:
+        """Whisper's no-speech rule on a window's ``(avg_logprob, no_speech_prob)``."""
+        if score is None or self.no_speech_threshold is None:
+            return False
+        logprob, no_speech = score
+        return is_silence(no_speech, logprob, self.no_speech_threshold, self.logprob_threshold)
+
+    def _window(
+        self, start_s: float, end_s: float, ids: list[int], score, options: DecodeOptions
+    ) -> list[WindowScore]:
+        """The window's :class:`WindowScore` (none unless scores were asked for)."""
+        if not options.scores or score is None:
+            return []
+        text = self.processor.tokenizer.decode(self._text_ids(ids), skip_special_tokens=True)
+        logprob, no_speech = score
+        ratio = compression_ratio(text.strip())
+        return [WindowScore(start_s, end_s, logprob, no_speech, ratio, options.temperature)]
+
+    def _short(
+        self,
+        audios: list[np.ndarray],
+        timestamps: bool,
+        word_timestamps: bool,
+        options: DecodeOptions,
+    ) -> list[TranscriptResult]:
+        decoded, scores = self._decode_scored(audios, timestamps, word_timestamps, options)
         results = []
-        for audio, ids, seconds, stats in zip(
-            audios, decoded.ids, decoded.seconds, decoded.stats, strict=True
+        for audio, ids, segments, stats, score in zip(
+            audios, decoded.ids, decoded.segments, decoded.stats, scores, strict=True
         ):
             duration = len(audio) / SAMPLING_RATE
-            text_ids = self._text_ids(ids)
-            segments = (
-                segments_from_ids(self.processor, ids, self.timestamp_begin, end_time=duration)
-                if return_timestamps
-                else []
-            )
-            results.append(self._result(text_ids, segments, duration, seconds, "short", ids, stats))
+            result = self._result(self._text_ids(ids), segments, duration, "short", len(ids), stats)
+            result.windows = self._window(0.0, duration, ids, score, options)
+            results.append(result)
         return results
 
-    def _chunked(self, audios: list[np.ndarray], return_timestamps: bool) -> list[TranscriptResult]:
-        decoded = _Decoded()
+    def _chunked(
+        self,
+        audios: list[np.ndarray],
+        timestamps: bool,
+        word_timestamps: bool,
+        options: DecodeOptions,
+    ) -> list[TranscriptResult]:
+        windows: tuple[Decoded, list[Score | None]] | None = None
 
-        def decode(windows: list[np.ndarray]) -> list[list[int]]:
-            nonlocal decoded
-            decoded = self.decode_clips(windows, return_timestamps)
-            return decoded.ids
+        def decode(clips: list[np.ndarray]) -> Decoded:
+            nonlocal windows
+            windows = self._decode_scored(clips, timestamps, word_timestamps, options)
+            return windows[0]
 
         outputs = transcribe_chunked(
             audios,
             decode,
             self.processor,
-            self.timestamp_begin,
+            self.decoder.timestamp_begin,
             chunk_length_s=self.chunk_length_s,
             stride_s=self.stride_s,
-            return_timestamps=return_timestamps,
+            return_timestamps=timestamps,
         )
-        results, cursor = [], 0
-        for audio, output in zip(audios, outputs, strict=True):
-            n = output.windows or 0
-            window_ids = decoded.ids[cursor : cursor + n]
-            seconds = sum(decoded.seconds[cursor : cursor + n])
-            stats = _sum_stats(decoded.stats[cursor : cursor + n])
-            cursor += n
-            duration = len(audio) / SAMPLING_RATE
-            generated = [t for ids in window_ids for t in ids]
-            results.append(
-                self._result(
-                    output.token_ids,
-                    output.segments,
-                    duration,
-                    seconds,
-                    "chunked",
-                    generated,
-                    stats,
-                )
+        results = [
+            self._result(
+                out.token_ids,
+                out.segments,
+                len(audio) / SAMPLING_RATE,
+                "chunked",
+                out.generated_tokens,
+                RowStats(out.compute_s, out.speculative),
             )
+            for audio, out in zip(audios, outputs, strict=True)
+        ]
+        if options.scores and windows is not None:
+            decoded, scores = windows
+            _, owners = split_windows(audios, self.chunk_length_s, self.stride_s)
+            for row, (index, span) in enumerate(owners):
+                lo, hi = (x / SAMPLING_RATE for x in span.owned)
+                results[index].windows += self._window(
+                    lo, hi, decoded.ids[row], scores[row], options
+                )
         return results
 
     def _sequential(
-        self, audios: list[np.ndarray], return_timestamps: bool
+        self, audios: list[np.ndarray], timestamps: bool, options: DecodeOptions
     ) -> list[TranscriptResult]:
-        if self.assistant is not None:
-            logger.warning("sequential long-form runs the teacher alone (no speculative decoding)")
+        import time
+
         results = []
         for start in range(0, len(audios), self.batch_size):
             batch = audios[start : start + self.batch_size]
             began = time.perf_counter()
-            outputs = transcribe_sequential(
-                self.teacher,
-                self.processor,
-                batch,
-                self.sequential,
-                language=self.language,
-                task=self.task,
-            )
-            _synchronize(self.teacher)
+            outputs = self.decoder.sequential(batch, self.sequential, options)
             share = (time.perf_counter() - began) / len(batch)
-            for audio, output in zip(batch, outputs, strict=True):
-                segments = output.segments if return_timestamps else []
-                duration = len(audio) / SAMPLING_RATE
+            for audio, (output, stats) in zip(batch, outputs, strict=True):
+                segments = output.segments if timestamps else []
                 results.append(
                     self._result(
-                        output.token_ids, segments, duration, share, "sequential", output.token_ids
+                        output.token_ids,
+                        segments,
+                        len(audio) / SAMPLING_RATE,
+                        "sequential",
+                        len(output.token_ids),
+                        RowStats(share, stats),
                     )
                 )
         return results
 
     def _text_ids(self, ids: list[int]) -> list[int]:
         special = set(self.processor.tokenizer.all_special_ids)
-        return [t for t in ids if t < self.timestamp_begin and t not in special]
+        return [t for t in ids if t < self.decoder.timestamp_begin and t not in special]
 
     def _result(
         self,
         text_ids: list[int],
         segments: list[Segment],
         duration: float,
-        seconds: float,
         form: str,
-        generated: list[int],
-        stats: SpeculativeStats | None = None,
+        generated: int,
+        stats: RowStats,
     ) -> TranscriptResult:
         text = self.processor.tokenizer.decode(text_ids, skip_special_tokens=True).strip()
         return TranscriptResult(
@@ -338,24 +434,8 @@ class Transcriber:
             token_ids=text_ids,
             segments=segments,
             duration_s=duration,
-            compute_s=seconds,
+            compute_s=stats.compute_s,
             form=form,
-            generated_tokens=len(generated),
-            speculative=stats,
+            generated_tokens=generated,
+            speculative=stats.speculative,
         )
-
-
-def _sum_stats(stats: Sequence[SpeculativeStats | None]) -> SpeculativeStats | None:
-    present = [s for s in stats if s is not None]
-    if not present:
-        return None
-    total = SpeculativeStats()
-    for s in present:
-        total = total + s
-    return total
-
-
-def _synchronize(model) -> None:
-    """Wait for queued GPU work so that timings are real."""
-    if model.device.type == "cuda":
-        torch.cuda.synchronize(model.device)

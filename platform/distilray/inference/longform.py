@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,14 +29,17 @@ from distilray.inference.chunking import (
     keep_owned_segments,
     merge_token_sequences,
 )
-from distilray.inference.shortform import Segment, split_timestamped, to_model
+from distilray.inference.shortform import Segment, to_model
+from distilray.inference.speculative import SpeculativeStats
+from distilray.inference.windows import N_SAMPLES
 
 logger = logging.getLogger(__name__)
 
-WINDOW_SAMPLES = 30 * SAMPLING_RATE  # one Whisper window
+if TYPE_CHECKING:
+    from distilray.inference.decoder import Decoded
 
-WindowDecoder = Callable[[list[np.ndarray]], list[list[int]]]
-"""Decodes ≤ 30 s clips to generated token ids (one list per clip)."""
+WindowDecoder = Callable[[list[np.ndarray]], "Decoded"]
+"""Decodes ≤ 30 s clips (:class:`~distilray.inference.decoder.Decoded`, one row per clip)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class LongFormOutput:
     token_ids: list[int]  # text tokens (no timestamps, no special tokens)
     segments: list[Segment] = field(default_factory=list)  # when timestamps were asked for
     windows: int | None = None  # 30 s windows decoded for it (chunked mode)
+    compute_s: float = 0.0  # decoding time of its windows (chunked mode)
+    generated_tokens: int = 0  # tokens its windows generated, timestamps included (chunked)
+    speculative: SpeculativeStats | None = None  # its windows' drafts (chunked, speculative)
 
 
 def split_windows(
@@ -83,42 +90,48 @@ def transcribe_chunked(
 ) -> list[LongFormOutput]:
     """Chunked long-form transcription of each recording with a short-form decoder."""
     windows, owners = split_windows(audios, chunk_length_s, stride_s)
-    window_ids = decode(windows)
-    per_audio: list[list[tuple[Chunk, list[int]]]] = [[] for _ in audios]
-    for (index, span), ids in zip(owners, window_ids, strict=True):
-        per_audio[index].append((span, ids))
+    decoded = decode(windows)
+    per_audio: list[list[tuple[Chunk, int]]] = [[] for _ in audios]
+    for row, (index, span) in enumerate(owners):
+        per_audio[index].append((span, row))
     special = set(processor.tokenizer.all_special_ids)
     return [
-        _merge_recording(parts, processor, special, timestamp_begin, return_timestamps)
+        _merge_recording(parts, decoded, special, timestamp_begin, return_timestamps)
         for parts in per_audio
     ]
 
 
 def _merge_recording(
-    parts: list[tuple[Chunk, list[int]]],
-    processor,
+    parts: list[tuple[Chunk, int]],
+    decoded: Decoded,
     special: set[int],
     timestamp_begin: int,
     return_timestamps: bool,
 ) -> LongFormOutput:
-    texts = [[t for t in ids if t < timestamp_begin and t not in special] for _, ids in parts]
+    """One recording's windows (rows of ``decoded``) as one transcript."""
+    rows = [row for _, row in parts]
+    texts = [
+        [t for t in decoded.ids[row] if t < timestamp_begin and t not in special] for row in rows
+    ]
     merged = merge_token_sequences(texts)
     segments: list[Segment] = []
     if return_timestamps:
-        per_window = []
-        for span, ids in parts:
-            window_s = (span.end - span.start) / SAMPLING_RATE
-            triples = split_timestamped(ids, timestamp_begin, end_time=window_s)
-            decoded = processor.tokenizer.batch_decode(
-                [toks for _, _, toks in triples], skip_special_tokens=True
-            )
-            per_window.append(
-                [(s, e, text.strip()) for (s, e, _), text in zip(triples, decoded, strict=True)]
-            )
-        spans = [span for span, _ in parts]
-        kept = keep_owned_segments(spans, per_window, SAMPLING_RATE)
-        segments = [Segment(round(s, 2), round(e, 2), text) for s, e, text in kept if text]
-    return LongFormOutput(token_ids=merged, segments=segments, windows=len(parts))
+        # keep_owned_segments carries each segment along as the "text" of its triple
+        per_window = [[(s.start, s.end, s) for s in decoded.segments[row]] for row in rows]
+        kept = keep_owned_segments([span for span, _ in parts], per_window, SAMPLING_RATE)
+        segments = [seg.shifted(start - seg.start) for start, _, seg in kept if seg.text]
+    present = [decoded.stats[row].speculative for row in rows]
+    drafts = None
+    if any(s is not None for s in present):
+        drafts = sum((s for s in present if s is not None), SpeculativeStats())
+    return LongFormOutput(
+        token_ids=merged,
+        segments=segments,
+        windows=len(parts),
+        compute_s=sum(decoded.stats[row].compute_s for row in rows),
+        generated_tokens=sum(len(decoded.ids[row]) for row in rows),
+        speculative=drafts,
+    )
 
 
 def long_features(processor, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +146,7 @@ def long_features(processor, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor
         return_tensors="pt",
         truncation=False,
         padding="max_length",
-        max_length=max(longest, WINDOW_SAMPLES),
+        max_length=max(longest, N_SAMPLES),
         return_attention_mask=True,
     )
     return out["input_features"], out["attention_mask"]
@@ -148,7 +161,10 @@ def transcribe_sequential(
     language: str | None = None,
     task: str | None = None,
 ) -> list[LongFormOutput]:
-    """Whisper's sequential long-form algorithm on a batch, through ``model.generate``."""
+    """Whisper's sequential long-form algorithm on a batch, through ``model.generate``.
+
+    Inside :func:`.drafted.drafted_windows` its greedy windows are speculative.
+    """
     features, mask = long_features(processor, audios)
     kwargs = _sequential_kwargs(options, language, task)
     with torch.inference_mode():
@@ -171,7 +187,12 @@ def transcribe_sequential(
             text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             if text:
                 segments.append(
-                    Segment(round(float(seg["start"]), 2), round(float(seg["end"]), 2), text)
+                    Segment(
+                        round(float(seg["start"]), 2),
+                        round(float(seg["end"]), 2),
+                        text,
+                        tokens=tuple(tokens),
+                    )
                 )
         results.append(LongFormOutput(token_ids=ids, segments=segments))
     return results

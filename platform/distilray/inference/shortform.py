@@ -15,8 +15,20 @@ import numpy as np
 import torch
 
 from distilray.features import log_mel
+from distilray.inference.prompt import end_ids, prompt_vocabulary, split_output
+from distilray.inference.windows import TIME_PRECISION
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word of a transcript and when it is spoken (:mod:`.words`)."""
+
+    start: float  # seconds, on the same clock as its segment
+    end: float  # seconds
+    word: str  # the word as decoded, leading space included (as whisper prints it)
+    probability: float  # mean probability the model gave the word's tokens
 
 
 @dataclass(frozen=True)
@@ -26,10 +38,38 @@ class Segment:
     start: float  # seconds from the start of the audio
     end: float  # seconds from the start of the audio
     text: str  # decoded text of the stretch, special tokens removed
+    words: tuple[Word, ...] = ()  # its words with their times, when word timestamps were asked
+    tokens: tuple[int, ...] = ()  # its text token ids (no timestamps), when known
+
+    def shifted(self, offset: float) -> Segment:
+        """The same segment (and its words) ``offset`` seconds later, rounded to 10 ms."""
+        words = tuple(
+            Word(round(w.start + offset, 2), round(w.end + offset, 2), w.word, w.probability)
+            for w in self.words
+        )
+        return Segment(
+            round(self.start + offset, 2),
+            round(self.end + offset, 2),
+            self.text,
+            words=words,
+            tokens=self.tokens,
+        )
+
+    def as_dict(self) -> dict:
+        """JSON-ready; ``words`` only when there are any."""
+        out: dict = {"start": self.start, "end": self.end, "text": self.text}
+        if self.words:
+            out["words"] = [vars(w) for w in self.words]
+        return out
 
 
 def _generate_kwargs(
-    max_new_tokens: int, return_timestamps: bool, language: str | None, task: str | None
+    max_new_tokens: int,
+    return_timestamps: bool,
+    language: str | None,
+    task: str | None,
+    prompt_ids: Sequence[int] = (),
+    temperature: float = 0.0,
 ) -> dict:
     kwargs: dict = {
         # Whisper's generate counts `max_length` from the end of the decoder prompt (it
@@ -39,12 +79,17 @@ def _generate_kwargs(
         # max_length=448.
         "max_length": max_new_tokens,
         "return_timestamps": return_timestamps,
-        "do_sample": False,
+        "do_sample": temperature > 0,
         "num_beams": 1,
         # One decoding pass per clip: without this, v5 re-seeks inside a 30 s window
         # after a timestamped segment ends early (sequential long-form behaviour).
         "force_unique_generate_call": True,
     }
+    if temperature > 0:
+        kwargs["temperature"] = temperature
+    # Whisper's initial prompt: <|startofprev|> + text, before the start of transcript.
+    if len(prompt_ids):
+        kwargs["prompt_ids"] = torch.tensor(list(prompt_ids), dtype=torch.long)
     # English-only checkpoints reject language/task; pass them only when asked for.
     if language is not None:
         kwargs["language"] = language
@@ -64,38 +109,18 @@ def window_mask(batch: int, frames: int, device: torch.device) -> torch.Tensor:
 
 
 def prompt_token_ids(generation_config) -> set[int]:
-    """Ids that only ever appear in Whisper's forced decoder prompt.
-
-    Start of transcript, language, task and ``<|notimestamps|>``: the suppress list
-    keeps the model from generating any of them after the prompt.
-    """
-    ids = {generation_config.decoder_start_token_id}
-    ids.update((getattr(generation_config, "lang_to_id", None) or {}).values())
-    ids.update((getattr(generation_config, "task_to_id", None) or {}).values())
-    no_ts = getattr(generation_config, "no_timestamps_token_id", None)
-    if no_ts is not None:
-        ids.add(no_ts)
-    return {i for i in ids if i is not None}
+    """Ids of Whisper's forced decoder prompt (see :func:`.prompt.prompt_vocabulary`)."""
+    return prompt_vocabulary(generation_config)
 
 
 def generated_part(row: Sequence[int], prompt_ids: set[int], eos_ids: set[int]) -> list[int]:
     """The generated tokens of one output row: forced prompt, end of text and padding removed."""
-    ids = list(row)
-    start = 0
-    while start < len(ids) and ids[start] in prompt_ids:
-        start += 1
-    end = len(ids)
-    while end > start and ids[end - 1] in eos_ids:
-        end -= 1
-    return ids[start:end]
+    return split_output(row, prompt_ids, eos_ids)[1]
 
 
 def eos_token_ids(generation_config) -> set[int]:
     """End-of-text and padding ids (Whisper pads with end of text)."""
-    eos = generation_config.eos_token_id
-    ids = set(eos) if isinstance(eos, list) else {eos}
-    ids.add(generation_config.pad_token_id)
-    return {i for i in ids if i is not None}
+    return end_ids(generation_config)
 
 
 def to_model(model, input_features: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -104,7 +129,17 @@ def to_model(model, input_features: torch.Tensor | np.ndarray) -> torch.Tensor:
     return feats.to(device=model.device, dtype=model.dtype)
 
 
-def generate_greedy(
+def generate_greedy(model, processor, input_features, **kwargs) -> list[list[int]]:
+    """Greedy token ids per row for a batch of ≤ 30 s log-mel features.
+
+    Each row holds the tokens the model generated, special tokens (timestamps)
+    included as generated; the forced decoder prompt, the end-of-text token and
+    the batch padding are removed. Keyword arguments as :func:`generate_prompted`.
+    """
+    return [ids for _, ids in generate_prompted(model, processor, input_features, **kwargs)]
+
+
+def generate_prompted(
     model,
     processor,
     input_features: torch.Tensor | None,
@@ -114,15 +149,22 @@ def generate_greedy(
     language: str | None = None,
     task: str | None = None,
     encoder_hidden_states: torch.Tensor | None = None,
-) -> list[list[int]]:
-    """Greedy token ids per row for a batch of ≤ 30 s log-mel features.
+    prompt_ids: Sequence[int] = (),
+    temperature: float = 0.0,
+) -> list[tuple[list[int], list[int]]]:
+    """``(prompt, generated)`` per row for a batch of ≤ 30 s log-mel features.
 
-    Each row holds the tokens the model generated, special tokens (timestamps)
-    included as generated; the forced decoder prompt, the end-of-text token and
-    the batch padding are removed. ``encoder_hidden_states`` (the encoder's output
-    for ``input_features``, when the caller already has it) skips the encoder pass.
+    ``prompt`` is the forced decoder prompt ``generate`` started the row from;
+    ``generated`` the tokens after it, timestamps included, end of text and batch
+    padding removed. ``encoder_hidden_states`` (the encoder's output for
+    ``input_features``, when the caller already has it) skips the encoder pass.
+    ``prompt_ids`` (``<|startofprev|>`` + text, :func:`~distilray.inference.prompt.
+    text_prompt_ids`) condition decoding as Whisper's initial prompt, and ``prompt``
+    then starts with them; ``temperature`` above 0 samples instead of taking the argmax.
     """
-    kwargs = _generate_kwargs(max_new_tokens, return_timestamps, language, task)
+    kwargs = _generate_kwargs(
+        max_new_tokens, return_timestamps, language, task, prompt_ids, temperature
+    )
     with torch.inference_mode():
         if encoder_hidden_states is None:
             features = to_model(model, input_features)
@@ -139,8 +181,15 @@ def generate_greedy(
     if isinstance(sequences, dict):  # some settings return a dict with "sequences"
         sequences = sequences["sequences"]
     config = model.generation_config
-    prompt, eos = prompt_token_ids(config), eos_token_ids(config)
-    return [generated_part(row.tolist(), prompt, eos) for row in sequences]
+    vocabulary, eos = prompt_vocabulary(config), end_ids(config)
+    # generate returns the text prompt in front of each row: it is part of the prompt.
+    previous = list(prompt_ids)
+    out = []
+    for row in sequences:
+        ids = row.tolist()
+        forced, generated = split_output(ids[len(previous) :], vocabulary, eos)
+        out.append(([*previous, *forced], generated))
+    return out
 
 
 def transcribe_batch(
@@ -167,9 +216,6 @@ def transcribe_batch(
         task=task,
     )
     return [text.strip() for text in processor.batch_decode(ids, skip_special_tokens=True)]
-
-
-TIME_PRECISION = 0.02  # seconds per timestamp token: 30 s / 1500 encoder positions
 
 
 def split_timestamped(
@@ -229,5 +275,5 @@ def segments_from_ids(
     for start, end, tokens in split_timestamped(ids, timestamp_begin, end_time=end_time):
         text = processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         if text:
-            out.append(Segment(start + time_offset, end + time_offset, text))
+            out.append(Segment(start + time_offset, end + time_offset, text, tokens=tuple(tokens)))
     return out

@@ -56,34 +56,58 @@ def is_silence(
     return logprob_threshold is None or avg_logprob < logprob_threshold
 
 
+def window_scores(
+    model,
+    features: torch.Tensor,
+    generated: Sequence[Sequence[int]],
+    *,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+) -> list[tuple[float, float]]:
+    """``(avg_logprob, no_speech_prob)`` of each decoded window: one encoder and one
+    teacher-forced decoder pass over ``prompt + generated (+ end of text)`` per row of
+    ``features`` (``prompts[i]``: the decoder prompt row ``i`` was generated from, a
+    text prompt included; the no-speech probability is read at its start of transcript)."""
+    from distilray.inference.confidence import no_speech_token_id, sequence_scores
+    from distilray.inference.prompt import end_of_text, full_sequence, transcript_start
+    from distilray.inference.shortform import to_model
+
+    config = model.generation_config
+    eos = end_of_text(config)
+    with torch.inference_mode():
+        encoded = model.model.encoder(to_model(model, features)).last_hidden_state
+    # Generation stops at max_new_tokens or at the last decoder position, whichever
+    # comes first (a long text prompt leaves fewer): no end of text after a cut row.
+    positions = model.config.max_target_positions
+    sequences = [
+        full_sequence(list(prompt), list(row), eos, min(max_new_tokens, positions - len(prompt)))
+        for prompt, row in zip(prompts, generated, strict=True)
+    ]
+    return sequence_scores(
+        model,
+        encoded,
+        sequences,
+        [len(prompt) for prompt in prompts],
+        suppress_tokens=list(config.suppress_tokens or []),
+        no_speech_id=no_speech_token_id(config),
+        start_positions=[transcript_start(p, config.decoder_start_token_id) for p in prompts],
+    )
+
+
 def silent_windows(
     model,
     features: torch.Tensor,
     generated: Sequence[Sequence[int]],
     *,
-    prompt: Sequence[int],
+    prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
     no_speech_threshold: float = NO_SPEECH_THRESHOLD,
     logprob_threshold: float | None = LOGPROB_THRESHOLD,
 ) -> list[bool]:
-    """Which of the decoded windows are silence: one encoder and one teacher-forced
-    decoder pass over ``prompt + generated (+ end of text)`` per row of ``features``."""
-    from distilray.inference.confidence import no_speech_token_id, sequence_scores
-    from distilray.inference.prompt import full_sequence
-    from distilray.inference.shortform import to_model
-
-    config = model.generation_config
-    eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
-    with torch.inference_mode():
-        encoded = model.model.encoder(to_model(model, features)).last_hidden_state
-    sequences = [full_sequence(list(prompt), list(row), eos, max_new_tokens) for row in generated]
-    scores = sequence_scores(
-        model,
-        encoded,
-        sequences,
-        [len(prompt)] * len(sequences),
-        suppress_tokens=list(config.suppress_tokens or []),
-        no_speech_id=no_speech_token_id(config),
+    """Which of the decoded windows are silence (:func:`window_scores`, then
+    :func:`is_silence`)."""
+    scores = window_scores(
+        model, features, generated, prompts=prompts, max_new_tokens=max_new_tokens
     )
     return [
         is_silence(no_speech, logprob, no_speech_threshold, logprob_threshold)

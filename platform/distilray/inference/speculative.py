@@ -16,6 +16,7 @@ every row accepts its own number of drafts and leaves the batch when done (see
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -75,6 +76,7 @@ class _Row:
     generated: list[int] = field(default_factory=list)  # emitted tokens, last one pending
     student_todo: list[int] = field(default_factory=list)  # tokens the student has not seen
     done: bool = False
+    scores: list[torch.Tensor] = field(default_factory=list)  # with keep_scores: one per emitted
     stats: SpeculativeStats = field(default_factory=lambda: SpeculativeStats(teacher_passes=1))
 
     @property
@@ -89,6 +91,10 @@ class SpeculativeOutput:
     sequences: list[list[int]]  # generated tokens per row (no prompt, no end of text)
     stats: SpeculativeStats  # batch totals (teacher_passes counts batched passes)
     row_stats: list[SpeculativeStats]  # per row (teacher_passes: passes the row took part in)
+    prompts: list[list[int]] = field(default_factory=list)  # decoder prompt of each row
+    # per row, the teacher's processed scores (vocab,) of every emitted token (end of
+    # text included), as generate's output_scores; only when asked for
+    scores: list[list[torch.Tensor]] | None = None
 
 
 def check_assistant(teacher, assistant) -> None:
@@ -122,6 +128,8 @@ def speculative_generate(
     language: str | None = None,
     task: str | None = None,
     encoder_hidden_states: torch.Tensor | None = None,
+    prompt_ids: Sequence[int] = (),
+    check: bool = True,
 ) -> SpeculativeOutput:
     """Teacher-greedy token ids for a batch of ≤ 30 s features, drafted by ``assistant``.
 
@@ -132,11 +140,17 @@ def speculative_generate(
     default for assisted generation) starts there, drafts 2 more after a round in
     which every draft was accepted and 1 fewer otherwise (between 1 and 16).
     ``encoder_hidden_states`` (the teacher encoder's output for these features)
-    skips the encoder pass when the caller already has it.
+    skips the encoder pass when the caller already has it. ``prompt_ids``
+    (``<|startofprev|>`` + text) condition both decoders as Whisper's initial prompt,
+    exactly as ``generate(prompt_ids=...)`` conditions the teacher; each row's
+    prompt (:attr:`SpeculativeOutput.prompts`) then starts with them. ``check=False`` skips the
+    checks of the settings (a :class:`~distilray.inference.decoder.SpeculativeDecoder`
+    made them once, in its constructor).
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    check_assistant(teacher, assistant)
+    if check:
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        check_assistant(teacher, assistant)
     with torch.inference_mode():
         features = to_model(teacher, input_features)
         encoded = encoder_hidden_states
@@ -150,6 +164,7 @@ def speculative_generate(
             return_timestamps=return_timestamps,
             language=language,
             task=task,
+            prompt_ids=prompt_ids,
         )
         loop = _SpeculativeLoop(teacher, assistant, encoded, setup, num_draft_tokens)
         loop.heuristic = schedule == "heuristic"
@@ -159,9 +174,12 @@ def speculative_generate(
 class _SpeculativeLoop:
     """The draft / verify rounds over one batch (see :func:`speculative_generate`)."""
 
-    def __init__(self, teacher, assistant, encoded, setup: DecodingSetup, k: int):
+    def __init__(
+        self, teacher, assistant, encoded, setup: DecodingSetup, k: int, keep_scores: bool = False
+    ):
         pad = teacher.generation_config.pad_token_id
         self.setup = setup
+        self.keep_scores = keep_scores  # keep each emitted token's processed teacher scores
         self.k = max(0, k)
         self.heuristic = False  # adapt k to the acceptance of the last round
         self.max_positions = min(
@@ -190,17 +208,27 @@ class _SpeculativeLoop:
             if ids and ids[-1] == self.setup.eos_token_id:
                 ids = ids[:-1]
             out.append(ids)
-        return SpeculativeOutput(out, total, [row.stats for row in self.rows])
+        scores = [row.scores for row in self.rows] if self.keep_scores else None
+        prompts = [row.prompt for row in self.rows]
+        return SpeculativeOutput(out, total, [row.stats for row in self.rows], prompts, scores)
 
     def _prefill(self) -> None:
         """Teacher reads the prompt and picks the first token; the student reads the prompt."""
         prompts = [row.prompt for row in self.rows]
         logits = self.teacher.forward(prompts)[:, -1]
-        firsts = greedy_tokens(self.setup.processors, prompts, logits)
-        for row, token in zip(self.rows, firsts, strict=True):
+        firsts, scores = self._pick(prompts, logits)
+        for i, (row, token) in enumerate(zip(self.rows, firsts, strict=True)):
             row.student_todo = row.prompt + [token]
             self._emit(row, [token])
+            if self.keep_scores:
+                row.scores.append(scores[i])
         self._drop_finished()
+
+    def _pick(self, prefixes, logits):
+        """The teacher's greedy tokens, and (with keep_scores) their processed scores."""
+        if self.keep_scores:
+            return greedy_tokens(self.setup.processors, prefixes, logits, return_scores=True)
+        return greedy_tokens(self.setup.processors, prefixes, logits), None
 
     def _draft_length(self) -> int:
         """Drafts this round: ``k``, fewer near the position limit of the decoders."""
@@ -236,14 +264,14 @@ class _SpeculativeLoop:
             for j in range(k + 1):
                 prefixes.append(row.prefix + d[:j])
                 where.append((i, j))
-        choices = greedy_tokens(
-            self.setup.processors, prefixes, logits[[i for i, _ in where], [j for _, j in where]]
-        )
+        choices, scores = self._pick(prefixes, logits[[i for i, _ in where], [j for _, j in where]])
         picks = [choices[i * (k + 1) : (i + 1) * (k + 1)] for i in range(len(rows))]
         teacher_drop, student_drop = [], []
-        for row, d, pick in zip(rows, drafts, picks, strict=True):
+        for i, (row, d, pick) in enumerate(zip(rows, drafts, picks, strict=True)):
             n = _agreeing_prefix(d, pick)
             emitted = self._emit(row, d[:n] + [pick[n]])
+            if self.keep_scores:
+                row.scores.extend(scores[i * (k + 1) : i * (k + 1) + emitted])
             # Drafts past an accepted end of text (or the budget) were never needed.
             row.stats.drafted += min(k, emitted)
             row.stats.accepted += min(n, emitted)

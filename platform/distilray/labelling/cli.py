@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from distilray.cli import add_config_arguments, nothing_usable
+from distilray.cli_common import add_config_arguments, nothing_usable
 
 
 def add_parser(subparsers) -> None:
@@ -31,12 +31,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(LabelConfig, args.config, args.overrides)
     result = run_labelling(cfg)
-    summary = result["summary"]
-    print(format_summary(summary, result["run"], cfg.output))
-    print(f"manifest: {result['manifest']}")
-    if summary["labelled"] == 0:
+    summary = result.summary
+    print(format_summary(summary, result.run, cfg.output))
+    print(f"manifest: {result.manifest}")
+    if summary.labelled == 0:
         return nothing_usable(
-            f"no usable labels in {cfg.output}: {summary['rows']} rows, "
-            f"{summary['errors']} of them failed (reasons above)"
+            f"no usable labels in {cfg.output}: {summary.rows} rows, "
+            f"{summary.errors} of them failed (reasons above)"
         )
     return 0

@@ -9,6 +9,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from distilray.config import StageConfig
+from distilray.data.columns_config import (
+    ManifestColumnFields,
+    audio_column_field,
+    id_column_field,
+    text_column_field,
+)
 
 WHISPER_WINDOW_S = 30.0  # seconds of audio the encoder sees; longer clips would be cut
 MAX_TARGET_POSITIONS = 448  # decoder positions of every Whisper size
@@ -16,19 +22,23 @@ MAX_PROMPT_TOKENS = 4  # <|startoftranscript|> <|lang|> <|task|> <|notimestamps|
 MAX_LABEL_TOKENS = MAX_TARGET_POSITIONS - MAX_PROMPT_TOKENS - 1  # room for <|endoftext|>
 
 
-class LabelConfig(StageConfig):
+class LabelConfig(StageConfig, ManifestColumnFields):
     """Which audio to label with which teacher, where to write it, and how to run."""
 
     input: str = Field(
         description="input manifest: Parquet/JSONL file or folder, or a folder of audio files "
         "(+ same-stem .txt references); local path or s3:// URI"
     )
+    audio_column: str = audio_column_field()
+    text_column: str | None = text_column_field()
+    id_column: str | None = id_column_field()
     output: str = Field(
         description="output folder (local or s3://) for the labelled Parquet shards and "
         "_manifest.json; rerunning into the same folder resumes"
     )
     teacher: str = Field(
-        "tiny.en", description="teacher model: tiny.en, a model folder, s3:// URI or hub id"
+        "tiny.en",
+        description="teacher model: tiny.en, a model folder, s3:// URI or hub id (pinned: org/name@revision)",
     )
     batch_size: int = Field(16, ge=1, description="clips per teacher generate() call")
     prepare_batch_size: int = Field(
@@ -52,6 +62,19 @@ class LabelConfig(StageConfig):
     )
     attn_implementation: Literal["sdpa", "eager"] = Field(
         "sdpa", description="attention kernel of the teacher"
+    )
+    engine: Literal["auto", "transformers", "ctranslate2"] = Field(
+        "auto",
+        description="what decodes the teacher: transformers generate, or CTranslate2 (the "
+        "teacher converted once into the model cache; pip install 'distilray[ct2]'); auto = "
+        "ctranslate2 at float32 on CPU actors when installed (same labels, faster), "
+        "transformers on GPU actors",
+    )
+    compute_type: Literal["auto", "float32", "int8", "float16", "int8_float16", "bfloat16"] = Field(
+        "auto",
+        description="CTranslate2 compute type (setting one selects ctranslate2); auto = "
+        "float32 on CPU (labels identical to transformers'), float16 on GPU; int8 and "
+        "the 16-bit types are faster but change a share of labels (bench/label.py)",
     )
     concatenate_audio: bool = Field(
         True,
@@ -117,6 +140,11 @@ class LabelConfig(StageConfig):
     def _check(self) -> LabelConfig:
         if self.min_actors > self.max_actors:
             raise ValueError("min_actors must not exceed max_actors")
+        if self.engine == "transformers" and self.compute_type != "auto":
+            raise ValueError(
+                "compute_type is CTranslate2's: set engine=ctranslate2 (or auto), or use "
+                "dtype for the transformers engine"
+            )
         if is_inside(self.output, self.input):
             # A Parquet input folder would read the labelled shards back as input.
             raise ValueError(

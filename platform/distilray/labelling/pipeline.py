@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 
 from distilray.audio import SAMPLING_RATE
 from distilray.errors import DataError
+from distilray.inference.windows import N_FRAMES
 from distilray.labelling.config import LabelConfig
-from distilray.labelling.prepare import N_FRAMES
 from distilray.labelling.schema import OUTPUT_COLUMNS, OUTPUT_SCHEMA
 from distilray.labelling.shards import (
     OutputState,
@@ -33,7 +33,7 @@ from distilray.labelling.shards import (
     scan_output,
     write_manifest,
 )
-from distilray.labelling.summary import summarize
+from distilray.labelling.summary import LabelSummary, summarize
 from distilray.storage_checks import check_access
 
 logger = logging.getLogger("distilray.labelling")
@@ -63,6 +63,8 @@ class Placement:
     num_gpus: float
     device: str
     dtype: str
+    engine: str = "transformers"  # or "ctranslate2" (labelling/ct2_teacher.py)
+    compute_type: str | None = None  # CTranslate2's compute type
 
 
 def plan_work(ids: pa.Array, state: OutputState, cfg: LabelConfig) -> Plan:
@@ -95,7 +97,10 @@ def place_teacher(cfg: LabelConfig) -> Placement:
         logger.warning("no GPUs in the cluster yet: the teacher actors wait until one joins")
     device = "cuda" if gpus > 0 else "cpu"
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if gpus > 0 else "float32")
-    return Placement(gpus, device, dtype)
+    from distilray.labelling.ct2_teacher import choose_engine
+
+    chosen = choose_engine(cfg.engine, cfg.compute_type, device, cfg.encoder_cache_dir)
+    return Placement(gpus, device, dtype, chosen.engine, chosen.compute_type)
 
 
 def check_output(cfg: LabelConfig, state: OutputState) -> None:
@@ -124,7 +129,7 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
     from distilray.labelling.score import finish_batch
     from distilray.labelling.teacher import TeacherLabeller
 
-    ds = read_inputs(cfg.input)
+    ds = read_inputs(cfg.input, cfg.manifest_columns())
     if plan.skip is not None or plan.only is not None:
         ds = ds.map_batches(
             keep_rows, fn_kwargs={"skip": plan.skip, "only": plan.only}, batch_format="pyarrow"
@@ -145,13 +150,23 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
         num_cpus=1,
         memory=decode_task_memory(cfg, feature_extractor.feature_size),
     )
-    ds = ds.map_batches(
+    labeller, engine_kwargs = (
         TeacherLabeller,
+        {
+            "dtype": placement.dtype,
+            "attn_implementation": cfg.attn_implementation,
+        },
+    )
+    if placement.engine == "ctranslate2":
+        from distilray.labelling.ct2_teacher import CT2TeacherLabeller
+
+        labeller, engine_kwargs = CT2TeacherLabeller, {"compute_type": placement.compute_type}
+    ds = ds.map_batches(
+        labeller,
         fn_constructor_kwargs={
             "teacher": cfg.teacher,
             "device": placement.device,
-            "dtype": placement.dtype,
-            "attn_implementation": cfg.attn_implementation,
+            **engine_kwargs,
             "max_new_tokens": cfg.max_label_length,
             "return_timestamps": cfg.return_timestamps,
             "language": cfg.language,
@@ -210,26 +225,33 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
         batch_counts,
         progress_line,
         start_counter,
+        startup_and_steady,
     )
 
     placement = place_teacher(cfg)
     run_dir = new_run_dir(cfg.output)
     logger.info(
-        "labelling %d inputs with %s on %d-%d %s actor(s) (%s) into %s",
+        "labelling %d inputs with %s on %d-%d %s actor(s) (%s %s) into %s",
         plan.todo,
         cfg.teacher,
         cfg.min_actors,
         cfg.max_actors,
         placement.device,
-        placement.dtype,
+        placement.engine,
+        placement.compute_type or placement.dtype,
         run_dir,
     )
     counter = start_counter()
+    started_at = time.time()
     try:
         ds = build_dataset(cfg, plan, placement, feature_extractor, counter)
         with ProgressReporter(counter, plan.todo, cfg.progress_every_s) as progress:
             write_dataset(ds, run_dir, cfg.shard_rows)
             elapsed = progress.elapsed_s()
+        try:
+            timing = ray.get(counter.timings.remote(), timeout=30)
+        except Exception:  # noqa: BLE001 - timing figures must never fail the job
+            timing = {}
     finally:
         ray.kill(counter)
     # Count what reached the shards (the counter may lag by a batch or two).
@@ -239,11 +261,14 @@ def label_run(cfg: LabelConfig, plan: Plan, feature_extractor) -> dict:
         "run_dir": run_dir,
         "device": placement.device,
         "dtype": placement.dtype,
+        "engine": placement.engine,
+        "compute_type": placement.compute_type,
         "elapsed_s": round(elapsed, 3),
         "rows_written": totals["rows"],
         "inputs_labelled": totals["inputs"],
         "audio_s": round(totals["audio_s"], 3),
         "audio_s_per_s": round(totals["audio_s"] / elapsed, 3) if elapsed > 0 else 0.0,
+        **startup_and_steady(timing, started_at, totals["audio_s"]),
         "errors": totals["errors"],
     }
 
@@ -253,12 +278,17 @@ def empty_run() -> dict:
     return {"run_dir": None, **dict.fromkeys(keys, 0)}
 
 
-def run_labelling(cfg: LabelConfig) -> dict:
-    """Label ``cfg.input`` into ``cfg.output`` (resuming), write ``_manifest.json``.
+@dataclass(frozen=True)
+class LabelRun:
+    """What one labelling run did, and what the output holds after it."""
 
-    Returns ``{"run": this run's figures, "summary": the whole output's summary,
-    "manifest": URI of _manifest.json}``.
-    """
+    run: dict  # this run's figures, as appended to _manifest.json's "runs"
+    summary: LabelSummary  # the whole output (every run so far)
+    manifest: str  # URI of _manifest.json
+
+
+def run_labelling(cfg: LabelConfig) -> LabelRun:
+    """Label ``cfg.input`` into ``cfg.output`` (resuming), write ``_manifest.json``."""
     from distilray.labelling.readers import input_ids
     from distilray.labelling.teacher import check_options, teacher_assets
     from distilray.runtime import ensure_ray
@@ -269,7 +299,7 @@ def run_labelling(cfg: LabelConfig) -> dict:
     check_options(generation_config, cfg.language, cfg.task)
     state = current_state(cfg.output)
     check_output(cfg, state)
-    plan = plan_work(input_ids(cfg.input), state, cfg)
+    plan = plan_work(input_ids(cfg.input, cfg.manifest_columns()), state, cfg)
     logger.info(
         "%d inputs: %d already labelled in %s, %d to do (%d errored rows retried)",
         plan.total,
@@ -291,7 +321,7 @@ def run_labelling(cfg: LabelConfig) -> dict:
     )
     summary = summarize(current_state(cfg.output).table)
     manifest = record_run(cfg, run, summary)
-    return {"run": run, "summary": summary, "manifest": manifest}
+    return LabelRun(run=run, summary=summary, manifest=manifest)
 
 
 def current_state(output: str) -> OutputState:
@@ -300,7 +330,7 @@ def current_state(output: str) -> OutputState:
     return scan_output(output) if prune_superseded(state) else state
 
 
-def record_run(cfg: LabelConfig, run: dict, summary: dict) -> str:
+def record_run(cfg: LabelConfig, run: dict, summary: LabelSummary) -> str:
     """Append this run to ``_manifest.json`` with the dataset's new summary."""
     previous = read_manifest(cfg.output) or {}
     data = {
@@ -311,7 +341,7 @@ def record_run(cfg: LabelConfig, run: dict, summary: dict) -> str:
         "audio_format": AUDIO_FORMAT,
         "config": cfg.model_dump(),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "summary": summary,
+        "summary": summary.as_dict(),
         "runs": [*previous.get("runs", []), run],
     }
     return write_manifest(cfg.output, data)

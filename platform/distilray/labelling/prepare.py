@@ -17,12 +17,12 @@ from distilray.audio import SAMPLING_RATE, decode_audio, encode_wav
 from distilray.errors import AudioDecodeError
 from distilray.features import log_mel
 from distilray.hashing import unit_hash
+from distilray.inference.windows import N_FRAMES
 from distilray.labelling.schema import FEATURES
 
 logger = logging.getLogger(__name__)
 
 ID_JOINER = "+"  # packed chunk ids: "a+b+c" (source_ids keeps the parts)
-N_FRAMES = 3000  # log-mel frames of a 30 s window: 480000 samples / hop 160
 
 
 @dataclass

@@ -17,14 +17,38 @@ class ProgressCounter:
 
     def __init__(self) -> None:
         self.totals = {"rows": 0, "inputs": 0, "audio_s": 0.0, "errors": 0}
+        self.timing: dict[str, float] = {}  # first/last batch (epoch seconds), first's audio
 
     def add(self, rows: int, inputs: int, audio_s: float, errors: int) -> None:
         new = {"rows": rows, "inputs": inputs, "audio_s": audio_s, "errors": errors}
         for key, value in new.items():
             self.totals[key] += value
+        now = time.time()
+        if not self.timing:
+            self.timing = {"first_at": now, "first_audio_s": audio_s}
+        self.timing["last_at"] = now
 
     def snapshot(self) -> dict:
         return dict(self.totals)
+
+    def timings(self) -> dict:
+        return dict(self.timing)
+
+
+def startup_and_steady(timing: dict, started_at: float, audio_s: float) -> dict:
+    """Start-up (run start to the first labelled batch: actors, model loads, the first
+    decode) apart from the steady rate (audio after the first batch over the time after it).
+
+    >>> startup_and_steady({"first_at": 14.0, "first_audio_s": 20.0, "last_at": 24.0}, 10.0, 120.0)
+    {'startup_s': 4.0, 'steady_audio_s_per_s': 10.0}
+    """
+    if not timing or timing["last_at"] <= timing["first_at"]:
+        return {"startup_s": None, "steady_audio_s_per_s": None}
+    steady = (audio_s - timing["first_audio_s"]) / (timing["last_at"] - timing["first_at"])
+    return {
+        "startup_s": round(timing["first_at"] - started_at, 3),
+        "steady_audio_s_per_s": round(steady, 3),
+    }
 
 
 def batch_counts(table: pa.Table) -> dict:

@@ -17,8 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from distilray.data.manifest import (
-    MANIFEST_COLUMNS,
+    DEFAULT_COLUMNS,
+    ManifestColumns,
     check_unique_ids,
+    derived_ids,
     folder_table,
     manifest_files,
     normalize_manifest_table,
@@ -32,31 +34,34 @@ logger = logging.getLogger(__name__)
 PATH_COLUMN = "path"  # added by read_parquet(include_paths=True)
 
 
-def input_ids(uri: str) -> pa.Array:
+def input_ids(uri: str, columns: ManifestColumns = DEFAULT_COLUMNS) -> pa.Array:
     """Every input id, in manifest file order, checked for duplicates (driver side).
 
-    Reads only the ``id`` column of Parquet manifests; resume and ``limit`` are
-    decided on these ids before any audio is read.
+    Reads only the id column of Parquet manifests (or, without one, the audio
+    paths the ids derive from); resume and ``limit`` are decided on these ids
+    before any audio is read.
     """
     fmt, files = manifest_files(uri)
     if fmt == "folder":
         ids = folder_table(uri)["id"]
     elif fmt == "parquet":
-        ids = pa.chunked_array([_parquet_ids(f) for f in files], pa.string())
+        ids = pa.chunked_array([_parquet_ids(f, columns) for f in files], pa.string())
     else:
-        ids = pa.chunked_array([read_manifest_file(f, fmt)["id"] for f in files], pa.string())
+        ids = [read_manifest_file(f, fmt, columns)["id"] for f in files]
+        ids = pa.chunked_array(ids, pa.string())
     table = pa.table({"id": ids.combine_chunks()})
     check_unique_ids(table, uri)
     return table["id"].combine_chunks()
 
 
-def _parquet_ids(uri: str) -> pa.Array:
+def _parquet_ids(uri: str, columns: ManifestColumns) -> pa.Array:
     fs, path = filesystem_for(uri)
     try:
-        names = pq.read_schema(path, filesystem=fs).names
-        if "id" not in names or "audio" not in names:
-            raise DataError(f"{uri}: found columns {names}; expected id, audio and optionally text")
-        column = pq.read_table(path, filesystem=fs, columns=["id"])["id"]
+        schema = pq.read_schema(path, filesystem=fs)
+        chosen = columns.select(schema.names, uri)
+        if "id" not in chosen:
+            return _parquet_derived_ids(uri, schema.field(chosen["audio"]))
+        column = pq.read_table(path, filesystem=fs, columns=[chosen["id"]])[chosen["id"]]
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"cannot read Parquet manifest {uri}: {exc}") from None
     try:
@@ -65,7 +70,18 @@ def _parquet_ids(uri: str) -> pa.Array:
         raise DataError(f"{uri}: id must be a string or number, got {column.type}") from None
 
 
-def read_inputs(uri: str):
+def _parquet_derived_ids(uri: str, audio: pa.Field) -> pa.Array:
+    """The hashed ids of a Parquet manifest without ids: from the audio paths alone
+    when every row has one (no audio bytes are read), else from the whole column."""
+    fs, path = filesystem_for(uri)
+    if pa.types.is_struct(audio.type) and audio.type.get_field_index("path") >= 0:
+        paths = pq.read_table(path, filesystem=fs, columns=[f"{audio.name}.path"]).column(0)
+        if not paths.null_count and not pc.any(pc.equal(paths, "")).as_py():
+            return derived_ids(paths, uri)
+    return derived_ids(pq.read_table(path, filesystem=fs, columns=[audio.name])[0], uri)
+
+
+def read_inputs(uri: str, columns: ManifestColumns = DEFAULT_COLUMNS):
     """The manifest at ``uri`` as a Ray dataset of ``id, audio_bytes, audio_path, text``."""
     import ray.data
 
@@ -74,29 +90,36 @@ def read_inputs(uri: str):
         return ray.data.from_arrow(folder_table(uri))
     if fmt == "jsonl":
         return ray.data.from_items([{"file": f} for f in files]).map_batches(
-            _read_jsonl_files, batch_size=1, batch_format="pyarrow"
+            _read_jsonl_files, fn_kwargs={"columns": columns}, batch_size=1, batch_format="pyarrow"
         )
     fs, _ = filesystem_for(uri)
     paths = [filesystem_for(f)[1] for f in files]
     names = pq.read_schema(paths[0], filesystem=fs).names
-    columns = [c for c in MANIFEST_COLUMNS if c in names]
+    chosen = list(dict.fromkeys(columns.select(names, files[0]).values()))
     ds = ray.data.read_parquet(paths, filesystem=fs, include_paths=True)
-    return ds.select_columns([*columns, PATH_COLUMN]).map_batches(
-        _normalize_parquet_block, fn_kwargs={"s3": is_s3(uri)}, batch_format="pyarrow"
+    return ds.select_columns([*chosen, PATH_COLUMN]).map_batches(
+        _normalize_parquet_block,
+        fn_kwargs={"s3": is_s3(uri), "columns": columns},
+        batch_format="pyarrow",
     )
 
 
-def _read_jsonl_files(batch: pa.Table) -> pa.Table:
-    return pa.concat_tables([read_manifest_file(f, "jsonl") for f in batch["file"].to_pylist()])
+def _read_jsonl_files(batch: pa.Table, columns: ManifestColumns) -> pa.Table:
+    files = batch["file"].to_pylist()
+    return pa.concat_tables([read_manifest_file(f, "jsonl", columns) for f in files])
 
 
-def _normalize_parquet_block(batch: pa.Table, s3: bool) -> pa.Table:
+def _normalize_parquet_block(batch: pa.Table, s3: bool, columns: ManifestColumns) -> pa.Table:
     """Normalise rows per source file: relative audio paths resolve against its folder."""
     parts = []
     for path in pc.unique(batch[PATH_COLUMN]).to_pylist():
         rows = batch.filter(pc.equal(batch[PATH_COLUMN], path)).drop_columns([PATH_COLUMN])
         source = f"s3://{path}" if s3 else path
-        parts.append(normalize_manifest_table(rows, posixpath.dirname(source), source=source))
+        parts.append(
+            normalize_manifest_table(
+                rows, posixpath.dirname(source), source=source, columns=columns
+            )
+        )
     return pa.concat_tables(parts)
 
 

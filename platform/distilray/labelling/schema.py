@@ -3,19 +3,36 @@
 ``audio`` holds the decoded clip re-encoded as 16 kHz mono 16-bit PCM WAV
 (``distilray.audio.encode_wav``), exactly the samples the teacher heard, so
 training reads no original file and decodes no exotic codec; WAV costs about
-115 MB per audio hour (FLAC would halve that at some CPU cost). Rows that failed
-carry ``error`` and a null ``audio``.
+115 MB per audio hour (FLAC would halve that at some CPU cost). It is stored as
+the ``{bytes, path}`` struct of Hugging Face ``datasets``' ``Audio`` feature, and
+the schema's ``huggingface`` metadata says so: ``load_dataset("parquet", ...)`` on
+the output gives an ``Audio(sampling_rate=16000)`` column. Rows that failed carry
+``error`` and a null ``audio``. Shards written before the struct hold the WAV as
+plain binary; :func:`wav_bytes` reads both.
 """
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
+import pyarrow.compute as pc
+
+SAMPLING_RATE = 16000  # of the stored WAV
+AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets' Audio
+# Features as `datasets` records them in a Parquet schema (the other columns' types
+# it reads from Arrow itself).
+HF_METADATA = {
+    b"huggingface": json.dumps(
+        {"info": {"features": {"audio": {"_type": "Audio", "sampling_rate": SAMPLING_RATE}}}}
+    ).encode()
+}
 
 OUTPUT_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),  # input id; packed chunks: ids joined by "+"
         pa.field("source_ids", pa.list_(pa.string())),  # the input ids in this row (resume key)
-        pa.field("audio", pa.binary()),  # 16 kHz mono 16-bit WAV; null when error
+        pa.field("audio", AUDIO_TYPE),  # {bytes: 16 kHz mono 16-bit WAV, path: <id>.wav}
         pa.field("duration_s", pa.float64()),  # seconds of audio; null when decoding failed
         pa.field("text", pa.string()),  # reference transcript; null when unknown
         pa.field("pseudo_label", pa.string()),  # teacher's transcript, special tokens removed
@@ -30,9 +47,26 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("wer", pa.float64()),  # normalised WER of pseudo_label vs text; null: no text
         pa.field("teacher", pa.string()),  # teacher model reference
         pa.field("error", pa.string()),  # why the row has no label; null when fine
-    ]
+    ],
+    metadata=HF_METADATA,
 )
 OUTPUT_COLUMNS = OUTPUT_SCHEMA.names
 # What resume and the summary read back from existing shards (no audio).
 STATE_COLUMNS = ["id", "source_ids", "duration_s", "wer", "teacher", "error"]
 FEATURES = "input_features"  # log-mel column between the CPU tasks and the teacher actors
+
+
+def audio_struct(ids: pa.ChunkedArray, wavs: pa.ChunkedArray) -> pa.StructArray:
+    """The ``audio`` column: each WAV with a file name from its row id (which tells
+    ``datasets`` the format); null where the row has no audio. No bytes are copied."""
+    wavs = pc.cast(wavs, pa.binary()).combine_chunks()
+    paths = pc.binary_join_element_wise(pc.cast(ids, pa.string()), ".wav", "").combine_chunks()
+    return pa.StructArray.from_arrays([wavs, paths], fields=list(AUDIO_TYPE), mask=pc.is_null(wavs))
+
+
+def wav_bytes(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A labelled ``audio`` column as its WAV bytes: the struct's ``bytes`` field, or
+    the column itself when a shard was written before the struct (plain binary)."""
+    if pa.types.is_struct(column.type):
+        return pc.struct_field(column, "bytes")
+    return column

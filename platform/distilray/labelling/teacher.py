@@ -2,8 +2,9 @@
 
 :class:`TeacherLabeller` is a Ray Data callable class: each actor loads the
 teacher once in ``__init__`` (from the reference it is given, never from pickled
-weights) and greedily decodes batches of log-mel features with
-:func:`distilray.inference.shortform.generate_greedy`.
+weights) and greedily decodes batches of log-mel features with a
+:class:`distilray.inference.decoder.GreedyDecoder`. The stored label starts with the
+prompt generation actually used (``Decoded.prompts``), never a re-derived one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from distilray.errors import ConfigError, ModelLoadError
 from distilray.inference.confidence import compression_ratio, no_speech_token_id
-from distilray.inference.prompt import full_sequence, language_token, prompt_ids
+from distilray.inference.prompt import end_of_text, full_sequence, language_token
 from distilray.labelling.schema import FEATURES
 
 logger = logging.getLogger(__name__)
@@ -82,24 +83,24 @@ class TeacherLabeller:
         self.model, self.processor = load_whisper(
             teacher, device=device, dtype=dtype, attn_implementation=attn_implementation
         )
+        from distilray.inference.decoder import GreedyDecoder
+
         config = self.model.generation_config
-        eos = config.eos_token_id
-        self.eos = eos[0] if isinstance(eos, list) else eos
-        self.prompt = prompt_ids(config, language, task, return_timestamps)
+        self.eos = end_of_text(config)
+        self.decoder = GreedyDecoder(
+            self.model, self.processor, max_new_tokens=max_new_tokens, language=language, task=task
+        )
+        self.return_timestamps = return_timestamps
         self.store = None  # where encoder outputs are left for distillation
         if encoder_cache_dir:
             from distilray.models.encoder_store import EncoderStore, encoder_namespace
 
-            self.store = EncoderStore(encoder_cache_dir, encoder_namespace(teacher, self.model.dtype))
+            self.store = EncoderStore(
+                encoder_cache_dir, encoder_namespace(teacher, self.model.dtype)
+            )
         self.suppress = list(config.suppress_tokens or [])
         self.no_speech_id = no_speech_token_id(config)
         self.progress = progress  # a ProgressCounter actor handle, told about every batch
-        self.options = {
-            "max_new_tokens": max_new_tokens,
-            "return_timestamps": return_timestamps,
-            "language": language,
-            "task": task,
-        }
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         features = _tensor_column(batch[FEATURES])
@@ -152,30 +153,39 @@ class TeacherLabeller:
                 out.append((None, f"teacher failed: {type(exc).__name__}: {exc}"))
         return out
 
-    def _run(self, features: np.ndarray) -> list[_Labelled]:
-        """Label sequences, then one teacher-forced pass for ``(avg_logprob, no_speech_prob)``."""
+    def _encode(self, features: np.ndarray):
+        """``(encoded, hidden)``: the encoder output as the decoder takes it, and as the
+        torch tensor the scores and the encoder store take (here both the same)."""
         import torch
 
-        from distilray.inference.confidence import sequence_scores
-        from distilray.inference.shortform import generate_greedy, to_model
+        from distilray.inference.shortform import to_model
 
         with torch.inference_mode():
-            encoded = self.model.model.encoder(
+            hidden = self.model.model.encoder(
                 to_model(self.model, np.ascontiguousarray(features))
             ).last_hidden_state
+        return hidden, hidden
+
+    def _run(self, features: np.ndarray) -> list[_Labelled]:
+        """Label sequences, then one teacher-forced pass for ``(avg_logprob, no_speech_prob)``."""
+        from distilray.inference.confidence import sequence_scores
+
+        encoded, hidden = self._encode(features)
         if self.store is not None:
-            for row, hidden in zip(features, encoded, strict=True):
-                self.store.save(row, hidden)
-        generated = generate_greedy(
-            self.model, self.processor, None, encoder_hidden_states=encoded, **self.options
+            for row, states in zip(features, hidden, strict=True):
+                self.store.save(row, states)
+        decoded = self.decoder.decode(
+            features, return_timestamps=self.return_timestamps, encoder_hidden_states=encoded
         )
-        max_new = self.options["max_new_tokens"]
-        sequences = [full_sequence(self.prompt, row, self.eos, max_new) for row in generated]
+        sequences = [
+            full_sequence(prompt, row, self.eos, self.decoder.max_new_tokens)
+            for prompt, row in zip(decoded.prompts, decoded.ids, strict=True)
+        ]
         scores = sequence_scores(
             self.model,
-            encoded,
+            hidden,
             sequences,
-            [len(self.prompt)] * len(sequences),
+            [len(prompt) for prompt in decoded.prompts],
             suppress_tokens=self.suppress,
             no_speech_id=self.no_speech_id,
         )

@@ -6,7 +6,8 @@ A reference is one of:
 * an existing local folder holding ``config.json`` (a ``save_pretrained`` output);
 * ``s3://bucket/prefix``: downloaded once into the model cache, keyed by the URI;
 * anything else: a Hugging Face Hub id (``org/name``), fetched with ``snapshot_download``
-  into the Hub's own cache (honours ``HF_HUB_OFFLINE``).
+  into the Hub's own cache (honours ``HF_HUB_OFFLINE``); ``org/name@revision`` pins a
+  branch, tag or commit (the ``revision`` of ``from_pretrained``).
 """
 
 from __future__ import annotations
@@ -42,9 +43,24 @@ def reference_kind(ref: str | os.PathLike) -> tuple[RefKind, str]:
         return "embedded", text
     if storage.is_s3(text):
         return "s3", text
-    if Path(text).expanduser().exists() or _looks_like_path(text):
+    if Path(text).expanduser().exists() or _looks_like_path(split_revision(text)[0]):
         return "folder", text
     return "hub", text
+
+
+def split_revision(repo: str) -> tuple[str, str | None]:
+    """A hub reference as ``(repo id, revision)``; the revision is None when not pinned.
+
+    >>> split_revision("openai/whisper-large-v3@refs/pr/1"), split_revision("openai/whisper-tiny")
+    (('openai/whisper-large-v3', 'refs/pr/1'), ('openai/whisper-tiny', None))
+    """
+    repo_id, sep, revision = repo.partition("@")
+    if sep and not (repo_id and revision):
+        raise ModelLoadError(
+            f"model reference {repo!r}: write a pinned hub model as org/name@revision "
+            "(a branch, tag or commit)"
+        )
+    return repo_id, revision or None
 
 
 def resolve_model(ref: str | os.PathLike) -> Path:
@@ -78,8 +94,11 @@ def check_model_ref(ref: str | os.PathLike) -> None:
     elif kind == "hub":
         from huggingface_hub import hf_hub_download
 
+        repo_id, revision = split_revision(text)
         with _hub_errors(text):
-            hf_hub_download(text, "config.json", etag_timeout=HUB_ETAG_TIMEOUT_S)
+            hf_hub_download(
+                repo_id, "config.json", revision=revision, etag_timeout=HUB_ETAG_TIMEOUT_S
+            )
 
 
 @contextlib.contextmanager
@@ -130,14 +149,19 @@ def _from_s3(uri: str) -> Path:
     return build_once(s3_cache_dir(uri), download)
 
 
-def _from_hub(repo_id: str) -> Path:
+def _from_hub(ref: str) -> Path:
+    """The snapshot of ``org/name[@revision]`` in the Hub cache (downloaded if missing)."""
     from huggingface_hub import snapshot_download
 
-    with _hub_errors(repo_id):
+    repo_id, revision = split_revision(ref)
+    with _hub_errors(ref):
         folder = snapshot_download(
-            repo_id, allow_patterns=HUB_PATTERNS, etag_timeout=HUB_ETAG_TIMEOUT_S
+            repo_id,
+            revision=revision,
+            allow_patterns=HUB_PATTERNS,
+            etag_timeout=HUB_ETAG_TIMEOUT_S,
         )
-    return _check_folder(Path(folder), repo_id)
+    return _check_folder(Path(folder), ref)
 
 
 DTYPES = ("float32", "float16", "bfloat16")

@@ -16,7 +16,7 @@ import os
 import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
 from ray.exceptions import RayActorError
@@ -33,21 +33,18 @@ from distilray.errors import ConfigError
 from distilray.serving import validation
 from distilray.serving.config import ServeArgs
 from distilray.serving.errors import APIError, install_error_handlers
-from distilray.serving.formats import Transcript, needs_timestamps, render
-from distilray.serving.model import WhisperModel
+from distilray.serving.formats import Transcript, needs_timestamps, render, sse
+from distilray.serving.model import DecodeRequest, WhisperModel
+from distilray.serving.validation import ModelInfo, TranscriptionRequest
 
 logger = logging.getLogger(__name__)
 
 INGRESS_DEPLOYMENT = "APIIngress"
 REPLICA_ATTEMPTS = 2  # a request lost with its model replica is sent once more
 RETRY_AFTER_S = 5  # told to clients when no replica could take it (a restart takes seconds)
+QUEUE_FULL_RETRY_AFTER_S = 2  # told to clients when every model replica's queue is full
 # The model replica died, or none could be reached: the request never finished there.
-REPLICA_LOST = (
-    RayActorError,
-    ReplicaUnavailableError,
-    DeploymentUnavailableError,
-    BackPressureError,
-)
+REPLICA_LOST = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
 
 api = FastAPI(
     title="distilray transcription",
@@ -75,26 +72,80 @@ def _stat_headers(stats: dict) -> dict[str, str]:
     }
 
 
+def queue_full() -> APIError:
+    """429: every model replica's queue (``max_queued_requests``) is full."""
+    return APIError(
+        429,
+        "the server is at capacity (its request queue is full); retry after a few seconds",
+        code="rate_limit_exceeded",
+        type="rate_limit_error",
+        headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)},
+    )
+
+
 async def transcribe_on_a_replica(
-    model: DeploymentHandle, audio: np.ndarray, timestamps: bool, attempts: int = REPLICA_ATTEMPTS
+    model: DeploymentHandle,
+    audio: np.ndarray,
+    request: DecodeRequest,
+    attempts: int = REPLICA_ATTEMPTS,
 ) -> Transcript:
     """``model.transcribe``, sent again when the replica died or was unavailable.
 
     Transcription is idempotent, so a request lost with its replica is simply sent
     again (the router picks a live replica); when every attempt fails the client gets
-    503 with ``Retry-After``, never a bare 500.
+    503 with ``Retry-After``, never a bare 500. A full queue is 429 at once.
     """
     for attempt in range(1, attempts + 1):
         try:
-            return await model.transcribe.remote(audio, timestamps)
+            return await model.transcribe.remote(audio, request)
+        except BackPressureError:
+            raise queue_full() from None
         except REPLICA_LOST as exc:
             logger.warning("model replica lost (attempt %d/%d): %r", attempt, attempts, exc)
-    raise APIError(
+    raise _unavailable()
+
+
+def _unavailable() -> APIError:
+    return APIError(
         503,
         "no model replica could take the request right now; retry shortly",
         code="model_unavailable",
         type="server_error",
         headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def stream_events(model: DeploymentHandle, audio: np.ndarray, request: DecodeRequest):
+    """The model's stream, its first event awaited here: a full queue or a lost replica
+    is then still an HTTP error status, not a broken stream."""
+    events = model.options(stream=True).stream.remote(audio, request)
+    try:
+        first = await events.__anext__()
+    except BackPressureError:
+        raise queue_full() from None
+    except REPLICA_LOST as exc:
+        logger.warning("model replica lost before streaming: %r", exc)
+        raise _unavailable() from None
+
+    async def body():
+        yield sse(first)
+        async for event in events:
+            yield sse(event)
+
+    return body()
+
+
+def decode_request(form: TranscriptionRequest) -> DecodeRequest:
+    """What the model needs to know of a validated form."""
+    verbose = form.response_format == "verbose_json"
+    return DecodeRequest(
+        timestamps=needs_timestamps(form.response_format),
+        words=verbose and "word" in form.granularities,
+        scores=verbose,
+        language=form.language,
+        task=form.task,
+        prompt=form.prompt,
+        temperature=form.temperature,
     )
 
 
@@ -112,6 +163,7 @@ class APIIngress:
         self.model = model
         env = self.args.api_key_env
         self.api_key = os.environ.get(env, "").strip() if env else ""
+        self._info: ModelInfo | None = None  # asked of the model deployment once
         logger.info("ingress ready (auth %s)", f"from ${env}" if self.api_key else "off")
 
     @api.get("/healthz")
@@ -147,15 +199,37 @@ class APIIngress:
 
     @api.post("/v1/audio/transcriptions")
     async def transcriptions(self, request: Request) -> Response:
+        return await self._audio(request, "transcribe")
+
+    @api.post("/v1/audio/translations")
+    async def translations(self, request: Request) -> Response:
+        """Speech in any language of a multilingual teacher, as English text."""
+        return await self._audio(request, "translate")
+
+    async def _audio(self, request: Request, task: str) -> Response:
         limits = self.args.limits
         validation.check_bearer(request, self.api_key)
         validation.check_content_length(request, limits.max_upload_bytes)
-        form = await validation.parse_form(request, self.args)
+        info = await self._model_info()
+        form = await validation.parse_form(request, self.args, info, task)
         audio = await asyncio.to_thread(validation.decode_upload, form.audio_bytes, limits)
-        timestamps = needs_timestamps(form.response_format)
-        transcript = await transcribe_on_a_replica(self.model, audio, timestamps)
-        body, media_type = render(transcript, form.response_format)
+        decode = decode_request(form)
+        if form.stream:
+            body = await stream_events(self.model, audio, decode)
+            return StreamingResponse(body, media_type="text/event-stream")
+        transcript = await transcribe_on_a_replica(self.model, audio, decode)
+        body, media_type = render(transcript, form.response_format, form.granularities)
         return Response(body, media_type=media_type, headers=_stat_headers(transcript.stats))
+
+    async def _model_info(self) -> ModelInfo:
+        if self._info is None:
+            try:
+                self._info = await self.model.info.remote()
+            except BackPressureError:
+                raise queue_full() from None
+            except REPLICA_LOST:
+                raise _unavailable() from None
+        return self._info
 
 
 def parse_args(args: dict | ServeArgs | None) -> ServeArgs:

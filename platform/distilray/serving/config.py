@@ -74,6 +74,18 @@ class ServeArgs(StageConfig):
     long_form_batch_size: int = Field(
         8, ge=1, description="chunks of one long recording decoded together"
     )
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="tokens decoded per 30 s window at most; null = the model's limit "
+        "(444 for Whisper); a lower cap bounds the cost of a looping decode",
+    )
+    stream_windows: int = Field(
+        2,
+        ge=1,
+        description="stream=true on long audio: 30 s windows decoded per step before the "
+        "text they settle is sent; fewer = earlier first text, more = better batching",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto takes CUDA when the replica was given a GPU"
     )

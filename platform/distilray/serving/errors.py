@@ -96,7 +96,7 @@ def install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
         msg = f"{param}: {first.get('msg', 'invalid request')}" if param else "invalid request"
-        return APIError(422, msg, code="invalid_value", param=param).response()
+        return APIError(400, msg, code="invalid_value", param=param).response()
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

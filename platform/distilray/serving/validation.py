@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from starlette.datastructures import FormData, UploadFile
@@ -22,31 +22,51 @@ from distilray.audio import SAMPLING_RATE, decode_audio, duration_s
 from distilray.errors import AudioDecodeError, AudioTooLongError
 from distilray.serving.config import LimitsConfig, ServeArgs
 from distilray.serving.errors import APIError, quote
-from distilray.serving.formats import RESPONSE_FORMATS
+from distilray.serving.formats import RESPONSE_FORMATS, STREAM_FORMATS
 
 # Multipart framing and the small text fields around the file part, in bytes.
 FORM_OVERHEAD_BYTES = 64 * 1024
-# English-only models (tiny.en, Distil-Whisper students): the codes and names accepted.
-ENGLISH = {"en", "english"}
-KNOWN_FIELDS = {
-    "file",
-    "model",
-    "language",
-    "response_format",
-    "temperature",
-    "timestamp_granularities[]",
-    "timestamp_granularities",
+MAX_PROMPT_CHARS = 4096  # Whisper reads the last 223 tokens of a prompt; more is waste
+GRANULARITIES = ("segment", "word")
+TRUE, FALSE = ("true", "1"), ("false", "0", "")
+# Fields of the OpenAI SDK's transcription/translation requests that this server
+# understands, each with its meaning; anything else is a 400 naming the field.
+TEXT_FIELDS = {"model", "language", "prompt", "response_format", "temperature", "stream"}
+GRANULARITY_FIELDS = ("timestamp_granularities[]", "timestamp_granularities")
+# Sent by the SDK for other OpenAI models; refused with a reason, never ignored silently.
+UNSUPPORTED = {
+    "include[]": "include (logprobs) is not supported: verbose_json carries avg_logprob",
+    "known_speaker_names[]": "speaker diarization is not supported",
+    "known_speaker_references[]": "speaker diarization is not supported",
+    "keywords[]": "keywords are not supported: pass context as 'prompt'",
+    "languages[]": "a list of languages is not supported: send one 'language'",
 }
+TRANSLATION_FIELDS = {"file", "model", "prompt", "response_format", "temperature"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the served teacher can do, as the model deployment reports it."""
+
+    multilingual: bool  # takes a language and translates; False for `.en` models
+    languages: tuple[str, ...]  # language codes it knows ("en", ...)
+    words_unavailable: str | None = None  # why word timestamps cannot work, or None
 
 
 @dataclass(frozen=True)
 class TranscriptionRequest:
-    """A validated ``POST /v1/audio/transcriptions`` form."""
+    """A validated ``POST /v1/audio/transcriptions`` (or ``translations``) form."""
 
     audio_bytes: bytes  # the uploaded file, still encoded
     filename: str  # client-side name, for logs only
     model: str  # the served model name the client asked for
     response_format: str  # one of RESPONSE_FORMATS
+    language: str | None = None  # a language code the model knows; None: detect
+    prompt: str = ""  # Whisper's initial prompt (conditions decoding)
+    temperature: float = 0.0  # 0: greedy (speculative with an assistant); > 0: sampled
+    granularities: frozenset[str] = frozenset({"segment"})  # of verbose_json timestamps
+    stream: bool = False  # answer as server-sent events
+    task: str = "transcribe"  # or "translate" (the translations endpoint)
 
 
 def check_bearer(request: Request, api_key: str | None) -> None:
@@ -102,56 +122,87 @@ def _too_large(max_upload_bytes: int) -> APIError:
     )
 
 
-async def parse_form(request: Request, args: ServeArgs) -> TranscriptionRequest:
-    """Read and check the multipart form (422 for a missing or unsupported field).
+async def parse_form(
+    request: Request, args: ServeArgs, info: ModelInfo, task: str = "transcribe"
+) -> TranscriptionRequest:
+    """Read and check the multipart form (400 for a missing or invalid field).
 
     The body is read through :class:`BodyLimit`: 413 as soon as it passes the limit.
     """
+    if "multipart/form-data" not in request.headers.get("content-type", ""):
+        raise _missing_file()
     limited = Request(request.scope, BodyLimit(request.receive, args.limits.max_upload_bytes))
-    form = await limited.form(max_files=1, max_fields=16)
+    form = await limited.form(max_files=1, max_fields=32)
     try:
-        upload = _check_fields(form, args)
+        upload = _check_file(form, task)
+        parsed = _check_fields(form, args, info, task)
         data = await upload.read()
     finally:
         await form.close()
     if len(data) > args.limits.max_upload_bytes:
         raise _too_large(args.limits.max_upload_bytes)
-    return TranscriptionRequest(
-        audio_bytes=data,
-        filename=upload.filename or "upload",
-        model=_text(form, "model") or args.model_name,
-        response_format=_text(form, "response_format") or "json",
+    return replace(parsed, audio_bytes=data, filename=upload.filename or "upload")
+
+
+def _missing_file() -> APIError:
+    return APIError(
+        400,
+        "'file' is required: upload the audio as multipart form data",
+        code="missing_field",
+        param="file",
     )
 
 
-def _check_fields(form: FormData, args: ServeArgs) -> UploadFile:
-    unknown = sorted(set(form.keys()) - KNOWN_FIELDS)
-    if unknown:
-        raise _unsupported(unknown[0], f"unsupported field {quote(unknown[0])}")
+def _check_file(form: FormData, task: str) -> UploadFile:
+    allowed = TRANSLATION_FIELDS if task == "translate" else None
+    for key in form:
+        if key in UNSUPPORTED and allowed is None:
+            raise _invalid(key.rstrip("[]"), UNSUPPORTED[key])
+        known = key == "file" or key in TEXT_FIELDS or key in GRANULARITY_FIELDS
+        known = known or key.startswith("chunking_strategy")
+        if not known or (allowed is not None and key not in allowed):
+            raise _invalid(key, f"unsupported field {quote(key)}")
     upload = form.get("file")
     if upload is None:
-        raise APIError(
-            422,
-            "'file' is required: upload the audio as multipart form data",
-            code="missing_field",
-            param="file",
-        )
+        raise _missing_file()
     if not isinstance(upload, UploadFile):
-        raise _unsupported("file", "'file' must be an uploaded file, not a text field")
-    fmt = _text(form, "response_format")
-    if fmt and fmt not in RESPONSE_FORMATS:
-        raise _unsupported(
+        raise _invalid("file", "'file' must be an uploaded file, not a text field")
+    return upload
+
+
+def _check_fields(
+    form: FormData, args: ServeArgs, info: ModelInfo, task: str
+) -> TranscriptionRequest:
+    fmt = _text(form, "response_format") or "json"
+    if fmt not in RESPONSE_FORMATS:
+        raise _invalid(
             "response_format",
             f"response_format must be one of {', '.join(RESPONSE_FORMATS)}; got {quote(fmt)}",
         )
-    _check_model(_text(form, "model"), args)
-    _check_language(_text(form, "language"))
-    _check_temperature(_text(form, "temperature"))
-    for key in ("timestamp_granularities[]", "timestamp_granularities"):
-        for value in form.getlist(key):
-            if value != "segment":
-                raise _unsupported(key, "only 'segment' timestamp granularity is supported")
-    return upload
+    model = _text(form, "model") or args.model_name
+    _check_model(model, args)
+    if task == "translate" and not info.multilingual:
+        raise _invalid(
+            "model",
+            "translation needs a multilingual teacher; this server's teacher is English-only "
+            "(serve a multilingual Whisper, e.g. openai/whisper-small, to translate)",
+            code="unsupported_task",
+        )
+    _check_chunking(form)
+    granularities = _check_granularities(form, fmt, info)
+    stream = _check_stream(_text(form, "stream"), fmt)
+    return TranscriptionRequest(
+        audio_bytes=b"",
+        filename="",
+        model=model,
+        response_format=fmt,
+        language=check_language(_text(form, "language"), info),
+        prompt=_check_prompt(_text(form, "prompt")),
+        temperature=_check_temperature(_text(form, "temperature")),
+        granularities=granularities,
+        stream=stream,
+        task=task,
+    )
 
 
 def _text(form: FormData, key: str) -> str | None:
@@ -159,12 +210,12 @@ def _text(form: FormData, key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _unsupported(key, f"{key!r} must be a text field, not a file")
+        raise _invalid(key, f"{key!r} must be a text field, not a file")
     return value.strip()
 
 
-def _unsupported(param: str, message: str) -> APIError:
-    return APIError(422, message, code="invalid_value", param=param)
+def _invalid(param: str, message: str, code: str = "invalid_value") -> APIError:
+    return APIError(400, message, code=code, param=param)
 
 
 def _check_model(model: str | None, args: ServeArgs) -> None:
@@ -178,31 +229,92 @@ def _check_model(model: str | None, args: ServeArgs) -> None:
         )
 
 
-def _check_language(language: str | None) -> None:
-    if language and language.lower() not in ENGLISH:
-        raise _unsupported(
-            "language",
-            f"language {quote(language)} is not supported: the model is English-only ('en')",
+def check_language(language: str | None, info: ModelInfo) -> str | None:
+    """The language code for ``language`` (a code or an English name), or a 400 that
+    names what this model accepts. None or empty: the model detects it."""
+    if not language:
+        return None
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+    code = TO_LANGUAGE_CODE.get(language.lower(), language.lower())
+    if code in info.languages:
+        return code
+    if not info.multilingual:
+        message = f"language {quote(language)} is not supported: the model is English-only ('en')"
+    else:
+        message = (
+            f"language {quote(language)} is not supported; use an ISO-639-1 code the model "
+            f"knows: {', '.join(info.languages)}"
         )
+    raise _invalid("language", message)
 
 
-def _check_temperature(raw: str | None) -> None:
+def _check_prompt(prompt: str | None) -> str:
+    if prompt and len(prompt) > MAX_PROMPT_CHARS:
+        raise _invalid(
+            "prompt",
+            f"prompt is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS} are accepted "
+            "(Whisper reads only its last 223 tokens)",
+        )
+    return prompt or ""
+
+
+def _check_temperature(raw: str | None) -> float:
     if not raw:
-        return
+        return 0.0
     try:
         value = float(raw)
     except ValueError:
-        raise _unsupported(
-            "temperature", f"temperature must be a number; got {quote(raw)}"
-        ) from None
+        raise _invalid("temperature", f"temperature must be a number; got {quote(raw)}") from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise _unsupported("temperature", f"temperature must be between 0 and 1; got {quote(raw)}")
-    if value != 0.0:
-        raise _unsupported(
-            "temperature",
-            "only temperature 0 is supported: decoding is greedy so that speculative "
-            "decoding returns exactly the teacher's transcript",
+        raise _invalid("temperature", f"temperature must be between 0 and 1; got {quote(raw)}")
+    return value
+
+
+def _check_granularities(form: FormData, fmt: str, info: ModelInfo) -> frozenset[str]:
+    values = [v for key in GRANULARITY_FIELDS for v in form.getlist(key)]
+    for value in values:
+        if value not in GRANULARITIES:
+            raise _invalid(
+                "timestamp_granularities",
+                f"timestamp_granularities must be 'segment' and/or 'word'; got {quote(value)}",
+            )
+    chosen = frozenset(values) or frozenset({"segment"})
+    if "word" in chosen:
+        if fmt != "verbose_json":
+            raise _invalid(
+                "timestamp_granularities",
+                "word timestamps need response_format=verbose_json",
+            )
+        if info.words_unavailable:
+            raise _invalid("timestamp_granularities", info.words_unavailable)
+    return chosen
+
+
+def _check_stream(raw: str | None, fmt: str) -> bool:
+    value = (raw or "").lower()
+    if value not in TRUE + FALSE:
+        raise _invalid("stream", f"stream must be true or false; got {quote(raw)}")
+    stream = value in TRUE
+    if stream and fmt not in STREAM_FORMATS:
+        raise _invalid(
+            "stream",
+            f"stream=true sends text events; use response_format json or text, not {fmt!r}",
         )
+    return stream
+
+
+def _check_chunking(form: FormData) -> None:
+    """``chunking_strategy``: "auto" is what this server does anyway (30 s windows)."""
+    for key in form:
+        if key.startswith("chunking_strategy"):
+            value = _text(form, key)
+            if key != "chunking_strategy" or value != "auto":
+                raise _invalid(
+                    "chunking_strategy",
+                    "only chunking_strategy 'auto' is supported: long audio is always decoded "
+                    "in overlapping 30 s windows",
+                )
 
 
 def decode_upload(data: bytes, limits: LimitsConfig) -> np.ndarray:

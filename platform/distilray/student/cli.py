@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from distilray.cli import add_config_arguments
+from distilray.cli_common import add_config_arguments
 
 
 def add_parser(subparsers) -> None:
@@ -33,7 +33,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from distilray.config import load_config
-    from distilray.student import StudentInitConfig, init_student
+    from distilray.student.build import init_student
+    from distilray.student.config import StudentInitConfig
 
     overrides = list(args.overrides)
     if args.teacher:

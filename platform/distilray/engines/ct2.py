@@ -1,0 +1,115 @@
+"""Whisper on CTranslate2: greedy short-form decoding under the transformers path's rules.
+
+The transformers teacher decodes with ``generate`` (:mod:`distilray.inference.shortform`);
+this engine runs the same model, converted once by CTranslate2's converter
+(:func:`distilray.models.ct2_export.cached_ct2_model`), with the same decoding
+rules: the forced prompt, the generation config's suppressed tokens (CTranslate2 reads
+them from the converted ``config.json``), suppression of blank and end of text at the
+first step, Whisper's timestamp rules with the same ``max_initial_timestamp_index``,
+and the same token budget. At ``float32`` on CPU the token ids equal transformers'
+greedy ids (``tests/test_ct2_engine.py``); the reduced compute types (int8, float16,
+int8_float16, bfloat16) are faster and may differ in a share of labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from distilray.errors import ConfigError
+from distilray.models.ct2_export import cached_ct2_model, require_ctranslate2
+
+COMPUTE_TYPES = ("float32", "int8", "float16", "int8_float16", "bfloat16")
+
+
+def default_compute_type(device: str) -> str:
+    """float32 on CPU (exact labels), float16 on a GPU."""
+    return "float32" if device == "cpu" else "float16"
+
+
+class CT2Whisper:
+    """A CTranslate2 Whisper: encode log-mel features, greedily decode encoder outputs."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        device: str = "cpu",
+        device_index: int = 0,
+        compute_type: str = "float32",
+        threads: int = 1,
+    ) -> None:
+        if compute_type not in COMPUTE_TYPES:
+            raise ConfigError(
+                f"unknown compute_type {compute_type!r}: use one of {', '.join(COMPUTE_TYPES)}"
+            )
+        ct2 = require_ctranslate2()
+        self.device, self.compute_type = device, compute_type
+        try:
+            self.model = ct2.models.Whisper(
+                str(model_dir),
+                device=device,
+                device_index=device_index,
+                compute_type=compute_type,
+                inter_threads=1,
+                intra_threads=max(1, threads),
+            )
+        except (RuntimeError, ValueError) as exc:  # e.g. float16 on a CPU without support
+            raise ConfigError(
+                f"CTranslate2 cannot run {model_dir} on {device} at {compute_type}: {exc}"
+            ) from None
+
+    @classmethod
+    def load(cls, model: str | Path, **kwargs) -> CT2Whisper:
+        """The engine for a model reference (converted into the model cache once)."""
+        return cls(cached_ct2_model(model), **kwargs)
+
+    def encode(self, features: np.ndarray):
+        """The encoder output (a CTranslate2 ``StorageView``) of ``(batch, mels, frames)``."""
+        import ctranslate2
+
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32))
+        return self.model.encode(view)
+
+    def hidden_states(self, encoded, *, device, dtype):
+        """``encoded`` as a torch ``(batch, positions, d_model)`` tensor on ``device``."""
+        import torch
+
+        if self.device == "cpu":
+            tensor = torch.from_numpy(np.array(encoded))
+        else:  # CUDA memory, shared through __cuda_array_interface__
+            tensor = torch.as_tensor(encoded, device=device)
+        return tensor.to(device=device, dtype=dtype)
+
+    def greedy(
+        self,
+        encoded,
+        prompt: Sequence[int],
+        *,
+        max_new_tokens: int,
+        max_initial_timestamp_index: int | None = None,
+    ) -> list[list[int]]:
+        """Generated ids per row (timestamps as generated; prompt and end of text left out).
+
+        ``encoded`` is :meth:`encode`'s output (log-mel features work too); every row
+        starts from ``prompt``. At most ``max_new_tokens`` tokens are decoded per row,
+        end of text included, as transformers' ``generate`` counts them.
+        """
+        batch = encoded.shape[0]
+        options = {}
+        if max_initial_timestamp_index is not None:
+            options["max_initial_timestamp_index"] = max_initial_timestamp_index
+        results = self.model.generate(
+            encoded,
+            [list(prompt)] * batch,
+            beam_size=1,
+            # CTranslate2's Whisper decodes at most max_length / 2 steps after the prompt
+            # (OpenAI's sample_len = n_text_ctx // 2), end of text included.
+            max_length=2 * max_new_tokens,
+            suppress_blank=True,
+            suppress_tokens=[-1],  # the generation config's list, from the model's config.json
+            **options,
+        )
+        return [list(result.sequences_ids[0]) for result in results]

@@ -1,0 +1,67 @@
+"""``transcribe --engine ctranslate2``: the transcription engine with CTranslate2 decoding.
+
+:class:`CT2Transcriber` is :class:`~distilray.inference.engine.Transcriber` with a
+:class:`~distilray.engines.ct2_decoder.CT2Decoder`: short-form decoding (clips of up
+to 30 s, and the windows of chunked long-form) runs on CTranslate2; batching, chunk
+merging, timestamps and the no-speech rule are the transformers engine's. What the
+decoder cannot do (speculative decoding, sequential long-form, word timestamps,
+sampling, text prompts) is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from distilray.engines.ct2 import CT2Whisper, default_compute_type
+from distilray.engines.ct2_decoder import CT2Decoder
+from distilray.errors import DistilrayError
+from distilray.inference.engine import Transcriber
+
+
+class CT2Transcriber(Transcriber):
+    """A :class:`Transcriber` decoding with a CTranslate2 copy of its teacher."""
+
+    def __init__(
+        self,
+        engine: CT2Whisper,
+        teacher,
+        processor,
+        *,
+        max_new_tokens: int | None = None,
+        language: str | None = None,
+        task: str | None = None,
+        **kwargs,
+    ):
+        decoder = CT2Decoder(
+            engine, teacher, processor, max_new_tokens=max_new_tokens, language=language, task=task
+        )
+        super().__init__(teacher, processor, decoder=decoder, **kwargs)
+        self.engine = engine
+
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        assistant: str | None = None,
+        *,
+        device: str = "cpu",
+        compute_type: str = "auto",
+        **kwargs,
+    ) -> CT2Transcriber:
+        """The teacher (transformers: tokenizer, settings, scores) and its CTranslate2 copy."""
+        from distilray.models import load_whisper
+
+        if assistant:
+            raise DistilrayError(
+                "speculative decoding (--assistant) runs on transformers: use --engine transformers"
+            )
+        teacher, processor = load_whisper(model, device=device)
+        kind = torch.device(device).type
+        engine = CT2Whisper.load(
+            model,
+            device=kind,
+            device_index=torch.device(device).index or 0,
+            compute_type=default_compute_type(kind) if compute_type == "auto" else compute_type,
+            threads=torch.get_num_threads(),
+        )
+        return cls(engine, teacher, processor, **kwargs)

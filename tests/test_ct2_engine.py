@@ -1,0 +1,183 @@
+"""The CTranslate2 teacher engine: the same pseudo-labels as transformers at float32."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from distilray.audio import decode_audio
+from distilray.errors import ConfigError
+
+ctranslate2 = pytest.importorskip("ctranslate2")
+
+
+@pytest.fixture(scope="module")
+def isolated_cache(tmp_path_factory):
+    """A private model cache for the CTranslate2 copies made here."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DISTILRAY_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def random_ct2(tiny_random, isolated_cache):
+    from distilray.models.ct2_export import cached_ct2_model
+
+    return cached_ct2_model(str(tiny_random))
+
+
+def test_random_teacher_greedy_ids_equal_transformers(tiny_random, random_ct2):
+    """Random weights loop until the token budget: also checks both count it alike."""
+    from distilray.engines.ct2 import CT2Whisper
+    from distilray.inference.prompt import prompt_ids
+    from distilray.inference.shortform import generate_greedy
+    from distilray.models import load_whisper
+
+    model, processor = load_whisper(tiny_random)
+    engine = CT2Whisper(random_ct2, compute_type="float32")
+    features = np.random.default_rng(0).standard_normal((3, 80, 3000)).astype(np.float32)
+    for timestamps in (False, True):
+        want = generate_greedy(
+            model,
+            processor,
+            torch.from_numpy(features),
+            max_new_tokens=25,
+            return_timestamps=timestamps,
+        )
+        got = engine.greedy(
+            engine.encode(features),
+            prompt_ids(model.generation_config, None, None, timestamps),
+            max_new_tokens=25,
+            max_initial_timestamp_index=model.generation_config.max_initial_timestamp_index,
+        )
+        assert got == want
+        assert all(len(row) == 25 for row in got)
+
+
+def test_ct2_decoder_gives_the_greedy_decoders_rows(tiny_random, random_ct2):
+    """One decoder interface: the same Decoded rows (prompts, ids, segments) as
+    GreedyDecoder, and clear errors for what CTranslate2 does not do."""
+    from distilray.engines.ct2 import CT2Whisper
+    from distilray.engines.ct2_decoder import CT2Decoder
+    from distilray.errors import DistilrayError
+    from distilray.inference.decoder import DecodeOptions, GreedyDecoder
+    from distilray.inference.engine import Transcriber
+    from distilray.inference.longform import SequentialOptions
+    from distilray.inference.prompt import text_prompt_ids
+    from distilray.models import load_whisper
+
+    model, processor = load_whisper(tiny_random)
+    engine = CT2Whisper(random_ct2, compute_type="float32")
+    ct2 = CT2Decoder(engine, model, processor, max_new_tokens=20)
+    greedy = GreedyDecoder(model, processor, max_new_tokens=20)
+    features = np.random.default_rng(1).standard_normal((2, 80, 3000)).astype(np.float32)
+    for timestamps in (False, True):
+        want = greedy.decode(features, return_timestamps=timestamps, end_times=[30.0, 30.0])
+        got = ct2.decode(features, return_timestamps=timestamps, end_times=[30.0, 30.0])
+        assert (got.ids, got.prompts, got.segments) == (want.ids, want.prompts, want.segments)
+        encoded = ct2.decode(features, encoder_hidden_states=engine.encode(features))
+        assert encoded.ids == greedy.decode(features).ids
+    caps = ct2.capabilities
+    assert caps.timestamps and not caps.sequential and not caps.word_timestamps
+    refused = [
+        lambda: ct2.decode(features, word_timestamps=True),
+        lambda: ct2.decode(features, options=DecodeOptions(temperature=0.5)),
+        lambda: ct2.decode(
+            features, options=DecodeOptions(prompt_ids=text_prompt_ids(processor.tokenizer, "hi"))
+        ),
+        lambda: ct2.sequential([np.zeros(16000, np.float32)], SequentialOptions()),
+        lambda: Transcriber(model, processor, decoder=ct2).transcribe(
+            [np.zeros(16000, np.float32)], long_form="sequential"
+        ),
+    ]
+    for call in refused:
+        with pytest.raises(DistilrayError):
+            call()
+
+
+def test_cached_copy_is_keyed_by_content(tiny_random, random_ct2, tmp_path):
+    import shutil
+
+    from distilray.models.ct2_export import cached_ct2_model
+
+    copy = shutil.copytree(tiny_random, tmp_path / "same")
+    assert cached_ct2_model(str(copy)) == random_ct2  # same weights: converted once
+    assert cached_ct2_model(str(random_ct2)) == random_ct2  # a CTranslate2 folder as is
+    config = json.loads((copy / "generation_config.json").read_text())
+    config["suppress_tokens"] = config["suppress_tokens"][:-1]
+    (copy / "generation_config.json").write_text(json.dumps(config))
+    assert cached_ct2_model(str(copy)) != random_ct2  # changed: converted again
+
+
+def speech_batch(synth_clips, feature_extractor, n: int) -> pa.Table:
+    """``n`` synthetic clips plus a silent one, as the labelling actors receive them."""
+    from ray.data.extensions import ArrowTensorArray
+
+    from distilray.features import log_mel
+
+    rows = [json.loads(line) for line in synth_clips.read_text().splitlines()[:n]]
+    audios = [decode_audio(synth_clips.parent / r["audio"]) for r in rows]
+    audios.append(np.zeros(3 * 16000, np.float32))
+    features = log_mel(feature_extractor, audios)
+    return pa.table(
+        {
+            "id": [r["id"] for r in rows] + ["silence"],
+            "error": pa.array([None] * (n + 1), pa.string()),
+            "input_features": ArrowTensorArray.from_numpy(features),
+        }
+    )
+
+
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_labeller_rows_equal_the_transformers_labellers(
+    tiny_en, synth_clips, isolated_cache, timestamps
+):
+    """Real teacher, synthetic speech: identical ids and text, the same confidence."""
+    from distilray.labelling.ct2_teacher import CT2TeacherLabeller
+    from distilray.labelling.teacher import TeacherLabeller
+
+    reference = TeacherLabeller(str(tiny_en), "cpu", "float32", "sdpa", 96, timestamps, None, None)
+    ct2 = CT2TeacherLabeller(str(tiny_en), "cpu", "float32", 96, timestamps, None, None)
+    batch = speech_batch(synth_clips, reference.processor.feature_extractor, 5)
+    want, got = reference(batch), ct2(batch)
+    assert got.schema == want.schema
+    for column in ("id", "pseudo_label", "pseudo_label_ids", "compression_ratio", "error"):
+        assert got[column].to_pylist() == want[column].to_pylist(), column
+    for column in ("avg_logprob", "no_speech_prob"):
+        np.testing.assert_allclose(
+            got[column].to_pylist(), want[column].to_pylist(), rtol=1e-3, atol=1e-4
+        )
+    assert all(ids[-1] == reference.eos for ids in got["pseudo_label_ids"].to_pylist())
+
+
+def test_engine_choice_rule(monkeypatch):
+    from distilray.labelling import ct2_teacher
+    from distilray.labelling.ct2_teacher import EngineChoice, choose_engine
+
+    assert choose_engine("auto", "auto", "cpu") == EngineChoice("ctranslate2", "float32")
+    assert choose_engine("auto", "auto", "cuda") == EngineChoice("transformers", None)
+    assert choose_engine("auto", "int8", "cuda") == EngineChoice("ctranslate2", "int8")
+    assert choose_engine("ctranslate2", "auto", "cuda") == EngineChoice("ctranslate2", "float16")
+    assert choose_engine("transformers", "auto", "cpu") == EngineChoice("transformers", None)
+    with pytest.raises(ConfigError, match="encoder_cache_dir"):
+        choose_engine("ctranslate2", "int8", "cpu", encoder_cache_dir="enc")
+    monkeypatch.setattr(ct2_teacher, "_has_ct2", lambda: False)
+    assert choose_engine("auto", "auto", "cpu") == EngineChoice("transformers", None)
+    with pytest.raises(ConfigError, match=r"distilray\[ct2\]"):
+        choose_engine("auto", "int8", "cpu")
+
+
+def test_config_refuses_compute_type_for_transformers(tmp_path):
+    from pydantic import ValidationError
+
+    from distilray.labelling.config import LabelConfig
+
+    base = {"input": str(tmp_path / "in"), "output": str(tmp_path / "out")}
+    assert LabelConfig(**base, compute_type="int8").engine == "auto"
+    with pytest.raises(ValidationError, match="compute_type is CTranslate2's"):
+        LabelConfig(**base, engine="transformers", compute_type="int8")

@@ -1,0 +1,79 @@
+"""The evaluation actor without Ray: typed config in, result rows (with word timings) out."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from distilray.evaluation.config import EvalConfig
+from distilray.evaluation.report import build_cells, write_report
+from distilray.evaluation.steps import EvalWorker, decode_rows
+
+
+@pytest.fixture(scope="module")
+def student_dir(tiny_en, tmp_path_factory):
+    from distilray.models import load_whisper
+    from distilray.student import build_student
+
+    teacher, processor = load_whisper(tiny_en)
+    out = tmp_path_factory.mktemp("student")
+    build_student(teacher, [0, 3]).save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def decoded(synth_clips) -> pa.Table:
+    """Two clean clips as ``decode_rows`` hands them to the actor."""
+    rows = [json.loads(line) for line in synth_clips.read_text().splitlines()][:2]
+    table = pa.table(
+        {
+            "dataset": ["synth"] * 2,
+            "id": [r["id"] for r in rows],
+            "text": [r["text"] for r in rows],
+            "audio_bytes": pa.array([None, None], pa.binary()),
+            "audio_path": [str(synth_clips.parent / r["audio"]) for r in rows],
+        }
+    )
+    return decode_rows(table, [None], seed=0)
+
+
+def _config(tiny_en, student_dir, tmp_path, **extra) -> EvalConfig:
+    return EvalConfig.model_validate(
+        {
+            "models": {"teacher": str(tiny_en), "student": str(student_dir)},
+            "datasets": [{"name": "synth", "manifest": "unused.jsonl"}],
+            "modes": ["teacher", "student"],
+            "forms": ["short"],
+            "runtime": {"batch_size": 2, "max_new_tokens": 40},
+            "output_dir": str(tmp_path),
+            **extra,
+        }
+    )
+
+
+def _transcripts(rows: list[dict], out) -> list[dict]:
+    write_report(out, build_cells(rows), {}, rows)
+    return [json.loads(line) for line in (out / "transcripts.jsonl").read_text().splitlines()]
+
+
+def test_transcripts_carry_word_timings_only_when_asked(tiny_en, student_dir, decoded, tmp_path):
+    assert _config(tiny_en, student_dir, tmp_path).word_timestamps is False  # the default
+    worker = EvalWorker(_config(tiny_en, student_dir, tmp_path, word_timestamps=True))
+    lines = _transcripts(worker(decoded).to_pylist(), tmp_path / "words")
+    assert sorted(line["mode"] for line in lines) == ["student"] * 2 + ["teacher"] * 2
+    for line in lines:
+        words = line["words"]
+        assert words, line
+        assert "".join(w["word"] for w in words).strip() == line["hypothesis"].strip()
+        starts = [w["start"] for w in words]
+        assert starts == sorted(starts)
+        assert all(0 <= w["start"] <= w["end"] <= 30 and 0 <= w["probability"] <= 1 for w in words)
+    teacher = [line for line in lines if line["mode"] == "teacher"]
+    assert all(line["words"][-1]["end"] > 1.0 for line in teacher)  # sentences last seconds
+
+    worker.word_timestamps = False  # as a config without word_timestamps builds it
+    plain = _transcripts(worker(decoded).to_pylist(), tmp_path / "plain")
+    assert len(plain) == 4 and all("words" not in line and line["hypothesis"] for line in plain)

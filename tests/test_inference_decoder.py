@@ -1,0 +1,79 @@
+"""The one decoder interface: speculative sequential long-form equals the teacher's, and
+word timestamps on teacher and student."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from distilray.audio import decode_audio
+
+
+@pytest.fixture(scope="module")
+def models(tiny_en):
+    from distilray.models import load_whisper
+    from distilray.student import build_student
+
+    teacher, processor = load_whisper(tiny_en)
+    return teacher, processor, build_student(teacher, [0, 3])
+
+
+@pytest.fixture(scope="module")
+def clips(synth_clips):
+    rows = [json.loads(line) for line in synth_clips.read_text().splitlines()]
+    return [decode_audio(synth_clips.parent / r["audio"]) for r in rows]
+
+
+def test_speculative_sequential_equals_teacher_on_multi_window_audio(models, clips):
+    from distilray.inference.engine import Transcriber
+
+    teacher, processor, student = models
+    audio = np.concatenate(clips * 2)[: 45 * 16000]  # two windows at least
+    assert len(audio) > 30 * 16000
+    torch.manual_seed(0)
+    [alone] = Transcriber(teacher, processor).transcribe(
+        [audio], long_form="sequential", return_timestamps=True
+    )
+    torch.manual_seed(0)
+    [drafted] = Transcriber(teacher, processor, student).transcribe(
+        [audio], long_form="sequential", return_timestamps=True
+    )
+    assert drafted.token_ids == alone.token_ids
+    assert drafted.segments == alone.segments
+    assert drafted.segments[-1].end > 30
+    assert drafted.speculative is not None and drafted.speculative.accepted > 0
+
+
+def test_student_alignment_heads_exist_in_its_decoder(models):
+    from distilray.inference.words import has_alignment_heads
+
+    teacher, _, student = models
+    assert has_alignment_heads(teacher) and has_alignment_heads(student)
+    # tiny.en heads in teacher layer 3 become student layer 1 (built from layers 0 and 3)
+    assert student.generation_config.alignment_heads == [[1, h] for h in range(5)]
+
+
+def test_word_timestamps_teacher_and_student(models, clips):
+    from distilray.inference.engine import Transcriber
+
+    teacher, processor, student = models
+    clip = clips[0]
+    duration = len(clip) / 16000
+    timed = {}
+    for name, model in (("teacher", teacher), ("student", student)):
+        [result] = Transcriber(model, processor).transcribe([clip], word_timestamps=True)
+        words = result.words
+        assert words, name
+        assert "".join(w.word for w in words).strip() == result.text
+        starts = [w.start for w in words]
+        assert starts == sorted(starts)
+        assert all(0 <= w.start <= w.end <= duration + 1e-6 for w in words)
+        timed[name] = words
+    if [w.word for w in timed["teacher"]] == [w.word for w in timed["student"]]:
+        gaps = [
+            abs(a.start - b.start) for a, b in zip(timed["teacher"], timed["student"], strict=True)
+        ]
+        assert np.mean(gaps) < 0.5

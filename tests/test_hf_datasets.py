@@ -173,7 +173,7 @@ def test_labelled_output_loads_as_a_datasets_audio_column(
         return_timestamps=False,
         progress_every_s=1,
     )
-    assert run_labelling(cfg)["run"]["rows_written"] == 4
+    assert run_labelling(cfg).run["rows_written"] == 4
 
     ds = datasets.load_dataset("parquet", data_files=str(out / "run-*" / "*.parquet"))["train"]
     assert ds.features["audio"] == datasets.Audio(sampling_rate=16000)

@@ -139,11 +139,16 @@ class EvalWorker:
         self.word_timestamps = cfg.word_timestamps
         if self.word_timestamps:
             _check_word_timestamps(self.transcribers, cfg)
-        torch.set_grad_enabled(False)
         self._warm_up()
 
     def _warm_up(self) -> None:
         """One short decode per mode, so the first timed batch pays no start-up cost."""
+        import torch
+
+        with torch.no_grad():
+            self._decode_silence()
+
+    def _decode_silence(self) -> None:
         silence = [np.zeros(16000, dtype=np.float32)]
         for transcriber in self.transcribers.values():
             transcriber.max_new_tokens, saved = 4, transcriber.max_new_tokens
@@ -151,6 +156,13 @@ class EvalWorker:
             transcriber.max_new_tokens = saved
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        import torch
+
+        # scoped, not process-wide: the worker may share a process that trains afterwards
+        with torch.no_grad():
+            return self._transcribe_batch(batch)
+
+    def _transcribe_batch(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         out: list[dict] = [_error_row(r) for r in rows if r["error"]]
         good = [r for r in rows if not r["error"]]

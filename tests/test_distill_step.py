@@ -54,6 +54,39 @@ def test_shared_encoder_pass_gives_the_same_logits(models):
         torch.testing.assert_close(a, b)
 
 
+def test_train_step_projects_only_labelled_positions_with_the_full_loss(models):
+    import copy
+
+    from distilray.distill.step import StudentHead, decode_at, unwrap
+
+    student, teacher, processor = models
+    student = copy.deepcopy(student)
+    batch = _batch(processor, rows=3)  # 3, 4 and 5 tokens: the shorter rows are padded
+    positions = batch["labels"] != -100
+    assert positions.sum() < positions.numel()
+    with torch.no_grad():
+        full_student, full_teacher = shared_logits(student, teacher, batch)
+        want = DistillationLoss()(full_student, full_teacher, batch["labels"])
+        states = student.model.encoder(batch["input_features"]).last_hidden_state
+        head = StudentHead(student)
+        got, _ = head(states, batch["decoder_input_ids"], batch["decoder_attention_mask"], positions)
+        teacher_at, _ = decode_at(
+            teacher,
+            states,
+            batch["decoder_input_ids"],
+            batch["decoder_attention_mask"],
+            positions,
+        )
+    assert unwrap(head) is student
+    torch.testing.assert_close(got, full_student[positions])
+    torch.testing.assert_close(teacher_at, full_teacher[positions])
+    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
+    metrics = train_step(student, teacher, DistillationLoss(), optimizer, scheduler, batch)
+    assert metrics["loss"] == pytest.approx(want.loss.item(), rel=1e-5)
+    assert metrics["kl"] == pytest.approx(want.kl.item(), rel=1e-5)
+    assert metrics["ce"] == pytest.approx(want.ce.item(), rel=1e-5)
+
+
 def test_encoder_cache_serves_later_epochs_with_the_same_logits(models):
     from distilray.distill.encoder_cache import EncoderCache
 

@@ -30,7 +30,14 @@ from distilray.distill.encoder_cache import EncoderCache
 from distilray.distill.history import append_history, history_uri
 from distilray.distill.losses import DistillationLoss
 from distilray.distill.optim import build_optimizer
-from distilray.distill.step import HiddenAlignment, autocast, eval_step, train_step, unwrap
+from distilray.distill.step import (
+    HiddenAlignment,
+    StudentHead,
+    autocast,
+    eval_step,
+    train_step,
+    unwrap,
+)
 from distilray.errors import AudioDecodeError, ConfigError, DataError
 from distilray.inference.windows import CHUNK_LENGTH_S
 from distilray.models.encoder_store import EncoderStore, encoder_namespace
@@ -101,7 +108,8 @@ class DistillRecipe:
         )
         self.teacher.requires_grad_(False)
         self._freeze(student)
-        self.student = ray.train.torch.prepare_model(student)
+        # DDP wraps the head so that its forward (logits at labelled positions only) syncs
+        self.student = ray.train.torch.prepare_model(StudentHead(student))
         self.optimizer, self.scheduler = build_optimizer(
             unwrap(self.student), self.cfg.optim, self.cfg.train.max_steps
         )

@@ -3,6 +3,11 @@
 The student's encoder is the teacher's, frozen, so one encoder pass per batch serves
 both decoders (:func:`shared_logits`). :func:`naive_logits` runs each model whole,
 as a straightforward implementation would; it exists for the benchmark.
+
+A training step projects onto the vocabulary only the decoder states that carry a
+label (:class:`StudentHead`): in a batch of mixed clip lengths most positions are
+padding, and the ``d_model x vocab`` projection, the softmaxes of the loss and their
+backward pass are most of a step's cost on a small decoder.
 """
 
 from __future__ import annotations
@@ -29,9 +34,84 @@ class HiddenAlignment:
     weight: float  # of the relative mean squared error in the loss
 
 
+class StudentHead(nn.Module):
+    """The trainable student as DistributedDataParallel wraps it: decoder and output
+    projection over given encoder states, with logits only at chosen positions.
+
+    ``forward`` must be the wrapper's for DDP to synchronise gradients, so the whole
+    student decoding lives here rather than in a function that reaches inside it.
+    """
+
+    def __init__(self, whisper: nn.Module):
+        super().__init__()
+        self.whisper = whisper
+
+    def forward(
+        self,
+        encoder_states: torch.Tensor,
+        decoder_input_ids: torch.Tensor,
+        decoder_attention_mask: torch.Tensor,
+        positions: torch.Tensor,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        return decode_at(
+            self.whisper,
+            encoder_states,
+            decoder_input_ids,
+            decoder_attention_mask,
+            positions,
+            output_hidden_states=output_hidden_states,
+        )
+
+
+def decode_at(
+    model: nn.Module,
+    encoder_states: torch.Tensor,
+    decoder_input_ids: torch.Tensor,
+    decoder_attention_mask: torch.Tensor,
+    positions: torch.Tensor,
+    *,
+    output_hidden_states: bool = False,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """Teacher-forced logits ``(n, vocab)`` at the ``n`` True ``positions`` of a
+    ``(batch, seq)`` mask, and (when asked) the decoder's hidden states.
+
+    The same numbers as ``model(encoder_outputs=..., ...).logits[positions]``, without
+    projecting the positions no loss reads.
+    """
+    out = model.model.decoder(
+        input_ids=decoder_input_ids,
+        attention_mask=decoder_attention_mask,
+        encoder_hidden_states=encoder_states,
+        output_hidden_states=output_hidden_states,
+        use_cache=False,  # teacher forcing: no key/value cache to build
+    )
+    logits = model.proj_out(out.last_hidden_state[positions])
+    return logits, (out.hidden_states if output_hidden_states else None)
+
+
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
-    return getattr(model, "module", model)
+    """The Whisper model inside a DistributedDataParallel wrapper and/or a
+    :class:`StudentHead` (or the model itself)."""
+    model = getattr(model, "module", model)
+    return model.whisper if isinstance(model, StudentHead) else model
+
+
+def _head(student: nn.Module) -> nn.Module:
+    """``student`` as a :class:`StudentHead` (already one, possibly inside DDP, or wrapped)."""
+    inner = getattr(student, "module", student)
+    return student if isinstance(inner, StudentHead) else StudentHead(student)
+
+
+def _encode(
+    student: nn.Module, batch: dict[str, torch.Tensor], encoder_cache: EncoderCache | None
+) -> torch.Tensor:
+    """The frozen encoder's output for the batch (from the cache where it has it)."""
+    with torch.no_grad():
+        encoder = unwrap(student).model.encoder
+        if encoder_cache is not None and "ids" in batch:
+            return encoder_cache.encode(encoder, batch["input_features"], batch["ids"])
+        return encoder(batch["input_features"]).last_hidden_state
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -76,12 +156,9 @@ def shared_outputs(
 ):
     """The two models' outputs (:func:`shared_logits`), with the decoders' hidden
     states when ``hidden_states``."""
+    student = unwrap(student)
+    hidden = _encode(student, batch, encoder_cache)
     with torch.no_grad():
-        encoder = unwrap(student).model.encoder
-        if encoder_cache is not None and "ids" in batch:
-            hidden = encoder_cache.encode(encoder, batch["input_features"], batch["ids"])
-        else:
-            hidden = encoder(batch["input_features"]).last_hidden_state
         teacher_out = teacher(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden.to(teacher.dtype)),
             output_hidden_states=hidden_states,
@@ -125,22 +202,36 @@ def train_step(
     (and ``hidden``, the hidden-state term, when ``hidden`` aligns layers)."""
     device = batch["input_features"].device
     extra: dict[str, float] = {}
-    with autocast(device, amp_dtype):
-        if hidden is not None:
-            s_out, t_out = shared_outputs(
-                student, teacher, batch, encoder_cache, hidden_states=True
+    labels = batch["labels"]
+    if hidden is not None and not share_encoder:
+        raise ValueError("hidden-state alignment needs the shared encoder pass")
+    if share_encoder:
+        positions = labels != IGNORE_INDEX
+        with autocast(device, amp_dtype):
+            states = _encode(student, batch, encoder_cache)
+            ids, mask = batch["decoder_input_ids"], batch["decoder_attention_mask"]
+            with torch.no_grad():
+                teacher_logits, teacher_hidden = decode_at(
+                    teacher,
+                    states.to(teacher.dtype),
+                    ids,
+                    mask,
+                    positions,
+                    output_hidden_states=hidden is not None,
+                )
+            student_logits, student_hidden = _head(student)(
+                states, ids, mask, positions, hidden is not None
             )
-            student_logits, teacher_logits = s_out.logits, t_out.logits
-        elif share_encoder:
-            student_logits, teacher_logits = shared_logits(student, teacher, batch, encoder_cache)
-        else:
-            student_logits, teacher_logits = naive_logits(student, teacher, batch)
-    out = loss_fn(student_logits, teacher_logits, batch["labels"])
+        # (n, vocab) logits of the labelled positions: one row of n for the loss
+        out = loss_fn(student_logits[None], teacher_logits[None], labels[positions][None])
+    else:
+        with autocast(device, amp_dtype):
+            student_logits, teacher_logits = naive_logits(unwrap(student), teacher, batch)
+        out = loss_fn(student_logits, teacher_logits, labels)
     total = out.loss
     if hidden is not None:
-        mask = batch["labels"] != IGNORE_INDEX
         term = hidden_state_loss(
-            s_out.decoder_hidden_states, t_out.decoder_hidden_states, hidden.pairs, mask
+            student_hidden, teacher_hidden, hidden.pairs, labels != IGNORE_INDEX
         )
         total = total + hidden.weight * term
         extra["hidden"] = term.item()

@@ -77,3 +77,76 @@ def test_word_timestamps_teacher_and_student(models, clips):
             abs(a.start - b.start) for a, b in zip(timed["teacher"], timed["student"], strict=True)
         ]
         assert np.mean(gaps) < 0.5
+
+
+def test_fallback_resamples_looping_rows_only_and_repeatably(models, clips):
+    from distilray.features import log_mel
+    from distilray.inference.confidence import compression_ratio
+    from distilray.inference.decoder import DecodeOptions, Fallback, GreedyDecoder
+
+    _, processor, student = models  # the untrained student loops on most clips
+    features = log_mel(processor.feature_extractor, clips[:6])
+    decoder = GreedyDecoder(student, processor, max_new_tokens=60)
+    greedy = decoder.decode(features)
+    texts = processor.batch_decode(greedy.ids, skip_special_tokens=True)
+    loops = [i for i, t in enumerate(texts) if compression_ratio(t) > 2.4]
+    assert loops and len(loops) < len(texts)  # both kinds of row in the batch
+    options = DecodeOptions(fallback=Fallback(logprob_threshold=None))
+    first = decoder.decode(features, options=options)
+    for i in range(len(texts)):
+        assert (first.ids[i] == greedy.ids[i]) == (i not in loops), i
+    assert decoder.decode(features, options=options).ids == first.ids  # seeded
+
+
+def test_speculative_fallback_equals_the_teachers(models, clips):
+    from distilray.features import log_mel
+    from distilray.inference.decoder import (
+        DecodeOptions,
+        Fallback,
+        GreedyDecoder,
+        SpeculativeDecoder,
+    )
+
+    teacher, processor, student = models
+    features = log_mel(processor.feature_extractor, clips[:4])
+    # thresholds every greedy row fails, so that each one is sampled up the ladder
+    options = DecodeOptions(fallback=Fallback((0.5, 1.0), 0.1, 0.0))
+    alone = GreedyDecoder(teacher, processor, max_new_tokens=40).decode(features, options=options)
+    drafted = SpeculativeDecoder(teacher, student, processor, max_new_tokens=40).decode(
+        features, options=options
+    )
+    greedy = GreedyDecoder(teacher, processor, max_new_tokens=40).decode(features)
+    assert drafted.ids == alone.ids and alone.ids != greedy.ids
+
+
+def test_fallback_temperatures_are_checked():
+    from distilray.errors import DistilrayError
+    from distilray.inference.decoder import Fallback
+
+    for bad in ((), (0.0, 0.5), (1.5,)):
+        with pytest.raises(DistilrayError, match="fallback temperatures"):
+            Fallback(bad)
+
+
+def test_transcriber_applies_its_fallback_unless_the_call_sets_one(models, clips):
+    from distilray.inference.confidence import compression_ratio
+    from distilray.inference.decoder import DecodeOptions, Fallback
+    from distilray.inference.engine import Transcriber
+
+    _, processor, student = models
+    plain = Transcriber(student, processor, max_new_tokens=60)
+    looping = [
+        c
+        for c, r in zip(clips[:6], plain.transcribe(clips[:6]), strict=True)
+        if compression_ratio(r.text) > 2.4
+    ]
+    assert looping
+    rule = Fallback(logprob_threshold=None)
+    ruled = Transcriber(student, processor, max_new_tokens=60, fallback=rule)
+    [before] = plain.transcribe(looping[:1])
+    [after] = ruled.transcribe(looping[:1])
+    assert after.token_ids != before.token_ids
+    # a call's own rule wins: a ladder nothing fails leaves the greedy text
+    never = DecodeOptions(fallback=Fallback((0.5,), None, None))
+    [kept] = ruled.transcribe(looping[:1], options=never)
+    assert kept.token_ids == before.token_ids

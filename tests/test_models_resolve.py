@@ -232,3 +232,12 @@ def test_hub_revision_reaches_the_download_and_the_loaded_weights(tmp_path, monk
             check("acme/whisper-mini@v3")
     with pytest.raises(ModelLoadError, match="org/name@revision"):
         resolve_model("acme/whisper-mini@")
+
+
+def test_loading_a_model_draws_no_progress_bars(tiny_random, capfd):
+    from distilray.models import load_whisper
+
+    capfd.readouterr()
+    load_whisper(str(tiny_random))
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "%|" not in err

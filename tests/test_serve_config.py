@@ -121,3 +121,14 @@ def test_typos_and_mismatches_are_rejected(raw, tmp_path, mutate, needle):
     with pytest.raises(ConfigError, match=None) as info:
         check_serve_config(_write(tmp_path, bad))
     assert needle in str(info.value)
+
+
+def test_fallback_ladder_is_on_by_default_and_checked():
+    from pydantic import ValidationError
+
+    rule = ServeArgs(teacher="tiny.en").fallback.rule()
+    assert rule.temperatures == (0.2, 0.4, 0.6, 0.8, 1.0)
+    assert rule.compression_ratio_threshold == 2.4 and rule.logprob_threshold == -1.0
+    assert ServeArgs(teacher="tiny.en", fallback={"temperatures": []}).fallback.rule() is None
+    with pytest.raises(ValidationError, match=r"each temperature must be in \(0, 1\]"):
+        ServeArgs(teacher="tiny.en", fallback={"temperatures": [0.0, 0.5]})

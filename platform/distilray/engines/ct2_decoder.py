@@ -77,6 +77,10 @@ class CT2Decoder(BaseDecoder):
             )
         if settings.prompt_ids:
             raise DistilrayError(f"the CTranslate2 engine takes no text prompt: {ENGINE_HINT}")
+        if settings.fallback is not None:
+            raise DistilrayError(
+                f"the CTranslate2 engine has no temperature fallback: {ENGINE_HINT} for it"
+            )
         return settings
 
     def _generate(self, features, return_timestamps, encoder_hidden_states, settings):

@@ -13,6 +13,7 @@ from distilray.data.columns_config import (
     id_column_field,
     text_column_field,
 )
+from distilray.inference.fallback_config import FallbackConfig
 
 Mode = Literal["teacher", "student", "speculative"]
 Form = Literal["short", "chunked", "sequential"]
@@ -88,6 +89,12 @@ class RuntimeConfig(StageConfig):
     )
     stride_s: float = Field(5.0, ge=0, description="chunked long-form overlap on each side")
     language: str | None = Field(None, description="language of multilingual teachers (e.g. en)")
+    fallback: FallbackConfig | None = Field(
+        None,
+        description="Whisper's temperature fallback for short clips and chunked windows, "
+        "e.g. {temperatures: [0.2, 0.4, 0.6, 0.8, 1.0]}; null: greedy, as the paper "
+        "evaluates (sequential long-form always has its own)",
+    )
 
     def chunk_length_for(self, mode: str) -> float:
         """The chunked long-form window of ``mode`` (teacher, student or speculative)."""

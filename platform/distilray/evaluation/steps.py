@@ -132,6 +132,7 @@ class EvalWorker:
                 chunk_length_s=rt.chunk_length_for(mode),
                 stride_s=rt.stride_s,
                 language=rt.language,
+                fallback=rt.fallback.rule() if rt.fallback else None,
             )
             for mode in cfg.modes
         }

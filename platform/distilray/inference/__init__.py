@@ -21,6 +21,7 @@ _EXPORTS = {
     "speculative_generate": "distilray.inference.speculative",
     "SequentialOptions": "distilray.inference.longform",
     "DecodeOptions": "distilray.inference.decoder",
+    "Fallback": "distilray.inference.decoder",
     "WindowScore": "distilray.inference.engine",
     "Transcriber": "distilray.inference.engine",
     "TranscriptResult": "distilray.inference.engine",

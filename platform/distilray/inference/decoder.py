@@ -27,10 +27,35 @@ from distilray.inference.shortform import (
     generate_prompted,
     segments_from_ids,
     timestamp_begin_id,
+    to_model,
 )
 from distilray.inference.speculative import SCHEDULES, SpeculativeStats, check_assistant
 
 TASKS = ("transcribe", "translate")
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Whisper's temperature fallback for windows decoded at temperature 0.
+
+    A window whose text compresses too well (a repetition loop) or whose tokens the
+    decoding model found too unlikely is decoded again, sampled at the next
+    temperature of the ladder, until one passes or the ladder ends; the last try is
+    kept (openai/whisper ``transcribe``). Sampling is seeded, so a call is repeatable.
+    A window that falls back is the decoding model's own sample: with an assistant
+    it is decoded by the teacher alone, as any sampled call is.
+    """
+
+    temperatures: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4  # above: a loop
+    logprob_threshold: float | None = -1.0  # below: too unsure (None: not checked)
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.temperatures or any(not 0 < t <= 1 for t in self.temperatures):
+            raise DistilrayError(
+                f"fallback temperatures must be in (0, 1]; got {list(self.temperatures)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,8 @@ class DecodeOptions:
     # only, so a sampled call does not use the assistant.
     temperature: float = 0.0
     scores: bool = False  # the Transcriber scores every window (TranscriptResult.windows)
+    # at temperature 0: Whisper's fallback ladder for loops and unsure windows; None: off
+    fallback: Fallback | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +182,10 @@ class BaseDecoder:
         prompts, ids, stats = self._generate(
             features, return_timestamps, encoder_hidden_states, settings
         )
+        if settings.fallback is not None and settings.temperature == 0:
+            prompts, ids, stats = self._fall_back(
+                features, return_timestamps, encoder_hidden_states, settings, prompts, ids, stats
+            )
         segments: list[list[Segment]] = [[] for _ in ids]
         if return_timestamps or word_timestamps:
             segments = self._segments(features, prompts, ids, end_times, word_timestamps)
@@ -229,6 +260,66 @@ class BaseDecoder:
 
     def _generate(self, features, return_timestamps, encoder_hidden_states, settings):
         raise NotImplementedError
+
+    def _fall_back(
+        self, features, return_timestamps, encoder_states, settings, prompts, ids, stats
+    ):
+        """Rows that fail :class:`Fallback`'s tests, sampled again up its ladder."""
+        rule = settings.fallback
+        prompts, ids, stats = list(prompts), list(ids), list(stats)
+        if rule.logprob_threshold is not None and encoder_states is None:
+            with torch.inference_mode():
+                encoder_states = self.model.model.encoder(to_model(self.model, features))[0]
+        todo = self._failing(rule, encoder_states, range(len(ids)), prompts, ids)
+        for step, temperature in enumerate(rule.temperatures):
+            if not todo:
+                break
+            rows = torch.tensor(todo)
+            sampled = replace(settings, temperature=temperature)
+            states = (
+                encoder_states[rows.to(encoder_states.device)]
+                if encoder_states is not None
+                else None
+            )
+            with torch.random.fork_rng(devices=_cuda_devices(self.model)):
+                torch.manual_seed(rule.seed + step)
+                again = self._greedy(features[rows], return_timestamps, states, sampled)
+            for j, row in enumerate(todo):
+                prompts[row], ids[row] = again[0][j], again[1][j]
+                stats[row] = None  # sampled by the model alone: no speculative counters
+            todo = self._failing(rule, encoder_states, todo, prompts, ids)
+        return prompts, ids, stats
+
+    def _failing(self, rule: Fallback, encoder_states, rows, prompts, ids) -> list[int]:
+        """Those of ``rows`` that loop or are too unsure (:class:`Fallback`)."""
+        from distilray.inference.confidence import compression_ratio, sequence_scores
+
+        rows = list(rows)
+        failing: set[int] = set()
+        if rule.compression_ratio_threshold is not None:
+            texts = self.processor.batch_decode([ids[r] for r in rows], skip_special_tokens=True)
+            failing |= {
+                r
+                for r, text in zip(rows, texts, strict=True)
+                if compression_ratio(text) > rule.compression_ratio_threshold
+            }
+        if rule.logprob_threshold is not None and rows:
+            config = self.model.generation_config
+            eos = int(config.eos_token_id)
+            scores = sequence_scores(
+                self.model,
+                encoder_states[torch.tensor(rows).to(encoder_states.device)],
+                [[*prompts[r], *ids[r], eos] for r in rows],
+                [len(prompts[r]) for r in rows],
+                suppress_tokens=list(getattr(config, "suppress_tokens", None) or ()),
+                no_speech_id=int(config.no_timestamps_token_id) - 1,
+            )
+            failing |= {
+                r
+                for r, (logprob, _) in zip(rows, scores, strict=True)
+                if logprob < rule.logprob_threshold
+            }
+        return [r for r in rows if r in failing]
 
     def _greedy(self, features, return_timestamps, encoder_hidden_states, settings):
         """The model's own ``generate`` (greedy, or sampled above temperature 0)."""
@@ -381,6 +472,11 @@ def make_decoder(
 
 def _multilingual(model) -> bool:
     return bool(getattr(model.generation_config, "is_multilingual", False))
+
+
+def _cuda_devices(model) -> list[int]:
+    """The GPU whose random state sampling uses (none on CPU)."""
+    return [model.device.index or 0] if model.device.type == "cuda" else []
 
 
 def synchronize(model) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -26,6 +26,7 @@ from distilray.inference.decoder import (
     Decoded,
     DecodeOptions,
     Decoder,
+    Fallback,
     RowStats,
     make_decoder,
 )
@@ -120,6 +121,7 @@ class Transcriber:
         sequential: SequentialOptions | None = None,
         no_speech_threshold: float | None = None,
         logprob_threshold: float | None = LOGPROB_THRESHOLD,
+        fallback: Fallback | None = None,
         decoder: Decoder | None = None,
     ):
         if not 0 < chunk_length_s <= 30 or not 0 <= 2 * stride_s < chunk_length_s:
@@ -149,6 +151,16 @@ class Transcriber:
         self.sequential = sequential or SequentialOptions()
         # Whisper's no-speech rule on every ≤ 30 s window (silence.py); None: raw output.
         self.no_speech_threshold, self.logprob_threshold = no_speech_threshold, logprob_threshold
+        # Whisper's temperature fallback for ≤ 30 s windows and chunks decoded at
+        # temperature 0, unless a call's options bring their own; None: plain greedy.
+        self.fallback = fallback
+
+    def _rules(self, options: DecodeOptions | None) -> DecodeOptions:
+        """``options`` with this transcriber's fallback where they set none."""
+        options = options or DecodeOptions()
+        if options.fallback is None and self.fallback is not None:
+            options = replace(options, fallback=self.fallback)
+        return options
 
     @property
     def max_new_tokens(self) -> int:
@@ -197,7 +209,7 @@ class Transcriber:
         ``options`` (language, task, text prompt, temperature, window scores) apply to
         every recording of the call; sequential long-form takes language and task only.
         """
-        options = options or DecodeOptions()
+        options = self._rules(options)
         if long_form not in LONG_FORMS:
             raise DistilrayError(f"long_form must be one of {LONG_FORMS}, got {long_form!r}")
         if long_form == "sequential" and not self.decoder.capabilities.sequential:
@@ -258,7 +270,7 @@ class Transcriber:
     ) -> tuple[Decoded, list[Score | None]]:
         """:meth:`decode_clips`, and each window's score when asked for or needed
         for the no-speech rule (None otherwise)."""
-        options = options or DecodeOptions()
+        options = self._rules(options)
         scored = options.scores or self.no_speech_threshold is not None
         parts: list[Decoded] = []
         scores: list[Score | None] = []

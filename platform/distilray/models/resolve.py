@@ -176,9 +176,10 @@ def load_whisper(ref: str | os.PathLike, device="cpu", dtype=None, attn_implemen
     """
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from distilray.models.upstream_logs import quiet_whisper_generate
+    from distilray.models.upstream_logs import quiet_model_io, quiet_whisper_generate
 
     quiet_whisper_generate()
+    quiet_model_io()
     folder = resolve_model(ref)
     kwargs: dict = {"use_safetensors": True}
     if dtype is not None:

@@ -1,4 +1,12 @@
-"""Drop the one transformers warning that no caller of Whisper's ``generate`` can avoid.
+"""Keep transformers' console output to what a user of this platform can act on.
+
+Loading and saving a model draw tqdm bars ("Loading weights", "Writing model
+shards") in every process that touches a model, Ray workers included: a demo run
+printed dozens of them between its own progress lines. :func:`quiet_model_io` turns
+transformers' bars off; this platform logs its own progress.
+
+The rest of this module drops the one transformers warning that no caller of
+Whisper's ``generate`` can avoid.
 
 transformers 5.x's ``WhisperForConditionalGeneration.generate`` calls the generic
 ``generate`` with both its ``generation_config`` and ``suppress_tokens`` /
@@ -34,3 +42,10 @@ def quiet_whisper_generate() -> None:
     logger = logging.getLogger(GENERATE_LOGGER)
     if not any(isinstance(f, WhisperInternalDeprecation) for f in logger.filters):
         logger.addFilter(WhisperInternalDeprecation())
+
+
+def quiet_model_io() -> None:
+    """Turn off transformers' progress bars for loading and saving weights."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from distilray.config import StageConfig
+from distilray.inference.fallback_config import FallbackConfig
 
 MIB = 1024 * 1024
 
@@ -113,6 +114,11 @@ class ServeArgs(StageConfig):
         description="with no_speech_threshold: a window is silence only when its average "
         "log-probability is also below this (Whisper's rule: confident text is kept); null "
         "lets the no-speech probability decide alone (drops some real speech on tiny.en)",
+    )
+    fallback: FallbackConfig = Field(
+        default_factory=FallbackConfig,
+        description="temperature 0 requests: Whisper's temperature fallback for windows "
+        "that loop or are unsure (sampled by the teacher alone); temperatures [] = greedy only",
     )
     api_key_env: str | None = Field(
         "DISTILRAY_API_KEY",

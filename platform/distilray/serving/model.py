@@ -102,6 +102,7 @@ def load_transcriber(args: ServeArgs):
         batch_size=max(args.long_form_batch_size, args.batching.max_batch_size),
         no_speech_threshold=args.no_speech_threshold,
         logprob_threshold=args.logprob_threshold,
+        fallback=args.fallback.rule(),
     )
     logger.info("loaded %s (assistant %s) on %s/%s", args.teacher, args.assistant, device, dtype)
     return transcriber

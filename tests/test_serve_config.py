@@ -132,3 +132,13 @@ def test_fallback_ladder_is_on_by_default_and_checked():
     assert ServeArgs(teacher="tiny.en", fallback={"temperatures": []}).fallback.rule() is None
     with pytest.raises(ValidationError, match=r"each temperature must be in \(0, 1\]"):
         ServeArgs(teacher="tiny.en", fallback={"temperatures": [0.0, 0.5]})
+
+
+def test_replica_transcriber_gets_the_configured_fallback(tiny_random):
+    from distilray.inference.decoder import Fallback
+    from distilray.serving.model import load_transcriber
+
+    on = load_transcriber(ServeArgs(teacher=str(tiny_random), device="cpu"))
+    assert on.fallback == Fallback()
+    off = ServeArgs(teacher=str(tiny_random), device="cpu", fallback={"temperatures": []})
+    assert load_transcriber(off).fallback is None

@@ -90,6 +90,7 @@ def base_url(ray_local, tiny_en, student):
     common = {
         "teacher": str(tiny_en),
         "limits": {"max_upload_bytes": MAX_UPLOAD, "max_audio_s": MAX_AUDIO_S},
+        "fallback": {"temperatures": []},  # answers are checked against greedy decoding
     }
     main = {
         **common,

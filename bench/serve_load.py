@@ -198,6 +198,8 @@ def serve_args(args: argparse.Namespace, assistant: str | None):
         torch_threads=max(1, round(args.cpus)),
         api_key_env=None,
         batching={"max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait},
+        # every answer is checked against the teacher's greedy transcript: no sampling
+        fallback={"temperatures": []},
     )
 
 

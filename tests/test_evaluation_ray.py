@@ -39,7 +39,7 @@ def student_dir(tiny_en, tmp_path_factory):
 
 
 def test_eval_command_writes_json_markdown_and_plots(
-    ray_local, tiny_en, student_dir, eval_manifest, tmp_path, capsys
+    ray_local, tiny_en, student_dir, eval_manifest, tmp_path, capsys, caplog
 ):
     from distilray.cli import main
 
@@ -55,9 +55,11 @@ runtime: {{num_actors: 1, rows_per_batch: 4, batch_size: 4, max_new_tokens: 64}}
 output_dir: {tmp_path / "out"}
 """
     )
-    assert main(["eval", "--config", str(config)]) == 0
+    with caplog.at_level("INFO", logger="distilray.evaluation.run"):
+        assert main(["eval", "--config", str(config)]) == 0
     printed = capsys.readouterr().out
     assert "| synth | speculative | short | clean | 3 |" in printed
+    assert "evaluated 4 recordings in" in caplog.text  # 3 clips and the broken one
 
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     cells = {(c["mode"], c["snr_db"]): c for c in result["cells"]}

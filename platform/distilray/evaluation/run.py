@@ -63,7 +63,34 @@ def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
         num_gpus=rt.gpus_per_actor,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=rt.num_actors),
     )
-    return results.take_all()
+    return _collect(results, table.num_rows)
+
+
+PROGRESS_EVERY_S = 30.0
+
+
+def _collect(results, recordings: int, every_s: float = PROGRESS_EVERY_S) -> list[dict]:
+    """Every result row, with a progress line at most every ``every_s`` seconds: an
+    evaluation of several models, forms and noise levels runs for many minutes."""
+    rows: list[dict] = []
+    seen: set[tuple[str, str]] = set()
+    started = last = time.monotonic()
+    for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+        part = batch.to_pylist()
+        rows.extend(part)
+        seen.update((r["dataset"], r["id"]) for r in part)
+        now = time.monotonic()
+        if now - last >= every_s:
+            last = now
+            logger.info(
+                "evaluated %d of %d recordings (%d results, %.0f s)",
+                len(seen),
+                recordings,
+                len(rows),
+                now - started,
+            )
+    logger.info("evaluated %d recordings in %.0f s", len(seen), time.monotonic() - started)
+    return rows
 
 
 @dataclass(frozen=True)

@@ -292,7 +292,8 @@ class BaseDecoder:
 
     def _failing(self, rule: Fallback, encoder_states, rows, prompts, ids) -> list[int]:
         """Those of ``rows`` that loop or are too unsure (:class:`Fallback`)."""
-        from distilray.inference.confidence import compression_ratio, sequence_scores
+        from distilray.inference.confidence import compression_ratio
+        from distilray.inference.silence import window_scores
 
         rows = list(rows)
         failing: set[int] = set()
@@ -304,15 +305,13 @@ class BaseDecoder:
                 if compression_ratio(text) > rule.compression_ratio_threshold
             }
         if rule.logprob_threshold is not None and rows:
-            config = self.model.generation_config
-            eos = int(config.eos_token_id)
-            scores = sequence_scores(
+            scores = window_scores(
                 self.model,
-                encoder_states[torch.tensor(rows).to(encoder_states.device)],
-                [[*prompts[r], *ids[r], eos] for r in rows],
-                [len(prompts[r]) for r in rows],
-                suppress_tokens=list(getattr(config, "suppress_tokens", None) or ()),
-                no_speech_id=int(config.no_timestamps_token_id) - 1,
+                None,
+                [ids[r] for r in rows],
+                prompts=[prompts[r] for r in rows],
+                max_new_tokens=self.max_new_tokens,
+                encoded=encoder_states[torch.tensor(rows).to(encoder_states.device)],
             )
             failing |= {
                 r

@@ -58,24 +58,28 @@ def is_silence(
 
 def window_scores(
     model,
-    features: torch.Tensor,
+    features: torch.Tensor | None,
     generated: Sequence[Sequence[int]],
     *,
     prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
+    encoded: torch.Tensor | None = None,
 ) -> list[tuple[float, float]]:
     """``(avg_logprob, no_speech_prob)`` of each decoded window: one encoder and one
     teacher-forced decoder pass over ``prompt + generated (+ end of text)`` per row of
     ``features`` (``prompts[i]``: the decoder prompt row ``i`` was generated from, a
-    text prompt included; the no-speech probability is read at its start of transcript)."""
+    text prompt included; the no-speech probability is read at its start of transcript).
+    ``encoded``, the encoder's output for those rows when the caller has it, skips the
+    encoder pass (``features`` may then be None)."""
     from distilray.inference.confidence import no_speech_token_id, sequence_scores
     from distilray.inference.prompt import end_of_text, full_sequence, transcript_start
     from distilray.inference.shortform import to_model
 
     config = model.generation_config
     eos = end_of_text(config)
-    with torch.inference_mode():
-        encoded = model.model.encoder(to_model(model, features)).last_hidden_state
+    if encoded is None:
+        with torch.inference_mode():
+            encoded = model.model.encoder(to_model(model, features)).last_hidden_state
     # Generation stops at max_new_tokens or at the last decoder position, whichever
     # comes first (a long text prompt leaves fewer): no end of text after a cut row.
     positions = model.config.max_target_positions

@@ -67,6 +67,7 @@ def test_paper_defaults_and_overrides():
         ("data.eval=null data.eval_fraction=0", "no evaluation data"),
         ("loss.temperatur=2", "unknown key"),
         ("train.max_steps=0", "train.max_steps"),
+        ("model.decoder_dropout=1", "model.decoder_dropout"),
     ],
 )
 def test_config_mistakes_are_reported(override, message):

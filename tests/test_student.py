@@ -147,3 +147,32 @@ def test_cli_init_student_with_explicit_layers(tiny_random, tmp_path, capsys):
         == 2
     )
     assert "between 1 and 4" in capsys.readouterr().err
+
+
+def test_decoder_dropout_trains_the_decoder_only_and_leaves_evaluation_exact(tiny_random):
+    from distilray.models import load_whisper
+    from distilray.student.layers import set_decoder_dropout
+
+    model, _ = load_whisper(tiny_random)
+    torch.manual_seed(0)
+    features = torch.randn(1, model.config.num_mel_bins, 3000)
+    labels = torch.tensor([[50257, 50362, 464, 3797, 318, 50256]])
+    with torch.no_grad():
+        plain = model(input_features=features, decoder_input_ids=labels).logits
+    set_decoder_dropout(model, 0.3)
+    model.train()
+    with torch.no_grad():
+        encoded = model.model.encoder(features).last_hidden_state
+        again = model.model.encoder(features).last_hidden_state
+        a = model(encoder_outputs=(encoded,), decoder_input_ids=labels).logits
+        b = model(encoder_outputs=(encoded,), decoder_input_ids=labels).logits
+    assert torch.equal(encoded, again)  # the frozen, shared encoder stays deterministic
+    assert not torch.allclose(a, b)  # the decoder drops units in training
+    assert model.config.dropout == 0.0  # a saved student does not inherit the rate
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(
+            model(input_features=features, decoder_input_ids=labels).logits, plain, atol=1e-6
+        )
+    with pytest.raises(ConfigError, match="dropout"):
+        set_decoder_dropout(model, 1.0)

@@ -95,6 +95,14 @@ class ModelSection(StageConfig):
         "projection: most of a small student's weights); keeps the teacher's vocabulary "
         "geometry when the training data is narrow",
     )
+    decoder_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="dropout on the student decoder's embeddings and residual branches "
+        "while it trains (Whisper's `dropout`; the encoder and the exported config keep 0); "
+        "regularises a student that sees its few hours of speech for many epochs",
+    )
     gradient_checkpointing: bool = Field(
         False, description="recompute decoder activations in the backward pass to save memory"
     )

@@ -150,6 +150,7 @@ class DistillRecipe:
     def _freeze(self, student) -> None:
         """Freeze the encoder (shared with the teacher) and optionally the positions."""
         from distilray.student.build import same_encoder
+        from distilray.student.layers import set_decoder_dropout
 
         if not same_encoder(student, self.teacher):
             raise ConfigError(
@@ -161,6 +162,7 @@ class DistillRecipe:
             student.model.decoder.embed_positions.requires_grad_(False)
         if self.cfg.model.freeze_embed_tokens:  # proj_out shares this weight
             student.model.decoder.embed_tokens.requires_grad_(False)
+        set_decoder_dropout(student, self.cfg.model.decoder_dropout)
         if self.cfg.model.gradient_checkpointing:
             student.gradient_checkpointing_enable({"use_reentrant": False})
         student.train()

@@ -131,3 +131,19 @@ def set_alignment_heads(model, layer_ids: list[int] | None) -> None:
         config.alignment_heads = student_alignment_heads(heads, list(layer_ids), per_layer)
     elif not heads or any(not (0 <= int(a) < n and 0 <= int(b) < per_layer) for a, b in heads):
         config.alignment_heads = student_alignment_heads(None, list(range(n)), per_layer)
+
+
+def set_decoder_dropout(model, p: float) -> None:
+    """Train ``model``'s decoder with dropout ``p`` (embeddings and residual branches).
+
+    Sets the rate on the decoder's modules only, not in ``model.config``: the frozen
+    encoder stays deterministic (its output is shared with the teacher and cached),
+    and a saved student keeps the rate it was initialised with. Dropout acts only
+    in train mode, so evaluation and export are unaffected.
+    """
+    if not 0 <= p < 1:
+        raise ConfigError(f"decoder dropout must be in [0, 1), got {p}")
+    decoder = model.model.decoder
+    decoder.dropout = p
+    for layer in decoder.layers:
+        layer.dropout = p

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from distilray import runtime
@@ -44,3 +46,20 @@ def test_ensure_ray_starts_an_embedded_ray_when_none_runs(init_calls, monkeypatc
     runtime.ensure_ray(num_cpus=3)
     (call,) = init_calls
     assert call["address"] == "local" and call["num_cpus"] == 3
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "token"), ("disabled", "disabled")])
+def test_embedded_ray_keeps_token_auth_without_a_console_notice(
+    init_calls, monkeypatch, preset, expected
+):
+    """Ray prints a notice at every start unless RAY_AUTH_MODE is set; ours sets it to
+    Ray's own default (token) and leaves a user's choice alone."""
+    seen: list[str | None] = []
+    monkeypatch.setattr(ray, "init", lambda **kwargs: seen.append(os.environ.get("RAY_AUTH_MODE")))
+    monkeypatch.setattr(runtime, "running_cluster", lambda: None)
+    if preset is None:
+        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    else:
+        monkeypatch.setenv("RAY_AUTH_MODE", preset)
+    runtime.ensure_ray(num_cpus=3)
+    assert seen == [expected]

@@ -67,6 +67,9 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     # Embedded: give Ray a few more logical CPUs than cores so a Ray Train worker
     # group and the Ray Data tasks feeding it can run side by side on 2 cores.
     cpus = num_cpus or max(4, os.cpu_count() or 1)
+    # Token authentication is Ray's default for a new local cluster; said explicitly,
+    # Ray keeps it and prints no notice about it at every start (disabled stays disabled).
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     # The dashboard serves the state API that Ray Train's placement-group cleaner polls
     # (without it the cleaner logs a warning every second); port 8265 or the next free one.
     ray.init(address="local", num_cpus=cpus, include_dashboard=True, **kwargs)

@@ -47,6 +47,36 @@ def test_speculative_sequential_equals_teacher_on_multi_window_audio(models, cli
     assert drafted.speculative is not None and drafted.speculative.accepted > 0
 
 
+def test_sequential_fallback_sampling_is_seeded_per_recording(models, clips):
+    """Sampled fallback windows give a recording the same transcript in every run and
+    batch, with or without an assistant: the speculative run is still the teacher's."""
+    from dataclasses import replace
+
+    from distilray.inference.engine import Transcriber
+    from distilray.inference.longform import SequentialOptions
+
+    teacher, processor, student = models
+    audio = np.concatenate(clips * 2)[: 45 * 16000]
+    other = np.concatenate(clips[::-1] * 2)[: 35 * 16000]
+    # every window's text "compresses" above 0.5: each one is sampled again at T = 1
+    options = SequentialOptions(temperatures=(0.0, 1.0), compression_ratio_threshold=0.5)
+
+    def run(sequential, audios, assistant=None):
+        transcriber = Transcriber(teacher, processor, assistant, sequential=sequential)
+        return transcriber.transcribe(audios, long_form="sequential", return_timestamps=True)
+
+    torch.manual_seed(1)
+    [alone] = run(options, [audio])
+    torch.manual_seed(2)
+    [_, batched] = run(options, [other, audio])
+    torch.manual_seed(3)
+    [drafted] = run(options, [audio], student)
+    assert batched.token_ids == alone.token_ids
+    assert drafted.token_ids == alone.token_ids and drafted.segments == alone.segments
+    [reseeded] = run(replace(options, seed=1), [audio])
+    assert reseeded.token_ids != alone.token_ids  # the windows really were sampled
+
+
 def test_student_alignment_heads_exist_in_its_decoder(models):
     from distilray.inference.words import has_alignment_heads
 

@@ -353,14 +353,24 @@ class BaseDecoder:
                 "a text prompt or a temperature applies to clips up to 30 s and chunked "
                 "long-form; sequential long-form has its own temperature fallback"
             )
-        outputs = transcribe_sequential(
-            self.model,
-            self.processor,
-            audios,
-            options,
-            language=settings.language,
-            task=settings.task,
-        )
+        def run(batch: Sequence[np.ndarray]) -> list[LongFormOutput]:
+            return transcribe_sequential(
+                self.model,
+                self.processor,
+                batch,
+                options,
+                language=settings.language,
+                task=settings.task,
+            )
+
+        if options.seed is None:
+            outputs = run(audios)
+        else:  # one recording at a time, each from the same seeded random state
+            outputs = []
+            for audio in audios:
+                with torch.random.fork_rng(devices=_cuda_devices(self.model)):
+                    torch.manual_seed(options.seed)
+                    outputs.extend(run([audio]))
         synchronize(self.model)
         return [(out, None) for out in outputs]
 

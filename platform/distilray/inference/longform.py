@@ -51,6 +51,11 @@ class SequentialOptions:
     compression_ratio_threshold: float | None = 1.35  # gzip ratio above which to fall back
     logprob_threshold: float | None = -1.0  # mean log-prob below which to fall back
     no_speech_threshold: float | None = None  # skip windows judged silent (needs logprob)
+    # Windows that fall back to sampling draw from torch's generator seeded with this for
+    # each recording, so a recording's transcript is the same in every run, whatever
+    # batch it came in, with or without an assistant. None: torch's global random state,
+    # and the recordings of a batch decode together (faster on a GPU, not repeatable).
+    seed: int | None = 0
 
 
 @dataclass

@@ -48,6 +48,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "kl-only": ("KL term only (no pseudo-label CE)", ["loss.pl_weight=0"]),
     "hidden-1": ("+ hidden-state alignment (weight 1)", ["loss.hidden_weight=1.0"]),
     "hidden-4": ("+ hidden-state alignment (weight 4)", ["loss.hidden_weight=4.0"]),
+    "dropout-0.1": ("decoder dropout 0.1 while training", ["model.decoder_dropout=0.1"]),
+    "no-dropout": ("no decoder dropout", ["model.decoder_dropout=0"]),
 }
 
 

@@ -30,6 +30,7 @@ def init_calls(monkeypatch) -> list[dict]:
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
     monkeypatch.setattr(runtime, "quiet_ray_console", lambda: None)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_DATA_LOGGING_CONFIG", raising=False)  # restored after the test
     return calls
 
 
@@ -63,3 +64,21 @@ def test_embedded_ray_keeps_token_auth_without_a_console_notice(
         monkeypatch.setenv("RAY_AUTH_MODE", preset)
     runtime.ensure_ray(num_cpus=3)
     assert seen == [expected]
+
+
+def test_ray_data_console_is_quiet_in_every_process_of_an_embedded_ray(monkeypatch):
+    """Ray Data processes (coordinators, training workers) read their logging setup
+    from RAY_DATA_LOGGING_CONFIG: ours keeps Ray's default with the console at ERROR."""
+    import yaml
+    from ray.data._internal import logging as ray_data_logging
+
+    name = ray_data_logging.RAY_DATA_LOGGING_CONFIG_ENV_VAR_NAME
+    monkeypatch.delenv(name, raising=False)
+    path = runtime.quiet_ray_data_processes()
+    assert path is not None and os.environ[name] == path
+    config = yaml.safe_load(open(path))
+    assert config["handlers"]["console"]["level"] == "ERROR"
+    assert config["loggers"] == ray_data_logging.DEFAULT_CONFIG["loggers"]  # the log file keeps all
+    monkeypatch.setenv(name, "/elsewhere/logging.yaml")
+    assert runtime.quiet_ray_data_processes() is None  # a user's own setup stays
+    assert os.environ[name] == "/elsewhere/logging.yaml"

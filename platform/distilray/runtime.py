@@ -51,6 +51,37 @@ def quiet_ray_console() -> None:
     context.print_on_execution_start = False
 
 
+def quiet_ray_data_processes() -> str | None:
+    """Ray Data's INFO/WARNING off the console in every process of an embedded Ray.
+
+    Ray Data's coordinators and the training workers log each dataset execution
+    ("Dataset train_… execution finished", "Progress bars disabled") to their console,
+    which Ray forwards to ours once per epoch. Ray Data reads its logging setup from
+    the file named by ``RAY_DATA_LOGGING_CONFIG`` in each process; this writes Ray's
+    own default with the console handler at ERROR (``ray-data.log`` in the session
+    folder keeps everything) and names it, unless the user set one or asked for -v.
+    Returns the file's path, or None when nothing was changed.
+    """
+    import copy
+    import json
+    import tempfile
+
+    from ray.data._internal import logging as ray_data_logging  # the default it would use
+
+    name = ray_data_logging.RAY_DATA_LOGGING_CONFIG_ENV_VAR_NAME
+    if os.environ.get(name) or logging.getLogger().isEnabledFor(logging.DEBUG):
+        return None
+    config = copy.deepcopy(ray_data_logging.DEFAULT_CONFIG)
+    for handler in config.get("handlers", {}).values():
+        if handler.get("class", "").endswith(("PlainRayHandler", "StreamHandler")):
+            handler["level"] = logging.getLevelName(RAY_CONSOLE_LEVEL)
+    path = os.path.join(tempfile.gettempdir(), f"distilray-ray-data-logging-{os.getuid()}.json")
+    with open(path, "w") as f:  # JSON is YAML: Ray Data loads it with yaml.safe_load
+        json.dump(config, f)
+    os.environ[name] = path
+    return path
+
+
 def ensure_ray(num_cpus: int | None = None) -> None:
     """Initialise Ray once per process (no-op when already initialised)."""
     import ray
@@ -70,6 +101,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     # Token authentication is Ray's default for a new local cluster; said explicitly,
     # Ray keeps it and prints no notice about it at every start (disabled stays disabled).
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+    quiet_ray_data_processes()
     # The dashboard serves the state API that Ray Train's placement-group cleaner polls
     # (without it the cleaner logs a warning every second); port 8265 or the next free one.
     ray.init(address="local", num_cpus=cpus, include_dashboard=True, **kwargs)

@@ -77,3 +77,17 @@ def test_transcripts_carry_word_timings_only_when_asked(tiny_en, student_dir, de
     worker.word_timestamps = False  # as a config without word_timestamps builds it
     plain = _transcripts(worker(decoded).to_pylist(), tmp_path / "plain")
     assert len(plain) == 4 and all("words" not in line and line["hypothesis"] for line in plain)
+
+
+def test_evaluation_rows_reach_the_actors_in_blocks_of_a_batch():
+    """One block per batch: results (and the progress lines) come back as batches
+    finish, and several actors can share the rows, not one actor all of them."""
+    import pyarrow as pa
+
+    from distilray.evaluation.run import row_blocks
+
+    table = pa.table({"id": [f"c{i}" for i in range(19)]})
+    blocks = row_blocks(table, 8)
+    assert [b.num_rows for b in blocks] == [8, 8, 3]
+    assert pa.concat_tables(blocks).equals(table)
+    assert [b.num_rows for b in row_blocks(table.slice(0, 0), 8)] == [0]

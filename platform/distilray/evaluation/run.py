@@ -47,7 +47,7 @@ def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
 
     ensure_ray()
     rt = cfg.runtime
-    rows = ray.data.from_arrow(table)
+    rows = ray.data.from_arrow(row_blocks(table, rt.rows_per_batch))
     decoded = rows.map_batches(
         decode_rows,
         fn_kwargs={"snr_db": cfg.snr_by_dataset(), "seed": cfg.noise.seed},
@@ -67,6 +67,13 @@ def transcribe_all(cfg: EvalConfig, table: pa.Table) -> list[dict]:
 
 
 PROGRESS_EVERY_S = 30.0
+
+
+def row_blocks(table: pa.Table, rows: int) -> list[pa.Table]:
+    """``table`` cut into blocks of ``rows`` rows. As one block, the whole evaluation
+    went to one actor and its results came back together at the end: no progress
+    line for the length of the run, and no second actor to share the work."""
+    return [table.slice(start, rows) for start in range(0, max(table.num_rows, 1), rows)]
 
 
 def _collect(results, recordings: int, every_s: float = PROGRESS_EVERY_S) -> list[dict]:

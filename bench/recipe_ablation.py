@@ -50,6 +50,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hidden-4": ("+ hidden-state alignment (weight 4)", ["loss.hidden_weight=4.0"]),
     "dropout-0.1": ("decoder dropout 0.1 while training", ["model.decoder_dropout=0.1"]),
     "no-dropout": ("no decoder dropout", ["model.decoder_dropout=0"]),
+    "on-policy": (
+        "+ on-policy KL on the student's own greedy transcripts (weight 1, every 2nd step)",
+        ["loss.on_policy_weight=1.0", "loss.on_policy_every=2"],
+    ),
 }
 
 

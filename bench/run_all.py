@@ -22,9 +22,22 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 DEMO_STUDENT = ROOT.parent / "runs" / "demo" / "student"
 # Keys worth a row in the summary: ratios, equality checks, acceptance, throughput.
-INTERESTING = ("ratio", "speedup", "vs_teacher", "identical", "same", "acceptance",
-               "samples_per_s", "audio_s_per_s", "throughput", "p50", "p95", "lost", "correct",
-               "overhead")
+INTERESTING = (
+    "ratio",
+    "speedup",
+    "vs_teacher",
+    "identical",
+    "same",
+    "acceptance",
+    "samples_per_s",
+    "audio_s_per_s",
+    "throughput",
+    "p50",
+    "p95",
+    "lost",
+    "correct",
+    "overhead",
+)
 
 
 def benches(quick: bool, device: str, student: str | None = None) -> dict[str, list[str]]:
@@ -33,10 +46,25 @@ def benches(quick: bool, device: str, student: str | None = None) -> dict[str, l
     return {
         "label": ["bench/label.py", "--clips", clips, "--out", str(RESULTS / "label.json")],
         "distill": ["bench/distill.py", "--device", device, "--out", str(RESULTS / "distill.json")],
-        "inference": ["bench/inference.py", "--clips", clips, "--device", device, *distilled,
-                      "--out", str(RESULTS / "inference.json")],
-        "serve_load": ["bench/serve_load.py", "--requests", "16" if quick else "48",
-                       "--assistant", student or "cut", "--out", str(RESULTS / "serve_load.json")],
+        "inference": [
+            "bench/inference.py",
+            "--clips",
+            clips,
+            "--device",
+            device,
+            *distilled,
+            "--out",
+            str(RESULTS / "inference.json"),
+        ],
+        "serve_load": [
+            "bench/serve_load.py",
+            "--requests",
+            "16" if quick else "48",
+            "--assistant",
+            student or "cut",
+            "--out",
+            str(RESULTS / "serve_load.json"),
+        ],
     }
 
 
@@ -107,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table)
     (RESULTS / "summary.md").write_text(
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs, device {args.device}; "
-        f"inference student: {_shown(args.student)}.\n\n"
-        + table + "\n"
+        f"inference student: {_shown(args.student)}.\n\n" + table + "\n"
     )
     return 1 if failed else 0
 

@@ -137,7 +137,9 @@ def repeated_manifest(manifest: Path, out: Path, copies: int) -> Path:
     for k in range(copies):
         for row in rows:
             audio = str((manifest.parent / row["audio"]).resolve())
-            lines.append(json.dumps({"id": f"{row['id']}-{k}", "audio": audio, "text": row["text"]}))
+            lines.append(
+                json.dumps({"id": f"{row['id']}-{k}", "audio": audio, "text": row["text"]})
+            )
     path = out / "manifest.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -21,7 +21,9 @@ STAGES = {
     "evaluate": "distilray.evaluation.config:EvalConfig",
     "demo": "distilray.demo:DemoConfig",
 }
-LAUNCH = re.compile(r"^# (?:distilray (?P<cmd>[\w-]+)|.*python jobs/(?P<job>\w+)\.py) .*--config (?P<path>\S+)")
+LAUNCH = re.compile(
+    r"^# (?:distilray (?P<cmd>[\w-]+)|.*python jobs/(?P<job>\w+)\.py) .*--config (?P<path>\S+)"
+)
 
 
 def _model(spec: str):

@@ -69,7 +69,9 @@ def test_train_step_projects_only_labelled_positions_with_the_full_loss(models):
         want = DistillationLoss()(full_student, full_teacher, batch["labels"])
         states = student.model.encoder(batch["input_features"]).last_hidden_state
         head = StudentHead(student)
-        got, _ = head(states, batch["decoder_input_ids"], batch["decoder_attention_mask"], positions)
+        got, _ = head(
+            states, batch["decoder_input_ids"], batch["decoder_attention_mask"], positions
+        )
         teacher_at, _ = decode_at(
             teacher,
             states,
@@ -233,3 +235,78 @@ def test_checkpoint_round_trip(models, tmp_path):
     assert opt2.param_groups[0]["lr"] == pytest.approx(optimizer.param_groups[0]["lr"])
     first = next(iter(optimizer.state.values()))
     torch.testing.assert_close(next(iter(opt2.state.values()))["exp_avg"], first["exp_avg"])
+
+
+def test_on_policy_sequences_score_each_generated_token_up_to_its_end_of_text():
+    from distilray.distill.on_policy import prompt_rows, scored_sequences
+
+    prompt = torch.tensor([[1, 2], [1, 2]])
+    eos = 9
+    generated = torch.tensor([[5, eos, eos], [6, 7, 8]])  # ended after 2 tokens / hit the cap
+    ids, mask, positions = scored_sequences(prompt, generated, eos)
+    assert ids.tolist() == [[1, 2, 5, eos], [1, 2, 6, 7]]  # input stops before the last token
+    assert mask.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    # position t predicts token t + 1: row 0 predicts 5 and eos, row 1 predicts 6, 7, 8
+    assert positions.tolist() == [[False, True, True, False], [False, True, True, True]]
+    # rows whose prompt ends in <|notimestamps|>, and the prompt's length
+    batch = torch.tensor([[1, 3, 4, 4], [1, 4, 4, 4], [1, 3, 5, 6]])
+    rows, length = prompt_rows(batch, no_timestamps_id=3)
+    assert rows.tolist() == [0, 2] and length == 2
+
+
+def test_on_policy_rollout_is_the_students_greedy_transcript(models):
+    from distilray.distill.on_policy import rollout
+
+    student, _, processor = models
+    student = student.eval()
+    try:
+        batch = _batch(processor, rows=2)
+        with torch.no_grad():
+            states = student.model.encoder(batch["input_features"]).last_hidden_state
+        prompt = batch["decoder_input_ids"][:, :2]
+        generated = rollout(student, states, prompt, max_new_tokens=6, eos_id=50256)
+        with torch.no_grad():  # the same tokens, teacher-forced without the cache
+            full = student(
+                encoder_outputs=(states,), decoder_input_ids=torch.cat([prompt, generated], 1)
+            ).logits
+        for row in range(2):
+            for t, token in enumerate(generated[row].tolist()):
+                assert token == int(full[row, 1 + t].argmax())
+                if token == 50256:
+                    assert set(generated[row, t:].tolist()) == {50256}  # padded after its end
+                    break
+    finally:
+        student.train()
+
+
+def test_train_step_with_on_policy_adds_the_kl_on_the_students_own_transcripts(models):
+    import copy
+
+    from distilray.distill.on_policy import OnPolicy
+    from distilray.distill.step import HiddenAlignment
+
+    student, teacher, processor = models
+    batch = _batch(processor, rows=3)
+    hidden = HiddenAlignment([(1, 3)], weight=1.0)
+    runs = {}
+    for name, on_policy in (("plain", None), ("on_policy", OnPolicy(0.5, 8, 50362, 50256))):
+        copy_ = copy.deepcopy(student)
+        optimizer, scheduler = build_optimizer(copy_, OptimSection(warmup_steps=0), 10)
+        runs[name] = train_step(
+            copy_,
+            teacher,
+            DistillationLoss(),
+            optimizer,
+            scheduler,
+            batch,
+            hidden=hidden,
+            on_policy=on_policy,
+        )
+    plain, mixed = runs["plain"], runs["on_policy"]
+    # the labelled rows' terms are unchanged by the rollout rows sharing their forward pass
+    for key in ("kl", "ce", "hidden"):
+        assert mixed[key] == pytest.approx(plain[key], rel=1e-4), key
+    assert "on_policy_kl" not in plain and mixed["on_policy_kl"] > 0
+    assert mixed["loss"] == pytest.approx(
+        0.8 * mixed["kl"] + mixed["ce"] + mixed["hidden"] + 0.5 * mixed["on_policy_kl"], rel=1e-4
+    )

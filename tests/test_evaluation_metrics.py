@@ -119,7 +119,9 @@ def test_corpus_repeated_ngrams_count_across_utterances():
     assert corpus_repeated_ngrams(texts) == 2  # its two 5-grams come back in clip two
     assert corpus_repeated_ngrams(["a b c d", "e f g h"]) == 0  # no n-gram spans two clips
     looping = "much longer than it was " * 3
-    assert corpus_repeated_ngrams([looping]) == repeated_ngrams(looping) == 6  # 11 5-grams, 5 distinct
+    assert (
+        corpus_repeated_ngrams([looping]) == repeated_ngrams(looping) == 6
+    )  # 11 5-grams, 5 distinct
     cell = cell_metrics([Utterance("x", t or "", 1.0, 0.1, 3) for t in texts])
     assert (cell["repeated_5grams"], cell["repeated_5grams_corpus"]) == (0, 2)
 

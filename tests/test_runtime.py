@@ -76,7 +76,8 @@ def test_ray_data_console_is_quiet_in_every_process_of_an_embedded_ray(monkeypat
     monkeypatch.delenv(name, raising=False)
     path = runtime.quiet_ray_data_processes()
     assert path is not None and os.environ[name] == path
-    config = yaml.safe_load(open(path))
+    with open(path) as f:
+        config = yaml.safe_load(f)
     assert config["handlers"]["console"]["level"] == "ERROR"
     assert config["loggers"] == ray_data_logging.DEFAULT_CONFIG["loggers"]  # the log file keeps all
     monkeypatch.setenv(name, "/elsewhere/logging.yaml")

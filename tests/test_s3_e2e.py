@@ -58,7 +58,9 @@ def test_model_loads_from_s3(bucket, tiny_random, tmp_path, monkeypatch):
     local, _ = load_whisper(tiny_random)
     for name, tensor in local.state_dict().items():
         assert torch.equal(tensor, model.state_dict()[name]), name
-    assert processor.tokenizer.decode(processor.tokenizer("hello").input_ids, skip_special_tokens=True)
+    assert processor.tokenizer.decode(
+        processor.tokenizer("hello").input_ids, skip_special_tokens=True
+    )
 
 
 def test_missing_s3_model_is_a_clear_error(bucket, tmp_path, monkeypatch):
@@ -78,7 +80,9 @@ def upload_manifest(manifest: Path, uri: str) -> None:
 
 
 @pytest.mark.slow
-def test_pipeline_jobs_read_and_write_s3(bucket, ray_head, tiny_random, synth_clips, tmp_path, monkeypatch):
+def test_pipeline_jobs_read_and_write_s3(
+    bucket, ray_head, tiny_random, synth_clips, tmp_path, monkeypatch
+):
     """label -> init-student -> distill as one submitted job, every input and output on s3://."""
     import shlex
     import subprocess

@@ -124,6 +124,22 @@ class LossSection(StageConfig):
         "layer's output is pulled towards the teacher's input to the next copied layer "
         "(relative MSE), so the copied layers keep their inputs; 0: off",
     )
+    on_policy_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of an on-policy term (not in the paper): the student greedily "
+        "transcribes the batch's rows without timestamps itself and the KL to the teacher "
+        "is also taken along its own transcripts, so it learns how to leave a loop it "
+        "falls into; 0: off",
+    )
+    on_policy_every: int = Field(
+        1, ge=1, description="add the on-policy term on every this many steps (it costs a rollout)"
+    )
+    on_policy_max_new_tokens: int = Field(
+        128,
+        ge=1,
+        description="longest on-policy transcript (also at most 1.5x the batch's longest label + 8)",
+    )
 
 
 class OptimSection(StageConfig):

@@ -29,6 +29,7 @@ from distilray.distill.config import DistillConfig
 from distilray.distill.encoder_cache import EncoderCache
 from distilray.distill.history import append_history, history_uri
 from distilray.distill.losses import DistillationLoss
+from distilray.distill.on_policy import OnPolicy
 from distilray.distill.optim import build_optimizer
 from distilray.distill.step import (
     HiddenAlignment,
@@ -131,6 +132,7 @@ class DistillRecipe:
             self.cfg.loss.kl_weight, self.cfg.loss.pl_weight, self.cfg.loss.temperature
         )
         self.hidden = self._hidden_alignment()
+        self.on_policy = self._on_policy()
         self.train_shard = ray.train.get_dataset_shard("train")
         self.eval_shard = ray.train.get_dataset_shard("eval")
 
@@ -146,6 +148,20 @@ class DistillRecipe:
         )
         pairs = hidden_pairs(list(ids), teacher_layers.decoder_layers)
         return HiddenAlignment(pairs, self.cfg.loss.hidden_weight)
+
+    def _on_policy(self) -> OnPolicy | None:
+        """The on-policy term of ``loss.on_policy_weight`` (None when it is off)."""
+        loss = self.cfg.loss
+        if loss.on_policy_weight <= 0:
+            return None
+        config = unwrap(self.student).generation_config
+        eos = config.eos_token_id
+        return OnPolicy(
+            loss.on_policy_weight,
+            loss.on_policy_max_new_tokens,
+            config.no_timestamps_token_id,
+            eos[0] if isinstance(eos, list) else eos,
+        )
 
     def _freeze(self, student) -> None:
         """Freeze the encoder (shared with the teacher) and optionally the positions."""
@@ -252,6 +268,9 @@ class DistillRecipe:
             amp_dtype=self.amp_dtype,
             encoder_cache=self.encoder_cache,
             hidden=self.hidden,
+            on_policy=self.on_policy
+            if self.on_policy and self.state.step % self.cfg.loss.on_policy_every == 0
+            else None,
         )
         self.state.step += 1
         self.state.batch_in_epoch += 1
@@ -351,6 +370,7 @@ class _Window:
     def __init__(self, world_size: int = 1):
         self.world_size = world_size  # throughput is reported for all workers together
         self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
         self.steps = 0
         self.samples = 0
         self.start = time.perf_counter()
@@ -359,6 +379,7 @@ class _Window:
     def add(self, metrics: dict[str, float], samples: int) -> None:
         for key, value in metrics.items():
             self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1  # some terms are not every step's
         self.steps += 1
         self.samples += samples
         self.last = metrics
@@ -372,6 +393,11 @@ class _Window:
             "train_ce": self.sums.get("ce", float("nan")) / n,
             "grad_norm": self.sums.get("grad_norm", float("nan")) / n,
             **({"train_hidden": self.sums["hidden"] / n} if "hidden" in self.sums else {}),
+            **(
+                {"train_on_policy_kl": self.sums["on_policy_kl"] / self.counts["on_policy_kl"]}
+                if "on_policy_kl" in self.sums
+                else {}
+            ),
             "lr": self.last.get("lr", float("nan")),
             "samples_per_s": self.samples * self.world_size / elapsed
             if elapsed > 0

@@ -22,7 +22,8 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
 from distilray.distill.encoder_cache import EncoderCache
-from distilray.distill.losses import IGNORE_INDEX, DistillationLoss, hidden_state_loss
+from distilray.distill.losses import IGNORE_INDEX, DistillationLoss, hidden_state_loss, masked_kl
+from distilray.distill.on_policy import OnPolicy, pad_to, student_rollouts
 from distilray.text import WerStats, corpus_wer
 
 
@@ -197,19 +198,38 @@ def train_step(
     share_encoder: bool = True,
     encoder_cache: EncoderCache | None = None,
     hidden: HiddenAlignment | None = None,
+    on_policy: OnPolicy | None = None,
 ) -> dict[str, float]:
     """One optimizer step on ``batch``; returns ``loss``, ``kl``, ``ce``, ``grad_norm``, ``lr``
-    (and ``hidden``, the hidden-state term, when ``hidden`` aligns layers)."""
+    (``hidden``, the hidden-state term, when ``hidden`` aligns layers; ``on_policy_kl``
+    when ``on_policy`` adds the KL on the student's own transcripts, :mod:`.on_policy`)."""
     device = batch["input_features"].device
     extra: dict[str, float] = {}
     labels = batch["labels"]
-    if hidden is not None and not share_encoder:
-        raise ValueError("hidden-state alignment needs the shared encoder pass")
+    if (hidden is not None or on_policy is not None) and not share_encoder:
+        raise ValueError("hidden-state alignment and on-policy terms need the shared encoder pass")
     if share_encoder:
         positions = labels != IGNORE_INDEX
+        labelled = positions
         with autocast(device, amp_dtype):
             states = _encode(student, batch, encoder_cache)
             ids, mask = batch["decoder_input_ids"], batch["decoder_attention_mask"]
+            rolled = None
+            if on_policy is not None:
+                rolled = student_rollouts(unwrap(student), states, ids, positions, on_policy)
+            if rolled is not None:  # one batch: the rows as labelled, then as the student wrote
+                width = max(ids.shape[1], rolled.input_ids.shape[1])
+                eos = on_policy.eos_id
+                ids = torch.cat([pad_to(ids, width, eos), pad_to(rolled.input_ids, width, eos)])
+                mask = torch.cat(
+                    [pad_to(mask, width, 0), pad_to(rolled.attention_mask.to(mask.dtype), width, 0)]
+                )
+                positions = torch.cat(
+                    [pad_to(positions, width, False), pad_to(rolled.positions, width, False)]
+                )
+                labelled = positions.clone()
+                labelled[labels.shape[0] :] = False
+                states = torch.cat([states, states[rolled.rows]])
             with torch.no_grad():
                 teacher_logits, teacher_hidden = decode_at(
                     teacher,
@@ -223,16 +243,28 @@ def train_step(
                 states, ids, mask, positions, hidden is not None
             )
         # (n, vocab) logits of the labelled positions: one row of n for the loss
-        out = loss_fn(student_logits[None], teacher_logits[None], labels[positions][None])
+        n = int(labelled.sum())
+        out = loss_fn(
+            student_logits[None, :n], teacher_logits[None, :n], labels[labels != IGNORE_INDEX][None]
+        )
     else:
         with autocast(device, amp_dtype):
             student_logits, teacher_logits = naive_logits(unwrap(student), teacher, batch)
         out = loss_fn(student_logits, teacher_logits, labels)
     total = out.loss
-    if hidden is not None:
-        term = hidden_state_loss(
-            student_hidden, teacher_hidden, hidden.pairs, labels != IGNORE_INDEX
+    if share_encoder and rolled is not None:
+        own = student_logits[None, n:]
+        t = loss_fn.temperature
+        term = masked_kl(
+            own,
+            teacher_logits[None, n:],
+            torch.ones(own.shape[:2], dtype=torch.bool, device=own.device),
+            t,
         )
+        total = total + on_policy.weight * term * t * t
+        extra["on_policy_kl"] = (term * t * t).item()
+    if hidden is not None:
+        term = hidden_state_loss(student_hidden, teacher_hidden, hidden.pairs, labelled)
         total = total + hidden.weight * term
         extra["hidden"] = term.item()
     optimizer.zero_grad(set_to_none=True)

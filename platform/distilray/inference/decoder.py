@@ -353,6 +353,7 @@ class BaseDecoder:
                 "a text prompt or a temperature applies to clips up to 30 s and chunked "
                 "long-form; sequential long-form has its own temperature fallback"
             )
+
         def run(batch: Sequence[np.ndarray]) -> list[LongFormOutput]:
             return transcribe_sequential(
                 self.model,

@@ -1,0 +1,147 @@
+"""On-policy distillation: the teacher corrects the student on the student's own output.
+
+Teacher forcing only ever shows the student prefixes the teacher wrote, so it never
+learns what to do once its own decoding has gone wrong: a student that repeats a
+phrase once keeps repeating it (exposure bias). Here, on some steps, the student
+greedily transcribes part of the batch itself, and the KL term is also taken on
+those sequences: at every position of its own transcript (a loop included) the
+student is pulled towards the teacher's next-token distribution, which says "stop"
+or "go on with the audio" where the student would loop. This is the generalised
+knowledge distillation of Agarwal et al. (2024, "On-Policy Distillation of Language
+Models: Learning from Self-Generated Mistakes") with the forward KL of the paper's
+loss; it is not part of Distil-Whisper's recipe.
+
+:func:`rollout` decodes; :func:`scored_sequences` turns the rollouts into decoder
+inputs and the positions whose predictions the KL reads. The training step runs both
+decoders once over the batch's own rows and these rows together (one forward, one
+backward, so DistributedDataParallel sees an ordinary step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class OnPolicy:
+    """What the on-policy term needs to know (from ``loss.on_policy_*``)."""
+
+    weight: float  # of the T²-scaled KL on the student's own transcripts
+    max_new_tokens: int  # rollout cap (also <= 1.5 x the batch's longest label + 8)
+    no_timestamps_id: int  # rows whose prompt ends here are transcribed without timestamps
+    eos_id: int
+
+
+@dataclass(frozen=True)
+class Rollouts:
+    """The student's transcripts of some rows, ready to be scored by both decoders."""
+
+    rows: torch.Tensor  # (r,) indices into the batch
+    input_ids: torch.Tensor  # (r, L) prompt + generated tokens but the last
+    attention_mask: torch.Tensor  # (r, L)
+    positions: torch.Tensor  # (r, L) bool: the predictions of the generated tokens
+
+
+def prompt_rows(decoder_input_ids: torch.Tensor, no_timestamps_id: int) -> tuple[torch.Tensor, int]:
+    """Rows whose prompt is ``… <|notimestamps|>`` at the most common position, and the
+    prompt's length (0 rows when none has one)."""
+    hits = decoder_input_ids == no_timestamps_id
+    has = hits.any(dim=1)
+    if not bool(has.any()):
+        return torch.zeros(0, dtype=torch.long, device=decoder_input_ids.device), 0
+    first = hits.float().argmax(dim=1)
+    length = int(torch.mode(first[has]).values) + 1
+    rows = torch.nonzero(has & (first == length - 1)).flatten()
+    return rows, length
+
+
+@torch.no_grad()
+def rollout(
+    model: nn.Module,
+    encoder_states: torch.Tensor,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    eos_id: int,
+) -> torch.Tensor:
+    """The student's greedy continuation ``(rows, n)`` of ``prompt`` (eos-padded after
+    each row's end of text), with the decoder's key/value cache."""
+    decoder = model.model.decoder
+    out = decoder(input_ids=prompt, encoder_hidden_states=encoder_states, use_cache=True)
+    cache = out.past_key_values
+    logits = model.proj_out(out.last_hidden_state[:, -1])
+    done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
+    tokens = []
+    for _ in range(max_new_tokens):
+        nxt = torch.where(done, torch.full_like(done, eos_id, dtype=torch.long), logits.argmax(-1))
+        tokens.append(nxt)
+        done |= nxt == eos_id
+        if bool(done.all()):
+            break
+        out = decoder(
+            input_ids=nxt[:, None],
+            encoder_hidden_states=encoder_states,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        cache = out.past_key_values
+        logits = model.proj_out(out.last_hidden_state[:, -1])
+    return torch.stack(tokens, dim=1)
+
+
+def scored_sequences(prompt: torch.Tensor, generated: torch.Tensor, eos_id: int):
+    """Decoder inputs, mask and scored positions for ``prompt`` + ``generated``.
+
+    A row's generated tokens run to its first end of text (included) or to the cap;
+    position ``t`` of the input predicts token ``t + 1``, so the positions scored are
+    ``P - 1 … P + n_row - 2`` and the input stops one token before the row's end.
+    """
+    rows, n = generated.shape
+    p = prompt.shape[1]
+    is_eos = generated == eos_id
+    ends = torch.where(
+        is_eos.any(dim=1),
+        is_eos.float().argmax(dim=1) + 1,
+        torch.full_like(is_eos[:, 0], n, dtype=torch.long),
+    )
+    sequence = torch.cat([prompt, generated], dim=1)[:, :-1]  # (rows, p + n - 1)
+    index = torch.arange(sequence.shape[1], device=sequence.device)[None]
+    attention_mask = (index < (p - 1 + ends)[:, None]).long()
+    positions = (index >= p - 1) & (index < (p - 1 + ends)[:, None])
+    return sequence, attention_mask, positions
+
+
+def student_rollouts(
+    model: nn.Module,
+    encoder_states: torch.Tensor,
+    decoder_input_ids: torch.Tensor,
+    labelled: torch.Tensor,
+    spec: OnPolicy,
+) -> Rollouts | None:
+    """The student's own transcripts of the batch's rows without timestamps (None
+    when it has none). ``labelled``: the batch's (rows, seq) mask of labelled positions."""
+    rows, length = prompt_rows(decoder_input_ids, spec.no_timestamps_id)
+    if rows.numel() == 0:
+        return None
+    longest = int(labelled.sum(dim=1).max())
+    cap = max(1, min(spec.max_new_tokens, int(1.5 * longest) + 8))
+    prompt = decoder_input_ids[rows, :length]
+    was_training = model.training
+    model.eval()  # greedy decoding as at inference (no dropout)
+    try:
+        generated = rollout(model, encoder_states[rows], prompt, cap, spec.eos_id)
+    finally:
+        model.train(was_training)
+    ids, mask, positions = scored_sequences(prompt, generated, spec.eos_id)
+    return Rollouts(rows, ids, mask, positions)
+
+
+def pad_to(tensor: torch.Tensor, length: int, value) -> torch.Tensor:
+    """``tensor`` (rows, seq) right-padded with ``value`` to ``length`` columns."""
+    extra = length - tensor.shape[1]
+    if extra <= 0:
+        return tensor
+    pad = torch.full((tensor.shape[0], extra), value, dtype=tensor.dtype, device=tensor.device)
+    return torch.cat([tensor, pad], dim=1)

@@ -51,6 +51,26 @@ def quiet_ray_console() -> None:
     context.print_on_execution_start = False
 
 
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+TOKEN_AUTH_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+class _DefaultTokenAuthNotice(logging.Filter):
+    """Drops Ray's notice that a new local cluster uses token auth, its default."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(TOKEN_AUTH_NOTICE)
+
+
+def hide_default_token_auth_notice() -> None:
+    """Ray keeps token authentication on for the embedded instance (its default, which
+    ``RAY_AUTH_MODE=disabled`` turns off) without saying so at every start. Ray reads
+    the mode once per process, so it is not set here: only the notice is filtered."""
+    log = logging.getLogger(TOKEN_AUTH_LOGGER)
+    if not any(isinstance(f, _DefaultTokenAuthNotice) for f in log.filters):
+        log.addFilter(_DefaultTokenAuthNotice())
+
+
 def quiet_ray_data_processes() -> str | None:
     """Ray Data's INFO/WARNING off the console in every process of an embedded Ray.
 
@@ -98,9 +118,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     # Embedded: give Ray a few more logical CPUs than cores so a Ray Train worker
     # group and the Ray Data tasks feeding it can run side by side on 2 cores.
     cpus = num_cpus or max(4, os.cpu_count() or 1)
-    # Token authentication is Ray's default for a new local cluster; said explicitly,
-    # Ray keeps it and prints no notice about it at every start (disabled stays disabled).
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    hide_default_token_auth_notice()
     quiet_ray_data_processes()
     # The dashboard serves the state API that Ray Train's placement-group cleaner polls
     # (without it the cleaner logs a warning every second); port 8265 or the next free one.

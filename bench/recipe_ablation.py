@@ -120,7 +120,7 @@ def teacher_cells(stages, out: Path) -> list[dict]:
 
     saved = out / "results.json"
     if saved.is_file():
-        return json.loads(saved.read_text()).cells
+        return json.loads(saved.read_text())["cells"]
     return run_evaluation(eval_config(stages, None, ["teacher"], out)).cells
 
 

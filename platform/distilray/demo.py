@@ -48,6 +48,12 @@ class SynthSection(StageConfig):
     snr_db: float | None = Field(None, description="white noise mixed in; null = clean")
     rate_jitter: float = Field(0.1, ge=0, le=0.5, description="speaking-rate variation")
     seed: int = Field(0, description="synthesis seed")
+    repetitions: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of clips said with a spoken repetition (`data synth --repetitions`)",
+    )
 
 
 class RealSection(StageConfig):
@@ -127,7 +133,10 @@ def synth(section: SynthSection) -> Path:
     from distilray.data.synth import synthesize_dataset
 
     out = Path(section.out)
-    request = section.model_dump(mode="json")
+    # a set made before `repetitions` existed records no such key: still the same set
+    request = section.model_dump(
+        mode="json", exclude=None if section.repetitions else {"repetitions"}
+    )
     manifest = out / "manifest.jsonl"
     recorded = out / REQUEST_NAME
     if manifest.is_file() and recorded.is_file() and json.loads(recorded.read_text()) == request:
@@ -143,6 +152,7 @@ def synth(section: SynthSection) -> Path:
         rate_jitter=section.rate_jitter,
         seed=section.seed,
         augment=section.augment,
+        repetitions=section.repetitions,
     )
     recorded.write_text(json.dumps(request, indent=2) + "\n")
     return manifest

@@ -49,6 +49,13 @@ def add_parser(subparsers) -> None:
         default=0.0,
         help="vary speaking rate uniformly within 1 +- this (e.g. 0.15)",
     )
+    synth.add_argument(
+        "--repetitions",
+        type=float,
+        default=0.0,
+        help="share of clips whose sentence is said with a spoken repetition (a word said "
+        "twice, a restart, a repeated interjection, a word said 4-8 times), e.g. 0.3",
+    )
     synth.set_defaults(func=run_synth)
     voices = actions.add_parser(
         "voices",
@@ -83,6 +90,7 @@ def run_synth(args: argparse.Namespace) -> int:
         offset=args.offset,
         rate_jitter=args.rate_jitter,
         augment=augment,
+        repetitions=args.repetitions,
     )
     summary = json.loads((manifest.parent / SUMMARY_NAME).read_text())
     print(f"wrote {summary['clips']} clips ({summary['hours']:.3f} h of audio): {manifest}")

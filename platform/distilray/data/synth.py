@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import os
+import random
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ import numpy as np
 
 from distilray.audio import SAMPLING_RATE, add_noise, encode_wav
 from distilray.data.augment import AugmentConfig, Augmenter, preset
+from distilray.data.repetitions import add_repetitions
 from distilray.data.sentences import split_sentences, take_sentences
 from distilray.data.tts import ENGINE_TIMEOUT_S, ESPEAK_WORDS_PER_MINUTE, speak
 from distilray.data.voices import (
@@ -83,6 +85,7 @@ class ClipPlan:
     noise_seed: tuple[int, int]  # (seed, clip index): every random draw of the clip
     pitch_semitones: float = 0.0  # voice pitch shift applied by the synthesiser
     long_form: bool = False
+    repeated: bool = False  # its sentence was rewritten with a spoken repetition
 
 
 def synthesize_dataset(
@@ -99,6 +102,7 @@ def synthesize_dataset(
     rate_jitter: float = 0.0,
     workers: int | None = None,
     augment: AugmentConfig | str | None = None,
+    repetitions: float = 0.0,
 ) -> Path:
     """Write ``num_clips`` sentence clips (+ ``long_form`` 40-90 s clips) and their manifest.
 
@@ -109,12 +113,16 @@ def synthesize_dataset(
     pool) or ``"all"``. ``rate_jitter`` varies the speaking rate uniformly within
     ``1 ± rate_jitter``; ``augment`` (a config or a preset name: none, light, robust)
     adds pitch, speed, room, noise, channel and level variation, recorded per row.
-    ``snr_db`` adds white noise at that SNR last. Returns the path of ``manifest.jsonl``.
+    ``snr_db`` adds white noise at that SNR last. ``repetitions`` is the share of short
+    clips whose sentence is rewritten with a spoken repetition (:mod:`.repetitions`).
+    Returns the path of ``manifest.jsonl``.
     """
     if num_clips < 0 or long_form < 0:
         raise DistilrayError("the number of clips must be >= 0")
     if not 0 <= rate_jitter < 1:
         raise DistilrayError(f"rate_jitter must be in [0, 1), got {rate_jitter}")
+    if not 0 <= repetitions <= 1:
+        raise DistilrayError(f"repetitions must be in [0, 1], got {repetitions}")
     parsed = resolve_voices(voices, split, seed)
     config = preset(augment) if isinstance(augment, str) else augment or AugmentConfig()
     augmenter = Augmenter(config)
@@ -129,6 +137,7 @@ def synthesize_dataset(
         offset=offset,
         rate_jitter=rate_jitter,
         augmenter=augmenter,
+        repetitions=repetitions,
     )
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)
@@ -137,6 +146,7 @@ def synthesize_dataset(
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
     summary = _summary(rows, plans, parsed, config, seed, snr_db, rate_jitter, split, offset)
     summary["split"] = None if sentences is not None else split
+    summary["repetitions"] = repetitions
     (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
     logger.info("wrote %d clips (%.3f h) to %s", len(rows), summary["hours"], manifest)
     return manifest
@@ -175,8 +185,14 @@ def plan_clips(
     offset: int,
     rate_jitter: float,
     augmenter: Augmenter | None = None,
+    repetitions: float = 0.0,
 ) -> list[ClipPlan]:
-    """Assign sentences, voices, rates, pitch and noise seeds to every clip."""
+    """Assign sentences, voices, rates, pitch and noise seeds to every clip.
+
+    A share ``repetitions`` of the short clips (drawn per clip from its own seed) says
+    its sentence with a spoken repetition; the bank position still advances by one
+    sentence, so the next disjoint set starts at the same offset.
+    """
     pool = tuple(sentences) if sentences is not None else split_sentences(split)
     prefix = "custom" if sentences is not None else split
     plans: list[ClipPlan] = []
@@ -184,9 +200,13 @@ def plan_clips(
     for index in range(num_clips + long_form):
         rng = np.random.default_rng([seed, index])
         rate = float(1.0 + rng.uniform(-rate_jitter, rate_jitter)) if rate_jitter else 1.0
+        repeated = False
         if index < num_clips:
             texts = take_sentences(pool, position, 1)
             clip_id = f"{prefix}-{position:06d}"
+            if repetitions and rng.random() < repetitions:
+                said = random.Random(f"{seed}-{index}-repetition")
+                texts, repeated = [add_repetitions(texts[0], said)], True
         else:
             texts = _long_form_sentences(pool, position, rate, rng)
             clip_id = f"{prefix}-long-{position:06d}"
@@ -195,7 +215,7 @@ def plan_clips(
         pitch = augmenter.pitch(np.random.default_rng([seed, index, 3])) if augmenter else 0.0
         plans.append(
             ClipPlan(clip_id, voice, rate, tuple(texts), pauses, snr_db, (seed, index),
-                     pitch, long_form=index >= num_clips)
+                     pitch, long_form=index >= num_clips, repeated=repeated)
         )  # fmt: skip
         position += len(texts)
     return plans
@@ -266,6 +286,7 @@ def _finish_clip(
     rng = np.random.default_rng([*plan.noise_seed, 2])
     talkers = _talkers(plan, plans, clean) if len(plans) > 1 else None
     applied = [f"pitch={plan.pitch_semitones:+.2f}st"] if plan.pitch_semitones else []
+    applied += ["repetition"] if plan.repeated else []
     if augmenter.config.active:
         # long-form clips keep their tempo: speed changes would break the 40-90 s bounds
         audio, done = augmenter(audio, rng, talkers, speed=not plan.long_form)

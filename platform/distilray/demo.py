@@ -133,13 +133,9 @@ def synth(section: SynthSection) -> Path:
     from distilray.data.synth import synthesize_dataset
 
     out = Path(section.out)
-    # a set made before `repetitions` existed records no such key: still the same set
-    request = section.model_dump(
-        mode="json", exclude=None if section.repetitions else {"repetitions"}
-    )
     manifest = out / "manifest.jsonl"
     recorded = out / REQUEST_NAME
-    if manifest.is_file() and recorded.is_file() and json.loads(recorded.read_text()) == request:
+    if manifest.is_file() and _made_from(recorded) == section:
         logger.info("reusing %s (made from the same settings)", manifest)
         return manifest
     manifest = synthesize_dataset(
@@ -154,8 +150,17 @@ def synth(section: SynthSection) -> Path:
         augment=section.augment,
         repetitions=section.repetitions,
     )
-    recorded.write_text(json.dumps(request, indent=2) + "\n")
+    recorded.write_text(json.dumps(section.model_dump(mode="json"), indent=2) + "\n")
     return manifest
+
+
+def _made_from(recorded: Path) -> SynthSection | None:
+    """The settings a set was made from, or None when unknown. Fields added since it was
+    made take their defaults (what the set was made with), so it is still reused."""
+    try:
+        return SynthSection.model_validate(json.loads(recorded.read_text()))
+    except (OSError, ValueError):  # missing, not JSON, or a field that no longer exists
+        return None
 
 
 def _baseline_eval(eval_cfg, student_init: str):

@@ -20,13 +20,15 @@ $(VENV)/.installed: pyproject.toml
 
 # Speech for synthetic training data (`distilray data synth`, see README): espeak-ng and
 # flite (required), festival with Debian's English voices, Debian's `fortunes` quotations
-# (real prose for the sentence bank) and MBROLA voices. MBROLA lives in Debian's
-# contrib/non-free components: on Debian they are enabled in a sources file of their own;
-# where they cannot be had, synthesis runs without MBROLA voices.
+# (real prose for the sentence bank), MBROLA voices and two more festival voices. MBROLA
+# and those voices live in Debian's contrib/non-free components: on Debian they are
+# enabled in a sources file of their own (when apt offers no installable mbrola: a
+# package that is only referenced still "shows"); where they cannot be had, synthesis
+# runs without them.
 SPEECH_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k \
-	festvox-rablpc16k festvox-don festvox-us-slt-hts fortunes
-MBROLA_PACKAGES := mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 \
-	festvox-us1 festvox-us2 festvox-us3 festvox-en1
+	festvox-us-slt-hts fortunes
+MBROLA_PACKAGES := festvox-rablpc16k festvox-don mbrola mbrola-us1 mbrola-us2 mbrola-us3 \
+	mbrola-en1 festvox-us1 festvox-us2 festvox-us3 festvox-en1
 NONFREE_SOURCES := /etc/apt/sources.list.d/distilray-contrib-non-free.sources
 
 system-deps:
@@ -37,14 +39,14 @@ system-deps:
 	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	. /etc/os-release; \
 	if [ "$$ID" = debian ] && [ ! -f $(NONFREE_SOURCES) ] && [ -f /etc/apt/sources.list.d/debian.sources ] \
-	    && ! apt-cache show mbrola >/dev/null 2>&1; then \
+	    && [ -z "$$(apt-cache madison mbrola 2>/dev/null)" ]; then \
 	  sed 's/^Components: .*/Components: contrib non-free/' /etc/apt/sources.list.d/debian.sources \
 	    | $$SUDO tee $(NONFREE_SOURCES) >/dev/null; \
 	fi; \
 	$$SUDO apt-get update -qq && \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SPEECH_PACKAGES) >/dev/null && \
 	{ $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(MBROLA_PACKAGES) >/dev/null || \
-	  echo "warning: MBROLA voices not installed; synthesis goes on without them"; }
+	  echo "warning: contrib voices (MBROLA, festival rab/don) not installed; synthesis goes on without them"; }
 
 setup: $(VENV)/.installed system-deps
 

@@ -54,6 +54,18 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "+ on-policy KL on the student's own greedy transcripts (weight 1, every 2nd step)",
         ["loss.on_policy_weight=1.0", "loss.on_policy_every=2"],
     ),
+    "attention-1": (
+        "+ cross-attention alignment to the copied teacher layers (weight 1)",
+        ["loss.attention_weight=1.0"],
+    ),
+    "augment-0.5": (
+        "+ consistent augmentation of half the rows (mel warp ±10 %, 2 band and 2 time masks)",
+        ["train.augment.probability=0.5"],
+    ),
+    "augment-0.5-double-steps": (
+        "+ consistent augmentation of half the rows, twice the steps",
+        ["train.augment.probability=0.5", "train.max_steps={steps2}"],
+    ),
 }
 
 

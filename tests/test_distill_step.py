@@ -69,10 +69,10 @@ def test_train_step_projects_only_labelled_positions_with_the_full_loss(models):
         want = DistillationLoss()(full_student, full_teacher, batch["labels"])
         states = student.model.encoder(batch["input_features"]).last_hidden_state
         head = StudentHead(student)
-        got, _ = head(
+        got, _, _ = head(
             states, batch["decoder_input_ids"], batch["decoder_attention_mask"], positions
         )
-        teacher_at, _ = decode_at(
+        teacher_at, _, _ = decode_at(
             teacher,
             states,
             batch["decoder_input_ids"],
@@ -172,6 +172,57 @@ def test_train_step_with_hidden_alignment_reports_and_uses_the_term(models):
     assert aligned["loss"] == pytest.approx(
         0.8 * aligned["kl"] + aligned["ce"] + 2.0 * aligned["hidden"], rel=1e-4
     )
+
+
+def test_attention_term_is_the_per_head_kl_of_the_copied_layers_attention(models):
+    import copy
+
+    from distilray.distill.losses import attention_loss
+    from distilray.distill.step import AttentionAlignment
+
+    student, teacher, processor = models
+    batch = _batch(processor, rows=3)
+    mask = batch["labels"] != -100
+    with torch.no_grad():
+        states = teacher.model.encoder(batch["input_features"]).last_hidden_state
+        saved = teacher.config._attn_implementation
+        teacher.config._attn_implementation = "eager"
+        try:
+            full = teacher(
+                encoder_outputs=(states,),
+                decoder_input_ids=batch["decoder_input_ids"],
+                decoder_attention_mask=batch["decoder_attention_mask"],
+                output_attentions=True,
+            ).cross_attentions
+        finally:
+            teacher.config._attn_implementation = saved
+    assert full[3].shape[:2] == (3, teacher.config.decoder_attention_heads)
+    # identical attention: no loss; a layer against another: a positive one
+    assert float(attention_loss(full, full, [(0, 0), (3, 3)], mask)) == pytest.approx(0, abs=1e-6)
+    p = full[3].transpose(1, 2)[mask]
+    q = full[0].transpose(1, 2)[mask]
+    want = (p * (p.log() - q.log())).sum(-1).mean()
+    assert float(attention_loss(full, full, [(0, 3)], mask)) == pytest.approx(float(want), rel=1e-4)
+
+    student = copy.deepcopy(student)
+    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
+    aligned = train_step(
+        student,
+        teacher,
+        DistillationLoss(),
+        optimizer,
+        scheduler,
+        batch,
+        attention=AttentionAlignment([(0, 0), (1, 3)], weight=2.0),
+    )
+    # the copied layers start with the teacher's attention only where their inputs agree
+    assert aligned["attention"] > 0
+    assert aligned["loss"] == pytest.approx(
+        0.8 * aligned["kl"] + aligned["ce"] + 2.0 * aligned["attention"], rel=1e-4
+    )
+    # the models go back to the attention they were loaded with
+    assert teacher.config._attn_implementation == saved
+    assert student.config._attn_implementation == saved
 
 
 def test_train_step_updates_decoder_only(models):

@@ -112,9 +112,11 @@ def test_failure_recovers_from_checkpoint_with_same_step_count(
         tiny_random, student, labels, tmp_path, "flaky", max_steps=16, eval_every=8, fail_at_step=12
     )
     # The multi-epoch speed-ups ride along: features materialised once, encoder outputs
-    # cached per row id (the ids travel through Ray's collate); neither may change counts.
+    # cached per row id (the ids travel through Ray's collate); neither may change counts,
+    # nor may consistent augmentation, whose perturbed rows bypass that cache.
     cfg.data.cache_features = True
     cfg.train.encoder_cache_gb = 0.25
+    cfg.train.augment.probability = 0.5
     outcome = run_distillation(cfg)
     history = _history(outcome.run_path)
     clean = _history(uninterrupted.run_path)

@@ -124,6 +124,14 @@ class LossSection(StageConfig):
         "layer's output is pulled towards the teacher's input to the next copied layer "
         "(relative MSE), so the copied layers keep their inputs; 0: off",
     )
+    attention_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of a cross-attention term (not in the paper): each student "
+        "decoder layer's cross-attention over the audio frames is pulled, head by head, "
+        "towards that of the teacher layer it was copied from (KL), so the student keeps "
+        "the teacher's alignment to the audio; 0: off",
+    )
     on_policy_weight: float = Field(
         0.0,
         ge=0,
@@ -154,6 +162,37 @@ class OptimSection(StageConfig):
     )
     max_grad_norm: float | None = Field(
         1.0, gt=0, description="clip the global gradient norm to this (null: no clipping)"
+    )
+
+
+class AugmentSection(StageConfig):
+    """Consistent augmentation (not in the paper; "function matching", Beyer et al. 2022):
+    a share of the rows is perturbed each step and teacher and student both decode the
+    frozen encoder's output of the perturbed features."""
+
+    probability: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of training rows perturbed at each step (their encoder output is "
+        "computed afresh, not read from the encoder cache); 0: off",
+    )
+    warp: float = Field(
+        0.1,
+        ge=0,
+        lt=0.5,
+        description="largest relative stretch of the mel axis (vocal tract length "
+        "perturbation: a stretch of 0.1 moves formants by up to ±10 %); 0: none",
+    )
+    freq_masks: int = Field(2, ge=0, description="SpecAugment bands of mel bins masked per row")
+    freq_mask_bins: int = Field(8, ge=0, description="widest masked band, in mel bins")
+    time_masks: int = Field(
+        2, ge=0, description="SpecAugment spans of frames masked per row (within its speech)"
+    )
+    time_mask_frames: int = Field(
+        40,
+        ge=0,
+        description="widest masked span in 10 ms frames (also at most a fifth of the row's speech)",
     )
 
 
@@ -193,7 +232,11 @@ class TrainSection(StageConfig):
         "has them); the rest are stripped to <|notimestamps|> + text. The paper uses 0.5, "
         "its reference code 0.2",
     )
-    seed: int = Field(0, description="seed of the shuffle and of torch")
+    augment: AugmentSection = Field(
+        default_factory=AugmentSection,
+        description="consistent feature augmentation for teacher and student (off by default)",
+    )
+    seed: int = Field(0, description="seed of the shuffle, the augmentation and torch")
     autocast: Literal["auto", "off", "bf16"] = Field(
         "auto", description="bf16 autocast: auto = on GPU only"
     )

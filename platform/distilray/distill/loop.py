@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from distilray.distill.augment import FeatureAugment, augment_batch
 from distilray.distill.checkpoint import (
     TrainState,
     apply_train_state,
@@ -32,6 +33,7 @@ from distilray.distill.losses import DistillationLoss
 from distilray.distill.on_policy import OnPolicy
 from distilray.distill.optim import build_optimizer
 from distilray.distill.step import (
+    AttentionAlignment,
     HiddenAlignment,
     StudentHead,
     autocast,
@@ -132,22 +134,37 @@ class DistillRecipe:
             self.cfg.loss.kl_weight, self.cfg.loss.pl_weight, self.cfg.loss.temperature
         )
         self.hidden = self._hidden_alignment()
+        self.attention = self._attention_alignment()
         self.on_policy = self._on_policy()
+        self.augment = self._augment()
         self.train_shard = ray.train.get_dataset_shard("train")
         self.eval_shard = ray.train.get_dataset_shard("eval")
 
     def _hidden_alignment(self) -> HiddenAlignment | None:
         """The layer pairs of ``loss.hidden_weight`` (None when the term is off)."""
-        from distilray.student.layers import hidden_pairs, select_layers
+        from distilray.student.layers import hidden_pairs
 
         if self.cfg.loss.hidden_weight <= 0:
             return None
-        student_config, teacher_layers = unwrap(self.student).config, self.teacher.config
-        ids = getattr(student_config, "teacher_layer_ids", None) or select_layers(
-            teacher_layers.decoder_layers, student_config.decoder_layers
-        )
-        pairs = hidden_pairs(list(ids), teacher_layers.decoder_layers)
+        pairs = hidden_pairs(self._teacher_layer_ids(), self.teacher.config.decoder_layers)
         return HiddenAlignment(pairs, self.cfg.loss.hidden_weight)
+
+    def _teacher_layer_ids(self) -> list[int]:
+        """The teacher decoder layer each student decoder layer was copied from."""
+        from distilray.student.layers import select_layers
+
+        student_config, teacher_config = unwrap(self.student).config, self.teacher.config
+        ids = getattr(student_config, "teacher_layer_ids", None) or select_layers(
+            teacher_config.decoder_layers, student_config.decoder_layers
+        )
+        return list(ids)
+
+    def _attention_alignment(self) -> AttentionAlignment | None:
+        """The layer pairs of ``loss.attention_weight`` (None when the term is off)."""
+        if self.cfg.loss.attention_weight <= 0:
+            return None
+        pairs = list(enumerate(self._teacher_layer_ids()))
+        return AttentionAlignment(pairs, self.cfg.loss.attention_weight)
 
     def _on_policy(self) -> OnPolicy | None:
         """The on-policy term of ``loss.on_policy_weight`` (None when it is off)."""
@@ -161,6 +178,20 @@ class DistillRecipe:
             loss.on_policy_max_new_tokens,
             config.no_timestamps_token_id,
             eos[0] if isinstance(eos, list) else eos,
+        )
+
+    def _augment(self) -> FeatureAugment | None:
+        """The consistent augmentation of ``train.augment`` (None when it is off)."""
+        aug = self.cfg.train.augment
+        if aug.probability <= 0:
+            return None
+        return FeatureAugment(
+            aug.probability,
+            aug.warp,
+            aug.freq_masks,
+            aug.freq_mask_bins,
+            aug.time_masks,
+            aug.time_mask_frames,
         )
 
     def _freeze(self, student) -> None:
@@ -257,6 +288,9 @@ class DistillRecipe:
         return seen
 
     def _step(self, batch: dict[str, torch.Tensor]) -> None:
+        if self.augment is not None:  # seeded by step and rank: a resumed run draws the same
+            seed = (self.cfg.train.seed * 1_000_003 + self.state.step) * 1009 + self.rank
+            batch = augment_batch(batch, self.augment, seed)
         metrics = train_step(
             self.student,
             self.teacher,
@@ -268,6 +302,7 @@ class DistillRecipe:
             amp_dtype=self.amp_dtype,
             encoder_cache=self.encoder_cache,
             hidden=self.hidden,
+            attention=self.attention,
             on_policy=self.on_policy
             if self.on_policy and self.state.step % self.cfg.loss.on_policy_every == 0
             else None,
@@ -393,6 +428,7 @@ class _Window:
             "train_ce": self.sums.get("ce", float("nan")) / n,
             "grad_norm": self.sums.get("grad_norm", float("nan")) / n,
             **({"train_hidden": self.sums["hidden"] / n} if "hidden" in self.sums else {}),
+            **({"train_attention": self.sums["attention"] / n} if "attention" in self.sums else {}),
             **(
                 {"train_on_policy_kl": self.sums["on_policy_kl"] / self.counts["on_policy_kl"]}
                 if "on_policy_kl" in self.sums

@@ -89,6 +89,32 @@ def hidden_state_loss(
     return total / len(pairs)
 
 
+def attention_loss(
+    student_attn: tuple[torch.Tensor, ...],
+    teacher_attn: tuple[torch.Tensor, ...],
+    pairs: list[tuple[int, int]],
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """KL(teacher ‖ student) between paired layers' cross-attention over the encoder
+    frames, head by head, averaged over heads, the unpadded positions and the pairs.
+
+    ``*_attn[l]``: ``(batch, heads, seq, frames)``, each row a distribution over frames;
+    ``mask``: ``(batch, seq)``. A student layer copied from a teacher layer has its
+    heads, so head ``h`` is matched with head ``h``: where in the audio each head
+    looks for each token (what keeps a decoder from losing its place and repeating
+    itself, and what word timestamps are read from).
+    """
+    if not pairs:
+        return student_attn[0].new_zeros((), dtype=torch.float32)
+    total = student_attn[0].new_zeros((), dtype=torch.float32)
+    for s, t in pairs:
+        p = teacher_attn[t].float().transpose(1, 2)[mask]  # (n, heads, frames)
+        q = student_attn[s].float().transpose(1, 2)[mask]
+        kl = (p * (p.clamp(min=1e-9).log() - q.clamp(min=1e-9).log())).sum(-1)
+        total = total + kl.mean()
+    return total / len(pairs)
+
+
 class DistillationLoss(nn.Module):
     """α_KL · T² · KL + α_PL · CE over the non-padded label positions."""
 

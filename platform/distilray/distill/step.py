@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,9 +23,31 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
 from distilray.distill.encoder_cache import EncoderCache
-from distilray.distill.losses import IGNORE_INDEX, DistillationLoss, hidden_state_loss, masked_kl
+from distilray.distill.losses import (
+    IGNORE_INDEX,
+    DistillationLoss,
+    attention_loss,
+    hidden_state_loss,
+    masked_kl,
+)
 from distilray.distill.on_policy import OnPolicy, pad_to, student_rollouts
 from distilray.text import WerStats, corpus_wer
+
+
+class Decoded(NamedTuple):
+    """What :func:`decode_at` returns."""
+
+    logits: torch.Tensor  # (n, vocab) at the chosen positions
+    hidden_states: tuple[torch.Tensor, ...] | None  # embeddings, then each layer's output
+    cross_attentions: tuple[torch.Tensor, ...] | None  # per layer (batch, heads, seq, frames)
+
+
+@dataclass(frozen=True)
+class AttentionAlignment:
+    """Which cross-attention layers of student and teacher should agree, and how much."""
+
+    pairs: list[tuple[int, int]]  # (student layer, teacher layer it was copied from)
+    weight: float  # of the mean per-head KL between their attention over encoder frames
 
 
 @dataclass(frozen=True)
@@ -54,7 +77,8 @@ class StudentHead(nn.Module):
         decoder_attention_mask: torch.Tensor,
         positions: torch.Tensor,
         output_hidden_states: bool = False,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        output_attentions: bool = False,
+    ) -> Decoded:
         return decode_at(
             self.whisper,
             encoder_states,
@@ -62,6 +86,7 @@ class StudentHead(nn.Module):
             decoder_attention_mask,
             positions,
             output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
 
 
@@ -73,22 +98,44 @@ def decode_at(
     positions: torch.Tensor,
     *,
     output_hidden_states: bool = False,
-) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    output_attentions: bool = False,
+) -> Decoded:
     """Teacher-forced logits ``(n, vocab)`` at the ``n`` True ``positions`` of a
-    ``(batch, seq)`` mask, and (when asked) the decoder's hidden states.
+    ``(batch, seq)`` mask, and (when asked) the decoder's hidden states and
+    cross-attention weights (computed with eager attention, the one that returns them).
 
     The same numbers as ``model(encoder_outputs=..., ...).logits[positions]``, without
     projecting the positions no loss reads.
     """
-    out = model.model.decoder(
-        input_ids=decoder_input_ids,
-        attention_mask=decoder_attention_mask,
-        encoder_hidden_states=encoder_states,
-        output_hidden_states=output_hidden_states,
-        use_cache=False,  # teacher forcing: no key/value cache to build
-    )
+    with _eager_attention(model, output_attentions):
+        out = model.model.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_states,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            use_cache=False,  # teacher forcing: no key/value cache to build
+        )
     logits = model.proj_out(out.last_hidden_state[positions])
-    return logits, (out.hidden_states if output_hidden_states else None)
+    return Decoded(
+        logits,
+        out.hidden_states if output_hidden_states else None,
+        out.cross_attentions if output_attentions else None,
+    )
+
+
+@contextlib.contextmanager
+def _eager_attention(model: nn.Module, on: bool):
+    """Eager attention while ``on`` (only it returns attention weights), then as it was."""
+    if not on:
+        yield
+        return
+    saved = model.config._attn_implementation
+    model.config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = saved
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -107,12 +154,28 @@ def _head(student: nn.Module) -> nn.Module:
 def _encode(
     student: nn.Module, batch: dict[str, torch.Tensor], encoder_cache: EncoderCache | None
 ) -> torch.Tensor:
-    """The frozen encoder's output for the batch (from the cache where it has it)."""
+    """The frozen encoder's output for the batch (from the cache where it has it).
+
+    Rows marked in ``batch["augmented"]`` (:mod:`.augment`) carry perturbed features:
+    they are always encoded afresh.
+    """
     with torch.no_grad():
         encoder = unwrap(student).model.encoder
-        if encoder_cache is not None and "ids" in batch:
-            return encoder_cache.encode(encoder, batch["input_features"], batch["ids"])
-        return encoder(batch["input_features"]).last_hidden_state
+        features = batch["input_features"]
+        if encoder_cache is None or "ids" not in batch:
+            return encoder(features).last_hidden_state
+        augmented = batch.get("augmented")
+        if augmented is None or not augmented.any():
+            return encoder_cache.encode(encoder, features, batch["ids"])
+        fresh = augmented.to(features.device)
+        states = encoder(features[fresh]).last_hidden_state
+        out = states.new_empty((features.shape[0], *states.shape[1:]))
+        out[fresh] = states
+        if not fresh.all():
+            kept = (~fresh).nonzero().flatten().tolist()
+            ids = [batch["ids"][i] for i in kept]
+            out[~fresh] = encoder_cache.encode(encoder, features[~fresh], ids)
+        return out
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -199,15 +262,18 @@ def train_step(
     encoder_cache: EncoderCache | None = None,
     hidden: HiddenAlignment | None = None,
     on_policy: OnPolicy | None = None,
+    attention: AttentionAlignment | None = None,
 ) -> dict[str, float]:
     """One optimizer step on ``batch``; returns ``loss``, ``kl``, ``ce``, ``grad_norm``, ``lr``
     (``hidden``, the hidden-state term, when ``hidden`` aligns layers; ``on_policy_kl``
-    when ``on_policy`` adds the KL on the student's own transcripts, :mod:`.on_policy`)."""
+    when ``on_policy`` adds the KL on the student's own transcripts, :mod:`.on_policy`;
+    ``attention``, the cross-attention term, when ``attention`` aligns layers)."""
     device = batch["input_features"].device
     extra: dict[str, float] = {}
     labels = batch["labels"]
-    if (hidden is not None or on_policy is not None) and not share_encoder:
-        raise ValueError("hidden-state alignment and on-policy terms need the shared encoder pass")
+    aligned = hidden is not None or on_policy is not None or attention is not None
+    if aligned and not share_encoder:
+        raise ValueError("hidden-state, attention and on-policy terms need the shared encoder pass")
     if share_encoder:
         positions = labels != IGNORE_INDEX
         labelled = positions
@@ -231,16 +297,17 @@ def train_step(
                 labelled[labels.shape[0] :] = False
                 states = torch.cat([states, states[rolled.rows]])
             with torch.no_grad():
-                teacher_logits, teacher_hidden = decode_at(
+                teacher_logits, teacher_hidden, teacher_attn = decode_at(
                     teacher,
                     states.to(teacher.dtype),
                     ids,
                     mask,
                     positions,
                     output_hidden_states=hidden is not None,
+                    output_attentions=attention is not None,
                 )
-            student_logits, student_hidden = _head(student)(
-                states, ids, mask, positions, hidden is not None
+            student_logits, student_hidden, student_attn = _head(student)(
+                states, ids, mask, positions, hidden is not None, attention is not None
             )
         # (n, vocab) logits of the labelled positions: one row of n for the loss
         n = int(labelled.sum())
@@ -267,6 +334,10 @@ def train_step(
         term = hidden_state_loss(student_hidden, teacher_hidden, hidden.pairs, labelled)
         total = total + hidden.weight * term
         extra["hidden"] = term.item()
+    if attention is not None:
+        term = attention_loss(student_attn, teacher_attn, attention.pairs, labelled)
+        total = total + attention.weight * term
+        extra["attention"] = term.item()
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     params = [p for p in student.parameters() if p.requires_grad]

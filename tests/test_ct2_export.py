@@ -110,6 +110,7 @@ def test_export_command_writes_a_folder_faster_whisper_loads(tiny_random, tmp_pa
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(out)
+    assert "Loading weights" not in done.stderr  # the converter's load draws no bar
     assert {"model.bin", "tokenizer.json", "preprocessor_config.json"} <= {
         p.name for p in out.iterdir()
     }

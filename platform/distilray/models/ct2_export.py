@@ -107,6 +107,9 @@ def convert_folder(source: Path, out: Path, quantization: str) -> Path:
     from ctranslate2.converters import TransformersConverter
     from transformers import WhisperFeatureExtractor
 
+    from distilray.models.upstream_logs import quiet_model_io
+
+    quiet_model_io()  # the converter loads the model with transformers: no bar per process
     if not (source / TOKENIZER).is_file():
         raise ModelLoadError(f"{source} holds no {TOKENIZER}: save the model with its processor")
     converter = TransformersConverter(str(source), copy_files=[TOKENIZER])

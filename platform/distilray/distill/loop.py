@@ -185,14 +185,7 @@ class DistillRecipe:
         aug = self.cfg.train.augment
         if aug.probability <= 0:
             return None
-        return FeatureAugment(
-            aug.probability,
-            aug.warp,
-            aug.freq_masks,
-            aug.freq_mask_bins,
-            aug.time_masks,
-            aug.time_mask_frames,
-        )
+        return FeatureAugment(**aug.model_dump())
 
     def _freeze(self, student) -> None:
         """Freeze the encoder (shared with the teacher) and optionally the positions."""

@@ -31,6 +31,7 @@ from distilray.distill.losses import (
     masked_kl,
 )
 from distilray.distill.on_policy import OnPolicy, pad_to, student_rollouts
+from distilray.inference.words import eager_attention
 from distilray.text import WerStats, corpus_wer
 
 
@@ -107,7 +108,7 @@ def decode_at(
     The same numbers as ``model(encoder_outputs=..., ...).logits[positions]``, without
     projecting the positions no loss reads.
     """
-    with _eager_attention(model, output_attentions):
+    with eager_attention(model, output_attentions):
         out = model.model.decoder(
             input_ids=decoder_input_ids,
             attention_mask=decoder_attention_mask,
@@ -122,20 +123,6 @@ def decode_at(
         out.hidden_states if output_hidden_states else None,
         out.cross_attentions if output_attentions else None,
     )
-
-
-@contextlib.contextmanager
-def _eager_attention(model: nn.Module, on: bool):
-    """Eager attention while ``on`` (only it returns attention weights), then as it was."""
-    if not on:
-        yield
-        return
-    saved = model.config._attn_implementation
-    model.config._attn_implementation = "eager"
-    try:
-        yield
-    finally:
-        model.config._attn_implementation = saved
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -11,6 +11,7 @@ they were chosen.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -143,22 +144,31 @@ def split_words(processor, tokens: Sequence[int]) -> list[tuple[str, list[int]]]
     return words
 
 
+@contextlib.contextmanager
+def eager_attention(model, on: bool = True):
+    """Eager attention while ``on`` (only it returns attention weights), then as it was."""
+    if not on:
+        yield
+        return
+    saved = model.config._attn_implementation
+    model.config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = saved
+
+
 def _attention(model, encoded, tokens, n_sot: int, n_text: int):
     """Alignment-head cross-attention ``(heads, tokens, positions)`` and text-token probabilities."""
     heads = [(int(layer), int(h)) for layer, h in model.generation_config.alignment_heads]
     ids = torch.tensor([tokens], device=model.device)
-    saved = model.config._attn_implementation
-    model.config._attn_implementation = "eager"  # only eager attention returns its weights
-    try:
-        with torch.inference_mode():
-            out = model(
-                encoder_outputs=(encoded,),
-                decoder_input_ids=ids,
-                output_attentions=True,
-                use_cache=False,
-            )
-    finally:
-        model.config._attn_implementation = saved
+    with eager_attention(model), torch.inference_mode():
+        out = model(
+            encoder_outputs=(encoded,),
+            decoder_input_ids=ids,
+            output_attentions=True,
+            use_cache=False,
+        )
     weights = torch.stack([out.cross_attentions[layer][0, h] for layer, h in heads]).float()
     logits = out.logits[0, n_sot - 1 : n_sot - 1 + n_text].float()
     probs = logits.softmax(-1).gather(-1, ids[0, n_sot : n_sot + n_text, None])[:, 0]

@@ -66,7 +66,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "+ consistent augmentation of half the rows, twice the steps",
         ["train.augment.probability=0.5", "train.max_steps={steps2}"],
     ),
+    "decoder-3": ("a 3-layer decoder (teacher layers 0, 1, 3)", []),
+    "decoder-4": ("all 4 decoder layers: the teacher distilled into its own copy", []),
 }
+# variants with their own student: name -> decoder layers copied from the teacher
+INIT_VARIANTS: dict[str, int] = {"decoder-3": 3, "decoder-4": 4}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -136,6 +140,23 @@ def teacher_cells(stages, out: Path) -> list[dict]:
     return run_evaluation(eval_config(stages, None, ["teacher"], out)).cells
 
 
+def variant_student(name: str, stages, workdir: Path) -> list[str]:
+    """A variant with its own student (``INIT_VARIANTS``): initialise it, point to it."""
+    from distilray.student import init_student
+
+    if name not in INIT_VARIANTS:
+        return []
+    cfg = stages.init_student.model_copy(
+        update={
+            "decoder_layers": INIT_VARIANTS[name],
+            "decoder_layer_ids": None,
+            "out": str(workdir / "students-init" / name),
+        }
+    )
+    init_student(cfg)
+    return [f"model.student={cfg.out}"]
+
+
 def run_variant(name: str, recipe, stages, workdir: Path) -> dict:
     from distilray.config import load_config
     from distilray.distill.config import DistillConfig
@@ -143,7 +164,11 @@ def run_variant(name: str, recipe, stages, workdir: Path) -> dict:
     from distilray.evaluation.run import run_evaluation
 
     began = time.perf_counter()
-    overrides = [*recipe.overrides.distill, *variant_overrides(name, stages, workdir)]
+    overrides = [
+        *recipe.overrides.distill,
+        *variant_overrides(name, stages, workdir),
+        *variant_student(name, stages, workdir),
+    ]
     outcome = run_distillation(load_config(DistillConfig, recipe.distill, overrides))
     cells = run_evaluation(
         eval_config(stages, outcome.student, ["student"], workdir / "eval" / name)

@@ -122,6 +122,8 @@ def summarize_cells(cells: list[dict]) -> dict[str, dict]:
     return {
         f"{c['dataset']}/{c['form']}": {
             "wer": c["wer"],
+            "wer_without_worst": c.get("wer_without_worst"),
+            "worst": [w["id"] for w in c.get("worst") or []],
             "insertion_rate": c["insertion_rate"],
             "repeated_5grams": c["repeated_5grams"],
             "repeated_5grams_corpus": c.get("repeated_5grams_corpus"),
@@ -186,15 +188,18 @@ def run_variant(name: str, recipe, stages, workdir: Path) -> dict:
 
 def markdown(teacher: dict, rows: list[dict]) -> str:
     keys = list(teacher)
-    head = "| variant | changes | " + " | ".join(f"{k} WER %" for k in keys)
+    head = "| variant | changes | " + " | ".join(f"{k} WER % (w/o worst)" for k in keys)
     head += " | 5-gram repeats | validation WER % |"
     lines = [head, "|" + "---|" * (len(keys) + 4)]
 
+    def cell(result: dict) -> str:
+        if result.get("wer") is None:
+            return "–"
+        trimmed = result.get("wer_without_worst")
+        return f"{100 * result['wer']:.1f}" + ("" if trimmed is None else f" ({100 * trimmed:.1f})")
+
     def cells(results: dict) -> str:
-        return " | ".join(
-            "–" if results.get(k, {}).get("wer") is None else f"{100 * results[k]['wer']:.1f}"
-            for k in keys
-        )
+        return " | ".join(cell(results.get(k, {})) for k in keys)
 
     repeats = sum(v["repeated_5grams"] for v in teacher.values())
     lines.append(f"| teacher | tiny.en | {cells(teacher)} | {repeats} | – |")

@@ -200,3 +200,40 @@ def test_build_cells_reports_share_identical_to_the_teacher():
     assert by_key[("teacher", None)]["identical_to_teacher"] == 1.0
     assert by_key[("student", 5.0)]["identical_to_teacher"] is None
     assert "| 100 |" in markdown_table(list(by_key.values()))
+
+
+def test_worst_utterances_are_named_and_left_out_of_the_trimmed_wer(tmp_path):
+    from distilray.evaluation.report import write_report
+
+    def row(i, hyp, mode="student"):
+        return {**_row(mode, math.nan, hyp, 0.5), "id": f"clip-{i}", "reference": "a b c d"}
+
+    loop = "a b c d " + "e " * 30  # one recording looped to the token limit: 30 insertions
+    rows = [row(0, "a b c d"), row(1, loop), row(2, "a b x d"), row(3, "a b c")]
+    rows += [row(i, "a b c d", mode="teacher") for i in range(4)]
+    cells = build_cells(rows, worst=1)
+    student = next(c for c in cells if c["mode"] == "student")
+    assert student["wer"] == pytest.approx(32 / 16)  # the loop decides the cell's WER
+    assert student["worst"] == [{"id": "clip-1", "errors": 30, "ref_words": 4}]
+    assert student["wer_without_worst"] == pytest.approx(2 / 12)  # the rest: 1 sub, 1 del
+    teacher = next(c for c in cells if c["mode"] == "teacher")
+    assert teacher["worst"] == [] and teacher["wer_without_worst"] == 0.0  # nothing to name
+    # two worst of four: ties keep manifest order
+    assert [w["id"] for w in build_cells(rows, worst=2)[1]["worst"]] == ["clip-1", "clip-2"]
+
+    write_report(tmp_path, cells, {}, rows)
+    md = (tmp_path / "results.md").read_text()
+    assert "| d | student | short | clean | 4 | 200.00 | 16.67 |" in md
+    assert "| d | student | short | `clip-1` 30/4 |" in md
+    # off (worst=0): no column, no section
+    md_off = markdown_table(build_cells(rows))
+    assert "w/o worst" not in md_off and build_cells(rows)[1]["worst"] == []
+
+
+def test_worst_utterances_default_and_validation():
+    from pydantic import ValidationError
+
+    base = {"datasets": [{"name": "x", "manifest": "m.jsonl"}], "output_dir": "out"}
+    assert EvalConfig.model_validate(base).worst_utterances == 3
+    with pytest.raises(ValidationError, match="worst_utterances"):
+        EvalConfig.model_validate({**base, "worst_utterances": -1})

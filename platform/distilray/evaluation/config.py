@@ -119,6 +119,12 @@ class EvalConfig(StageConfig):
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output_dir: str = Field(description="where results.json, results.md and the plots go")
+    worst_utterances: int = Field(
+        3,
+        ge=0,
+        description="name each cell's N utterances with the most errors and report the WER "
+        "of the others too (a model that loops on one recording shows up there); 0: off",
+    )
     word_timestamps: bool = Field(
         False,
         description="give each transcripts.jsonl row its words with start and end times (s) "

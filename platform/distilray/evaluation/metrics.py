@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from distilray.text import WerStats, corpus_wer, normalize
+from distilray.text import WerStats, normalize, wer_stats
 
 
 def repeated_ngrams(text: str | None, n: int = 5) -> int:
@@ -60,12 +60,37 @@ class Utterance:
     drafted: int = 0  # speculative: drafts checked by the teacher
     accepted: int = 0  # speculative: drafts accepted
     teacher_passes: int = 0  # speculative: teacher forward passes
+    id: str = ""  # the manifest row's id, to name the utterances with most errors
 
 
-def cell_metrics(utterances: Sequence[Utterance]) -> dict[str, float | int | None]:
-    """Every metric of one (model, form, noise) cell over its utterances."""
+def worst_utterances(
+    utterances: Sequence[Utterance], stats: Sequence[WerStats], count: int
+) -> list[int]:
+    """Indices of the ``count`` utterances with the most errors (ties: the earlier first).
+
+    >>> stats = [WerStats(1), WerStats(3), WerStats(2), WerStats()]
+    >>> worst_utterances([Utterance("a", "b", 1.0, 1.0, 1)] * 4, stats, 2)
+    [1, 2]
+    """
+    order = sorted(range(len(stats)), key=lambda i: (-stats[i].errors, i))
+    return [i for i in order[:count] if stats[i].errors > 0]
+
+
+def cell_metrics(
+    utterances: Sequence[Utterance], worst: int = 0
+) -> dict[str, float | int | None | list]:
+    """Every metric of one (model, form, noise) cell over its utterances.
+
+    ``worst`` > 0 also names the ``worst`` utterances with the most errors (``worst``:
+    id, errors, reference words) and gives the WER of the others
+    (``wer_without_worst``): a model that loops on one or two recordings shows up
+    there, and the WER of the rest says how it does on everything else.
+    """
     scored = [u for u in utterances if u.reference is not None and normalize(u.reference)]
-    stats: WerStats = corpus_wer([u.reference for u in scored], [u.hypothesis for u in scored])
+    per_utterance = [wer_stats(u.reference, u.hypothesis) for u in scored]
+    stats: WerStats = sum(per_utterance, WerStats())
+    picked = worst_utterances(scored, per_utterance, worst) if worst else []
+    rest = sum((s for i, s in enumerate(per_utterance) if i not in picked), WerStats())
     audio = sum(u.duration_s for u in utterances)
     compute = sum(u.compute_s for u in utterances)
     tokens = sum(u.generated_tokens for u in utterances)
@@ -78,6 +103,15 @@ def cell_metrics(utterances: Sequence[Utterance]) -> dict[str, float | int | Non
         "deletion_rate": stats.rate("deletions") if scored else None,
         "insertion_rate": stats.rate("insertions") if scored else None,
         "ref_words": stats.ref_words,
+        "wer_without_worst": rest.wer if worst and len(scored) > len(picked) else None,
+        "worst": [
+            {
+                "id": scored[i].id,
+                "errors": per_utterance[i].errors,
+                "ref_words": per_utterance[i].ref_words,
+            }
+            for i in picked
+        ],
         "repeated_5grams": sum(repeated_ngrams(u.hypothesis) for u in utterances),
         "repeated_5grams_corpus": corpus_repeated_ngrams([u.hypothesis for u in utterances]),
         "audio_s": audio,

@@ -21,6 +21,7 @@ MD_COLUMNS = [
     ("snr_db", "SNR dB", "{}"),
     ("utterances", "n", "{}"),
     ("wer", "WER %", "{:.2f}"),
+    ("wer_without_worst", "WER % w/o worst", "{:.2f}"),
     ("substitution_rate", "sub %", "{:.2f}"),
     ("deletion_rate", "del %", "{:.2f}"),
     ("insertion_rate", "ins (IER) %", "{:.2f}"),
@@ -32,15 +33,23 @@ MD_COLUMNS = [
     ("acceptance_rate", "acceptance", "{:.2f}"),
     ("identical_to_teacher", "same as teacher %", "{:.0f}"),
 ]
-PERCENT = {"wer", "substitution_rate", "deletion_rate", "insertion_rate", "identical_to_teacher"}
+PERCENT = {
+    "wer",
+    "wer_without_worst",
+    "substitution_rate",
+    "deletion_rate",
+    "insertion_rate",
+    "identical_to_teacher",
+}
 
 
 def _snr(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def build_cells(rows: Iterable[dict]) -> list[dict]:
-    """Group result rows into cells and compute each cell's metrics."""
+def build_cells(rows: Iterable[dict], worst: int = 0) -> list[dict]:
+    """Group result rows into cells and compute each cell's metrics (``worst``: how many
+    utterances with the most errors each cell names, :func:`~distilray.evaluation.metrics.cell_metrics`)."""
     groups: dict[CellKey, list[Utterance]] = defaultdict(list)
     hypotheses: dict[CellKey, dict[str, str]] = defaultdict(dict)
     for row in rows:
@@ -58,12 +67,13 @@ def build_cells(rows: Iterable[dict]) -> list[dict]:
                 drafted=row["drafted"],
                 accepted=row["accepted"],
                 teacher_passes=row["teacher_passes"],
+                id=str(row["id"]),
             )
         )
     cells = []
     for (dataset, mode, form, snr), utterances in sorted(groups.items(), key=_order):
         cell = {"dataset": dataset, "mode": mode, "form": form, "snr_db": snr}
-        cell.update(cell_metrics(utterances))
+        cell.update(cell_metrics(utterances, worst))
         cells.append(cell)
     teacher = {
         (c["dataset"], c["form"], c["snr_db"]): c["compute_s"]
@@ -100,12 +110,17 @@ def _order(item) -> tuple:
 
 def markdown_table(cells: list[dict]) -> str:
     """The cells as one Markdown table (rates in percent)."""
-    header = "| " + " | ".join(title for _, title, _ in MD_COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in MD_COLUMNS) + "|"
+    columns = [
+        c
+        for c in MD_COLUMNS
+        if c[0] != "wer_without_worst" or any(cell.get(c[0]) is not None for cell in cells)
+    ]
+    header = "| " + " | ".join(title for _, title, _ in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
     lines = [header, rule]
     for cell in cells:
         values = []
-        for key, _, fmt in MD_COLUMNS:
+        for key, _, fmt in columns:
             value = cell.get(key)
             if key == "snr_db" and value is None:
                 values.append("clean")
@@ -114,6 +129,26 @@ def markdown_table(cells: list[dict]) -> str:
             else:
                 values.append(fmt.format(100 * value if key in PERCENT else value))
         lines.append("| " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def worst_section(cells: list[dict]) -> str:
+    """Markdown naming each clean cell's utterances with the most errors ("" if none)."""
+    named = [c for c in cells if c["snr_db"] is None and c.get("worst")]
+    if not named:
+        return ""
+    count = max(len(c["worst"]) for c in named)
+    lines = [
+        f"## The {count} utterances with the most errors (clean audio)",
+        "",
+        '"WER % w/o worst" above leaves them out; errors / reference words.',
+        "",
+        "| dataset | mode | form | utterances |",
+        "|---|---|---|---|",
+    ]
+    for c in named:
+        worst = ", ".join(f"`{w['id']}` {w['errors']}/{w['ref_words']}" for w in c["worst"])
+        lines.append(f"| {c['dataset']} | {c['mode']} | {c['form']} | {worst} |")
     return "\n".join(lines) + "\n"
 
 
@@ -133,7 +168,10 @@ def write_report(
         "transcripts": out / "transcripts.jsonl",
     }
     paths["json"].write_text(json.dumps({"cells": cells, **extra}, indent=2, default=str) + "\n")
-    paths["markdown"].write_text("# Evaluation results\n\n" + markdown_table(cells))
+    worst = worst_section(cells)
+    paths["markdown"].write_text(
+        "# Evaluation results\n\n" + markdown_table(cells) + (f"\n{worst}" if worst else "")
+    )
     with paths["transcripts"].open("w") as f:
         for row in rows:
             if not row.get("error"):

@@ -129,7 +129,7 @@ def run_evaluation(cfg: EvalConfig) -> EvalRun:
     ]
     for error in errors[:10]:
         logger.warning("skipped %s/%s: %s", error["dataset"], error["id"], error["error"])
-    cells = build_cells(rows)
+    cells = build_cells(rows, cfg.worst_utterances)
     extra = {
         "config": cfg.model_dump(),
         "errors": errors,

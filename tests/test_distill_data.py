@@ -14,6 +14,7 @@ from distilray.audio import encode_wav
 from distilray.distill.collate import DistillCollate, TimestampMix, pad_labels
 from distilray.distill.config import DataSection
 from distilray.distill.data import (
+    UNFINISHED,
     add_features,
     eval_dataset,
     is_held_out,
@@ -40,7 +41,11 @@ ROWS = [
 ]
 
 
-def _write_labels(path, rows=ROWS, text=True):
+EOS = 50256  # tiny.en's <|endoftext|>: every finished label ends with it
+
+
+def _write_labels(path, rows=ROWS, text=True, cut=()):
+    """``cut``: ids whose label was cut at the token limit (no <|endoftext|>)."""
     n = len(rows)
     table = pa.table(
         {
@@ -50,7 +55,11 @@ def _write_labels(path, rows=ROWS, text=True):
             "text": [f"reference {r[0]}" if text and r[1] is not None else None for r in rows],
             "pseudo_label": [f"label {r[0]}" for r in rows],
             "pseudo_label_ids": pa.array(
-                [[50257, 50362, 10 + i, 50256] for i in range(n)], pa.list_(pa.int32())
+                [
+                    [50257, 50362, 10 + i, *([11] * 6 if r[0] in cut else [EOS])]
+                    for i, r in enumerate(rows)
+                ],
+                pa.list_(pa.int32()),
             ),
             "wer": pa.array([r[1] for r in rows], pa.float64()),
             **{
@@ -90,7 +99,7 @@ def _cfg(labels, threshold, keep_unscored) -> DataSection:
 
 @pytest.mark.parametrize(("threshold", "keep_unscored", "expected"), CASES)
 def test_filter_counts(tmp_path, threshold, keep_unscored, expected):
-    summary = summarize(_cfg(_write_labels(tmp_path / "labels"), threshold, keep_unscored))
+    summary = summarize(_cfg(_write_labels(tmp_path / "labels"), threshold, keep_unscored), EOS)
     assert (summary.rows, summary.held_out, summary.candidates, summary.kept) == (
         12,
         0,
@@ -102,19 +111,42 @@ def test_filter_counts(tmp_path, threshold, keep_unscored, expected):
 
 
 def test_filter_records_why_rows_were_dropped(tmp_path):
-    summary = summarize(_cfg(_write_labels(tmp_path / "labels"), 0.1, True))
+    summary = summarize(_cfg(_write_labels(tmp_path / "labels"), 0.1, True), EOS)
     assert summary.dropped == {
         "teacher or audio error": 2,
         "wer > 0.1": 2,
         "unscored, avg_logprob < -1": 1,
         "unscored, compression_ratio > 2.4": 1,
         "unscored, no_speech_prob > 0.6": 1,
+        UNFINISHED: 0,
     }
     assert "dropped: 2 teacher or audio error, 2 wer > 0.1" in summary.describe(
         _cfg(tmp_path / "labels", 0.1, True)
     )
-    strict = summarize(_cfg(tmp_path / "labels", 0.1, False))
+    strict = summarize(_cfg(tmp_path / "labels", 0.1, False), EOS)
     assert strict.dropped["no reference (keep_unscored is off)"] == 4
+
+
+def test_labels_that_never_ended_are_dropped_and_counted(tmp_path):
+    # "e" (unscored) looped to the token limit with a low compression ratio; "a" (scored)
+    # was cut too; "d" was cut but is over λ anyway: it counts under its first reason
+    labels = _write_labels(tmp_path / "labels", cut=("a", "d", "e"))
+    summary = summarize(_cfg(labels, 0.1, True), EOS)
+    assert summary.kept == 3  # b, h, l of CASES[0]'s a, b, e, h, l
+    assert summary.dropped[UNFINISHED] == 2 and summary.dropped["wer > 0.1"] == 2
+    assert f"2 {UNFINISHED}" in summary.describe(_cfg(labels, 0.1, True))
+    # off, or without the end-of-text id (older callers): every label counts as ended
+    kept_all = DataSection(**{**_cfg(labels, 0.1, True).model_dump(), "drop_unfinished": False})
+    assert summarize(kept_all, EOS).kept == 5 and UNFINISHED not in summarize(kept_all, EOS).dropped
+    assert summarize(_cfg(labels, 0.1, True), None).kept == 5
+    assert DataSection(train="labels").drop_unfinished is True
+
+
+@pytest.mark.ray
+def test_training_rows_leave_out_labels_that_never_ended(ray_local, tmp_path):
+    labels = _write_labels(tmp_path / "labels", cut=("a", "e"))
+    assert _ids(train_dataset(_cfg(labels, 0.1, True), EOS)) == ["b", "h", "l"]
+    assert _ids(train_dataset(_cfg(labels, 0.1, True), None)) == ["a", "b", "e", "h", "l"]
 
 
 def test_unscored_rows_are_excluded_by_default():
@@ -127,8 +159,8 @@ def test_confidence_filter_needs_the_confidence_columns(tmp_path):
     pq.write_table(table, labels / "part-0.parquet")
     pq.write_table(table, labels / "part-1.parquet")
     with pytest.raises(DataError, match="relabel"):
-        summarize(_cfg(labels, 0.1, True))
-    assert summarize(_cfg(labels, 0.1, False)).kept > 0
+        summarize(_cfg(labels, 0.1, True), EOS)
+    assert summarize(_cfg(labels, 0.1, False), EOS).kept > 0
 
 
 @pytest.mark.ray
@@ -137,7 +169,7 @@ def test_wer_filter_keeps_exactly_the_right_rows(
     ray_local, tmp_path, threshold, keep_unscored, expected
 ):
     cfg = _cfg(_write_labels(tmp_path / "labels"), threshold, keep_unscored)
-    assert _ids(train_dataset(cfg)) == expected
+    assert _ids(train_dataset(cfg, EOS)) == expected
 
 
 @pytest.mark.ray
@@ -151,11 +183,11 @@ def test_held_out_rows_never_train(ray_local, tmp_path):
     )
     held = {i for i in ids if is_held_out(i, 0.25)}
     assert 0 < len(held) < 40
-    assert set(_ids(train_dataset(cfg))) == set(ids) - held
+    assert set(_ids(train_dataset(cfg, EOS))) == set(ids) - held
     eval_rows = eval_dataset(cfg).take_all()
     assert {r["id"] for r in eval_rows} == held
     assert all(r["reference"] == f"reference {r['id']}" for r in eval_rows)
-    summary = summarize(cfg)
+    summary = summarize(cfg, EOS)
     assert (summary.held_out, summary.kept) == (len(held), 40 - len(held))
 
 
@@ -163,7 +195,7 @@ def test_held_out_rows_never_train(ray_local, tmp_path):
 def test_missing_columns_are_a_clear_error(ray_local, tmp_path):
     pq.write_table(pa.table({"id": ["x"], "audio": [b""]}), tmp_path / "bad.parquet")
     with pytest.raises(DataError, match="lacks column"):
-        train_dataset(DataSection(train=str(tmp_path / "bad.parquet")))
+        train_dataset(DataSection(train=str(tmp_path / "bad.parquet")), EOS)
 
 
 def test_held_out_split_is_stable_and_proportional():

@@ -49,6 +49,13 @@ class DataSection(StageConfig):
         description="unscored rows: drop when P(no speech) is above this (Whisper's "
         "no_speech_threshold); null: no limit",
     )
+    drop_unfinished: bool = Field(
+        True,
+        description="drop rows whose pseudo-label never ended: the teacher reached the "
+        "labelling stage's max_label_length without <|endoftext|>, almost always a "
+        "repetition loop that the compression ratio misses when the text before it was "
+        "fine; trained on, such rows teach the student to loop to its token limit",
+    )
     eval: str | list[str] | None = Field(
         None,
         description="held-out labelled Parquet(s) for evaluation and model selection (one "

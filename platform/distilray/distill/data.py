@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 TRAIN_COLUMNS = ["id", "audio", "pseudo_label_ids"]
 CONFIDENCE_COLUMNS = ["avg_logprob", "compression_ratio", "no_speech_prob"]
 FILTER_COLUMNS = ["id", "wer", "error", "duration_s"]
+UNFINISHED = "label never ended (no <|endoftext|> within max_label_length)"
 _HASH_RANGE = 2**32
 
 
@@ -54,6 +55,8 @@ class DataSummary:
         )
         if cfg.keep_unscored:
             rule += ", unscored rows by teacher confidence"
+        if cfg.drop_unfinished:
+            rule += ", labels that ended"
         why = ", ".join(f"{n} {reason}" for reason, n in self.dropped.items() if n)
         return (
             f"filter ({rule}) kept {self.kept} of {self.candidates} training rows "
@@ -119,6 +122,27 @@ def keep_expr(cfg: DataSection):
     return keep
 
 
+def unfinished(ids: pa.Array | pa.ChunkedArray, eos: int) -> np.ndarray:
+    """Where a pseudo-label (token ids, ``<|endoftext|>`` = ``eos`` last when it ended)
+    was cut at the labelling token limit instead: empty and null labels count too.
+
+    >>> unfinished(pa.array([[1, 2, 9], [1, 2, 3], [], None]), eos=9).tolist()
+    [False, True, True, True]
+    """
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(ids), 0).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(ids).to_numpy(zero_copy_only=False)
+    last = np.full(len(lengths), -1, dtype=np.int64)
+    ended = lengths > 0
+    last[ended] = values[np.cumsum(lengths)[ended] - 1]
+    return last != eos
+
+
+def _drop_unfinished(batch: pa.Table, eos: int) -> pa.Table:
+    return batch.filter(pa.array(~unfinished(batch["pseudo_label_ids"], eos)))
+
+
 def is_held_out(row_id: str, fraction: float, seed: int = 0) -> bool:
     """Whether ``row_id`` belongs to the eval split: a stable hash, independent of row order."""
     if fraction <= 0:
@@ -156,13 +180,19 @@ def read_parquet(uri: str, required: list[str]):
     return ds
 
 
-def train_dataset(cfg: DataSection):
-    """Training rows: filtered by λ in the scan, minus the held-out ids."""
+def train_dataset(cfg: DataSection, eos: int | None):
+    """Training rows: filtered by λ in the scan, minus unfinished labels (``eos``: the
+    ``<|endoftext|>`` id, when ``data.drop_unfinished``) and the held-out ids."""
     columns = [*TRAIN_COLUMNS, *filter_columns(cfg)]
     parts = [
         read_parquet(uri, columns).select_columns(columns).filter(expr=keep_expr(cfg))
         for uri in train_uris(cfg)
     ]
+    if cfg.drop_unfinished and eos is not None:
+        parts = [
+            part.map_batches(_drop_unfinished, batch_format="pyarrow", fn_kwargs={"eos": eos})
+            for part in parts
+        ]
     ds = _union([with_wav_bytes(part) for part in parts])
     if cfg.eval is None:
         ds = ds.map_batches(
@@ -223,17 +253,21 @@ def eval_uris(cfg: DataSection) -> list[str]:
     return [cfg.eval] if isinstance(cfg.eval, str) else list(cfg.eval)
 
 
-def summarize(cfg: DataSection) -> DataSummary:
-    """Count rows before and after the filter (the same expression), reading only small columns.
+def summarize(cfg: DataSection, eos: int | None) -> DataSummary:
+    """Count rows before and after the filter (the same rules), reading only small columns.
 
-    Runs in the driver with pyarrow: a scan of four narrow columns, no audio.
+    Runs in the driver with pyarrow: a scan of a few narrow columns, no audio. ``eos``
+    as for :func:`train_dataset`.
     """
-
-    needed = list(dict.fromkeys([*FILTER_COLUMNS, *filter_columns(cfg)]))
+    check_ends = cfg.drop_unfinished and eos is not None
+    extra = ["pseudo_label_ids"] if check_ends else []
+    needed = list(dict.fromkeys([*FILTER_COLUMNS, *filter_columns(cfg), *extra]))
     datasets = [_labelled_dataset(uri, needed) for uri in train_uris(cfg)]
     keep = keep_expr(cfg).to_pyarrow()
     rules = [(reason, expr.to_pyarrow()) for reason, expr in drop_rules(cfg)]
     dropped = dict.fromkeys((reason for reason, _ in rules), 0)
+    if check_ends:
+        dropped[UNFINISHED] = 0
     rows = held = kept = 0
     seconds = 0.0
     fraction = 0.0 if cfg.eval else cfg.eval_fraction
@@ -243,6 +277,10 @@ def summarize(cfg: DataSection) -> DataSummary:
         mask = held_out_mask(table["id"], fraction, cfg.split_seed)
         candidates = table.filter(pa.array(~mask))
         train_rows = candidates.filter(keep)
+        if check_ends:
+            cut = unfinished(train_rows["pseudo_label_ids"], eos)
+            dropped[UNFINISHED] += int(cut.sum())
+            train_rows = train_rows.filter(pa.array(~cut))
         rows += table.num_rows
         held += int(mask.sum())
         kept += train_rows.num_rows

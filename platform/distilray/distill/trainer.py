@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from distilray import storage
@@ -78,15 +79,23 @@ def absolute_storage(uri: str) -> str:
     return str(Path(uri).expanduser().resolve())
 
 
-def num_mel_bins(model_ref: str) -> int:
-    """The student's mel-bin count (80, or 128 for large-v3) from its config.json."""
+@dataclass(frozen=True)
+class StudentShape:
+    """What the data pipeline needs from the student's config.json."""
+
+    mel_bins: int  # 80, or 128 for large-v3
+    eos_token_id: int  # <|endoftext|>: a finished pseudo-label ends with it
+
+
+def student_shape(model_ref: str) -> StudentShape:
+    """The student's mel-bin count and end-of-text token, from its config.json."""
     if storage.is_s3(model_ref):
         config = json.loads(storage.read_bytes(model_ref.rstrip("/") + "/config.json"))
     else:
         from distilray.models import resolve_model
 
         config = json.loads((Path(resolve_model(model_ref)) / "config.json").read_text())
-    return int(config.get("num_mel_bins", 80))
+    return StudentShape(int(config.get("num_mel_bins", 80)), int(config["eos_token_id"]))
 
 
 def use_gpu(cfg: DistillConfig) -> bool:
@@ -130,16 +139,17 @@ def build_trainer(cfg: DistillConfig, datasets: dict, gpu: bool):
     )
 
 
-def check_inputs(cfg: DistillConfig) -> tuple[DataSummary, int]:
-    """Fail fast, before starting Ray: count the filter's rows and read the student's mel bins."""
-    summary = summarize(cfg.data)
+def check_inputs(cfg: DistillConfig) -> tuple[DataSummary, StudentShape]:
+    """Fail fast, before starting Ray: read the student's shape and count the filter's rows."""
+    shape = student_shape(cfg.model.student)
+    summary = summarize(cfg.data, eos=shape.eos_token_id)
     logger.info(summary.describe(cfg.data))
     if summary.kept == 0:
         raise DataError(
             f"no training rows left after the filter ({summary.describe(cfg.data)}): "
             "raise data.wer_threshold or check the labels"
         )
-    return summary, num_mel_bins(cfg.model.student)
+    return summary, shape
 
 
 @contextlib.contextmanager
@@ -160,14 +170,18 @@ def _quiet_datasets():
         context.enable_progress_bars = saved
 
 
-def build_datasets(cfg: DistillConfig, mels: int) -> dict:
+def build_datasets(cfg: DistillConfig, shape: StudentShape) -> dict:
     """The streaming training set (features computed on the fly) and the held-out set."""
     with _quiet_datasets():
-        return _build_datasets(cfg, mels)
+        return _build_datasets(cfg, shape)
 
 
-def _build_datasets(cfg: DistillConfig, mels: int) -> dict:
-    train = featurize(train_dataset(cfg.data), mels, cfg.train.feature_batch_size)
+def _build_datasets(cfg: DistillConfig, shape: StudentShape) -> dict:
+    train = featurize(
+        train_dataset(cfg.data, eos=shape.eos_token_id),
+        shape.mel_bins,
+        cfg.train.feature_batch_size,
+    )
     if cfg.data.cache_features:
         train = train.materialize()
         logger.info("training features cached in the object store (%d rows)", train.count())
@@ -201,9 +215,9 @@ def run_distillation(cfg: DistillConfig) -> DistillOutcome:
         write=[("run.storage", cfg.run.storage), ("run.export_to", cfg.export_uri())],
     )
     cfg = worker_config(cfg)
-    summary, mels = check_inputs(cfg)
+    summary, shape = check_inputs(cfg)
     ensure_ray()
-    trainer = build_trainer(cfg, build_datasets(cfg, mels), use_gpu(cfg))
+    trainer = build_trainer(cfg, build_datasets(cfg, shape), use_gpu(cfg))
     try:
         result = trainer.fit()
     except TrainingFailedError as exc:

@@ -210,20 +210,25 @@ def test_worst_utterances_are_named_and_left_out_of_the_trimmed_wer(tmp_path):
 
     loop = "a b c d " + "e " * 30  # one recording looped to the token limit: 30 insertions
     rows = [row(0, "a b c d"), row(1, loop), row(2, "a b x d"), row(3, "a b c")]
-    rows += [row(i, "a b c d", mode="teacher") for i in range(4)]
+    rows += [row(i, "a b c d") for i in range(4, 10)]
+    rows += [row(i, "a b c d", mode="teacher") for i in range(10)]
     cells = build_cells(rows, worst=1)
     student = next(c for c in cells if c["mode"] == "student")
-    assert student["wer"] == pytest.approx(32 / 16)  # the loop decides the cell's WER
+    assert student["wer"] == pytest.approx(32 / 40)  # the loop decides the cell's WER
     assert student["worst"] == [{"id": "clip-1", "errors": 30, "ref_words": 4}]
-    assert student["wer_without_worst"] == pytest.approx(2 / 12)  # the rest: 1 sub, 1 del
+    assert student["wer_without_worst"] == pytest.approx(2 / 36)  # the rest: 1 sub, 1 del
     teacher = next(c for c in cells if c["mode"] == "teacher")
     assert teacher["worst"] == [] and teacher["wer_without_worst"] == 0.0  # nothing to name
-    # two worst of four: ties keep manifest order
-    assert [w["id"] for w in build_cells(rows, worst=2)[1]["worst"]] == ["clip-1", "clip-2"]
+    # the two worst: ties keep manifest order; 10 clips are enough to leave 2 out, not 3
+    two = build_cells(rows, worst=2)[1]
+    assert [w["id"] for w in two["worst"]] == ["clip-1", "clip-2"]
+    assert two["wer_without_worst"] == pytest.approx(1 / 32)
+    three = build_cells(rows, worst=3)[1]
+    assert len(three["worst"]) == 3 and three["wer_without_worst"] is None
 
     write_report(tmp_path, cells, {}, rows)
     md = (tmp_path / "results.md").read_text()
-    assert "| d | student | short | clean | 4 | 200.00 | 16.67 |" in md
+    assert "| d | student | short | clean | 10 | 80.00 | 5.56 |" in md
     assert "| d | student | short | `clip-1` 30/4 |" in md
     # off (worst=0): no column, no section
     md_off = markdown_table(build_cells(rows))

@@ -122,8 +122,9 @@ class EvalConfig(StageConfig):
     worst_utterances: int = Field(
         3,
         ge=0,
-        description="name each cell's N utterances with the most errors and report the WER "
-        "of the others too (a model that loops on one recording shows up there); 0: off",
+        description="name each cell's N utterances with the most errors and, in cells of at "
+        "least 5 N, report the WER of the others too (a model that loops on one recording "
+        "shows up there); 0: off",
     )
     word_timestamps: bool = Field(
         False,

@@ -63,6 +63,9 @@ class Utterance:
     id: str = ""  # the manifest row's id, to name the utterances with most errors
 
 
+TRIM_MIN = 5  # the WER without the worst N is given for cells of at least TRIM_MIN * N
+
+
 def worst_utterances(
     utterances: Sequence[Utterance], stats: Sequence[WerStats], count: int
 ) -> list[int]:
@@ -84,7 +87,9 @@ def cell_metrics(
     ``worst`` > 0 also names the ``worst`` utterances with the most errors (``worst``:
     id, errors, reference words) and gives the WER of the others
     (``wer_without_worst``): a model that loops on one or two recordings shows up
-    there, and the WER of the rest says how it does on everything else.
+    there, and the WER of the rest says how it does on everything else. Only cells of
+    at least ``TRIM_MIN * worst`` scored utterances get that WER (four long-form
+    recordings without their worst three would be one recording's WER).
     """
     scored = [u for u in utterances if u.reference is not None and normalize(u.reference)]
     per_utterance = [wer_stats(u.reference, u.hypothesis) for u in scored]
@@ -103,7 +108,7 @@ def cell_metrics(
         "deletion_rate": stats.rate("deletions") if scored else None,
         "insertion_rate": stats.rate("insertions") if scored else None,
         "ref_words": stats.ref_words,
-        "wer_without_worst": rest.wer if worst and len(scored) > len(picked) else None,
+        "wer_without_worst": rest.wer if worst and len(scored) >= TRIM_MIN * worst else None,
         "worst": [
             {
                 "id": scored[i].id,

@@ -66,13 +66,11 @@ class Utterance:
 TRIM_MIN = 5  # the WER without the worst N is given for cells of at least TRIM_MIN * N
 
 
-def worst_utterances(
-    utterances: Sequence[Utterance], stats: Sequence[WerStats], count: int
-) -> list[int]:
-    """Indices of the ``count`` utterances with the most errors (ties: the earlier first).
+def worst_utterances(stats: Sequence[WerStats], count: int) -> list[int]:
+    """Indices of the ``count`` utterances with the most errors (ties: the earlier first;
+    none without errors).
 
-    >>> stats = [WerStats(1), WerStats(3), WerStats(2), WerStats()]
-    >>> worst_utterances([Utterance("a", "b", 1.0, 1.0, 1)] * 4, stats, 2)
+    >>> worst_utterances([WerStats(1), WerStats(3), WerStats(2), WerStats()], 2)
     [1, 2]
     """
     order = sorted(range(len(stats)), key=lambda i: (-stats[i].errors, i))
@@ -94,7 +92,7 @@ def cell_metrics(
     scored = [u for u in utterances if u.reference is not None and normalize(u.reference)]
     per_utterance = [wer_stats(u.reference, u.hypothesis) for u in scored]
     stats: WerStats = sum(per_utterance, WerStats())
-    picked = worst_utterances(scored, per_utterance, worst) if worst else []
+    picked = worst_utterances(per_utterance, worst) if worst else []
     rest = sum((s for i, s in enumerate(per_utterance) if i not in picked), WerStats())
     audio = sum(u.duration_s for u in utterances)
     compute = sum(u.compute_s for u in utterances)

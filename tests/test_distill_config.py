@@ -94,12 +94,26 @@ def test_lr_schedule(step, schedule, expected):
 
 def test_cli_reports_missing_labels_before_starting_ray(tmp_path, capsys):
     from distilray.cli import main
+    from distilray.models.testing import make_tiny_random_whisper
 
+    student = make_tiny_random_whisper(tmp_path / "student")
     missing = tmp_path / "no-labels"
-    code = main(
-        ["distill", "--config", str(CONFIGS / "tiny/distill.yaml"), f"data.train={missing}"]
-    )
+    args = [f"data.train={missing}", f"model.student={student}"]
+    code = main(["distill", "--config", str(CONFIGS / "tiny/distill.yaml"), *args])
     assert code == 2
     assert "cannot read labelled Parquet" in capsys.readouterr().err
+    # a missing student is named as clearly (its config is read first)
+    absent = tmp_path / "no-student"
+    code = main(
+        [
+            "distill",
+            "--config",
+            str(CONFIGS / "tiny/distill.yaml"),
+            args[0],
+            f"model.student={absent}",
+        ]
+    )
+    assert code == 2
+    assert f"model folder '{absent}' does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: --config is required
         main(["distill"])

@@ -68,9 +68,17 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
     "decoder-3": ("a 3-layer decoder (teacher layers 0, 1, 3)", []),
     "decoder-4": ("all 4 decoder layers: the teacher distilled into its own copy", []),
+    "layers-0-1": ("2 decoder layers, the teacher's first two (0, 1)", []),
+    "layers-0-2": ("2 decoder layers, the teacher's 0 and 2", []),
 }
-# variants with their own student: name -> decoder layers copied from the teacher
-INIT_VARIANTS: dict[str, int] = {"decoder-3": 3, "decoder-4": 4}
+# variants with their own student: name -> how many decoder layers (maximally spaced),
+# or which teacher decoder layers, the student copies
+INIT_VARIANTS: dict[str, int | list[int]] = {
+    "decoder-3": 3,
+    "decoder-4": 4,
+    "layers-0-1": [0, 1],
+    "layers-0-2": [0, 2],
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -148,10 +156,12 @@ def variant_student(name: str, stages, workdir: Path) -> list[str]:
 
     if name not in INIT_VARIANTS:
         return []
+    layers = INIT_VARIANTS[name]
+    explicit = isinstance(layers, list)
     cfg = stages.init_student.model_copy(
         update={
-            "decoder_layers": INIT_VARIANTS[name],
-            "decoder_layer_ids": None,
+            "decoder_layers": len(layers) if explicit else layers,
+            "decoder_layer_ids": layers if explicit else None,
             "out": str(workdir / "students-init" / name),
         }
     )

@@ -70,6 +70,20 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "decoder-4": ("all 4 decoder layers: the teacher distilled into its own copy", []),
     "layers-0-1": ("2 decoder layers, the teacher's first two (0, 1)", []),
     "layers-0-2": ("2 decoder layers, the teacher's 0 and 2", []),
+    "shrink-3-to-2": (
+        "2 decoder layers taken from the distilled 3-layer student (its first and last), "
+        "distilled again from tiny.en",
+        [],
+    ),
+    "assistant-3": (
+        "2 decoder layers (teacher 0, 3) distilled from the distilled 3-layer student "
+        "(a teacher assistant) instead of tiny.en",
+        [],
+    ),
+    "shrink-3-to-2-assistant": (
+        "2 decoder layers taken from the distilled 3-layer student, distilled from it",
+        [],
+    ),
 }
 # variants with their own student: name -> how many decoder layers (maximally spaced),
 # or which teacher decoder layers, the student copies
@@ -78,6 +92,13 @@ INIT_VARIANTS: dict[str, int | list[int]] = {
     "decoder-4": 4,
     "layers-0-1": [0, 1],
     "layers-0-2": [0, 2],
+}
+# variants built on another variant's distilled student (run first when it is missing):
+# name -> (that variant, shrink it to 2 layers, use it as the distillation teacher)
+STAGED_VARIANTS: dict[str, tuple[str, bool, bool]] = {
+    "shrink-3-to-2": ("decoder-3", True, False),
+    "assistant-3": ("decoder-3", False, True),
+    "shrink-3-to-2-assistant": ("decoder-3", True, True),
 }
 
 
@@ -169,6 +190,39 @@ def variant_student(name: str, stages, workdir: Path) -> list[str]:
     return [f"model.student={cfg.out}"]
 
 
+def staged_student(name: str, recipe, stages, workdir: Path) -> list[str]:
+    """A ``STAGED_VARIANTS`` student: shrunk from and/or taught by a distilled student."""
+    from distilray.student import init_student
+
+    if name not in STAGED_VARIANTS:
+        return []
+    base, shrink, assistant = STAGED_VARIANTS[name]
+    source = workdir / "students" / base
+    if not (source / "config.json").is_file():
+        logger.info("%s needs the %s student first", name, base)
+        run_variant(base, recipe, stages, workdir)
+    chain = json.loads((source / "config.json").read_text())["teacher_layer_ids"]
+    out = workdir / "students-init" / name
+    update = {"decoder_layers": 2, "out": str(out)}
+    init_student(
+        stages.init_student.model_copy(update={**update, "teacher": str(source)})
+        if shrink
+        else stages.init_student.model_copy(update=update)
+    )
+    # the layer alignment terms pair each student layer with a layer of the distillation
+    # teacher: the source's own layers when it teaches, tiny.en's when tiny.en does
+    config_file = out / "config.json"
+    config = json.loads(config_file.read_text())
+    ids = config["teacher_layer_ids"]
+    if shrink and not assistant:
+        config["teacher_layer_ids"] = [chain[i] for i in ids]
+    elif assistant and not shrink:
+        config["teacher_layer_ids"] = [chain.index(i) for i in ids]
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+    teacher = [f"model.teacher={source}"] if assistant else []
+    return [*teacher, f"model.student={out}"]
+
+
 def run_variant(name: str, recipe, stages, workdir: Path) -> dict:
     from distilray.config import load_config
     from distilray.distill.config import DistillConfig
@@ -180,6 +234,7 @@ def run_variant(name: str, recipe, stages, workdir: Path) -> dict:
         *recipe.overrides.distill,
         *variant_overrides(name, stages, workdir),
         *variant_student(name, stages, workdir),
+        *staged_student(name, recipe, stages, workdir),
     ]
     outcome = run_distillation(load_config(DistillConfig, recipe.distill, overrides))
     cells = run_evaluation(

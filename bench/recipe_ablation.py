@@ -201,24 +201,23 @@ def staged_student(name: str, recipe, stages, workdir: Path) -> list[str]:
     if not (source / "config.json").is_file():
         logger.info("%s needs the %s student first", name, base)
         run_variant(base, recipe, stages, workdir)
-    chain = json.loads((source / "config.json").read_text())["teacher_layer_ids"]
     out = workdir / "students-init" / name
     update = {"decoder_layers": 2, "out": str(out)}
-    init_student(
-        stages.init_student.model_copy(update={**update, "teacher": str(source)})
-        if shrink
-        else stages.init_student.model_copy(update=update)
-    )
+    if shrink:
+        update["teacher"] = str(source)
+    init_student(stages.init_student.model_copy(update=update))
     # the layer alignment terms pair each student layer with a layer of the distillation
-    # teacher: the source's own layers when it teaches, tiny.en's when tiny.en does
-    config_file = out / "config.json"
-    config = json.loads(config_file.read_text())
-    ids = config["teacher_layer_ids"]
-    if shrink and not assistant:
-        config["teacher_layer_ids"] = [chain[i] for i in ids]
-    elif assistant and not shrink:
-        config["teacher_layer_ids"] = [chain.index(i) for i in ids]
-    config_file.write_text(json.dumps(config, indent=2) + "\n")
+    # teacher: tiny.en's layers when tiny.en teaches a shrunk student, the source's own
+    # when the source teaches a student built from tiny.en (otherwise already right)
+    if shrink != assistant:
+        chain = json.loads((source / "config.json").read_text())["teacher_layer_ids"]
+        config_file = out / "config.json"
+        config = json.loads(config_file.read_text())
+        ids = config["teacher_layer_ids"]
+        config["teacher_layer_ids"] = (
+            [chain[i] for i in ids] if shrink else [chain.index(i) for i in ids]
+        )
+        config_file.write_text(json.dumps(config, indent=2) + "\n")
     teacher = [f"model.teacher={source}"] if assistant else []
     return [*teacher, f"model.student={out}"]
 

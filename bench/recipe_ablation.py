@@ -66,6 +66,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "+ consistent augmentation of half the rows, twice the steps",
         ["train.augment.probability=0.5", "train.max_steps={steps2}"],
     ),
+    "decoder-2": ("a 2-layer decoder (teacher layers 0, 3: the product's rule)", []),
     "decoder-3": ("a 3-layer decoder (teacher layers 0, 1, 3)", []),
     "decoder-4": ("all 4 decoder layers: the teacher distilled into its own copy", []),
     "layers-0-1": ("2 decoder layers, the teacher's first two (0, 1)", []),
@@ -88,6 +89,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 # variants with their own student: name -> how many decoder layers (maximally spaced),
 # or which teacher decoder layers, the student copies
 INIT_VARIANTS: dict[str, int | list[int]] = {
+    "decoder-2": 2,
     "decoder-3": 3,
     "decoder-4": 4,
     "layers-0-1": [0, 1],

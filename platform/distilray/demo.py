@@ -2,9 +2,10 @@
 
 synthesise train + eval speech (different voices) and gather real recorded speech
 from packages → pseudo-label both with the teacher → WER / confidence filter →
-2-layer student → distil (model selection on real validation speech) → evaluate
-teacher / student / speculative on synthetic and real test speech (and the
-untrained student as a baseline) → serve and transcribe over HTTP → stop.
+student (3 of the teacher's 4 decoder layers) → distil (model selection on real
+validation speech) → evaluate teacher / student / speculative on synthetic and real
+test speech (and the untrained student as a baseline) → serve and transcribe over
+HTTP → stop.
 
 Each stage runs from its own YAML config (the same files `distilray <stage>` takes),
 so the demo exercises exactly the code a cluster run does. A recipe at another

@@ -158,6 +158,7 @@ def summarize_cells(cells: list[dict]) -> dict[str, dict]:
             "insertion_rate": c["insertion_rate"],
             "repeated_5grams": c["repeated_5grams"],
             "repeated_5grams_corpus": c.get("repeated_5grams_corpus"),
+            "unfinished": c.get("unfinished"),
         }
         for c in cells
     }
@@ -255,8 +256,8 @@ def run_variant(name: str, recipe, stages, workdir: Path) -> dict:
 def markdown(teacher: dict, rows: list[dict]) -> str:
     keys = list(teacher)
     head = "| variant | changes | " + " | ".join(f"{k} WER % (w/o worst)" for k in keys)
-    head += " | 5-gram repeats | validation WER % |"
-    lines = [head, "|" + "---|" * (len(keys) + 4)]
+    head += " | 5-gram repeats | hit token limit | validation WER % |"
+    lines = [head, "|" + "---|" * (len(keys) + 5)]
 
     def cell(result: dict) -> str:
         if result.get("wer") is None:
@@ -267,13 +268,17 @@ def markdown(teacher: dict, rows: list[dict]) -> str:
     def cells(results: dict) -> str:
         return " | ".join(cell(results.get(k, {})) for k in keys)
 
-    repeats = sum(v["repeated_5grams"] for v in teacher.values())
-    lines.append(f"| teacher | tiny.en | {cells(teacher)} | {repeats} | – |")
+    def loops(results: dict) -> str:
+        """Repeated 5-grams, and clips decoded to the token limit (– before it was counted)."""
+        repeats = sum(v["repeated_5grams"] for v in results.values())
+        hits = [v.get("unfinished") for v in results.values() if v.get("unfinished") is not None]
+        return f"{repeats} | {sum(hits) if hits else '–'}"
+
+    lines.append(f"| teacher | tiny.en | {cells(teacher)} | {loops(teacher)} | – |")
     for row in rows:
-        repeats = sum(v["repeated_5grams"] for v in row["results"].values())
         lines.append(
-            f"| {row['variant']} | {row['changes']} | {cells(row['results'])} | {repeats} | "
-            f"{100 * row['validation_wer']:.1f} |"
+            f"| {row['variant']} | {row['changes']} | {cells(row['results'])} | "
+            f"{loops(row['results'])} | {100 * row['validation_wer']:.1f} |"
         )
     return "\n".join(lines)
 

@@ -242,3 +242,30 @@ def test_worst_utterances_default_and_validation():
     assert EvalConfig.model_validate(base).worst_utterances == 3
     with pytest.raises(ValidationError, match="worst_utterances"):
         EvalConfig.model_validate({**base, "worst_utterances": -1})
+
+
+def test_cells_count_utterances_that_hit_the_token_limit():
+    """A loop on fillers ("um, um, …") is invisible to WER and 5-grams once normalised;
+    the cell still counts the utterance whose window ran to the token limit."""
+    loop = "montreal forced " + "um, " * 60
+    utterances = [
+        Utterance("montreal forced um aligner", loop, 5.0, 1.0, 128, unfinished_windows=1),
+        Utterance("hello world", "hello world", 1.0, 1.0, 3, unfinished_windows=0),
+        Utterance("a long recording", "a long recording", 60.0, 1.0, 9, unfinished_windows=2),
+    ]
+    m = cell_metrics(utterances)
+    assert m["unfinished"] == 2
+    assert m["repeated_5grams"] == 0  # the normaliser drops the fillers
+    assert cell_metrics(utterances[1:2])["unfinished"] == 0
+    untracked = [Utterance("a", "a", 1.0, 1.0, 1)]  # sequential: not tracked
+    assert cell_metrics(untracked)["unfinished"] is None
+
+    rows = [
+        {**_row("student", math.nan, "hello", 0.5), "unfinished_windows": 1},
+        {**_row("student", math.nan, "hello world", 0.5), "id": "y", "unfinished_windows": 0},
+        {**_row("teacher", math.nan, "hello world", 1.0), "unfinished_windows": math.nan},
+    ]
+    cells = {c["mode"]: c for c in build_cells(rows)}
+    assert cells["student"]["unfinished"] == 1 and cells["teacher"]["unfinished"] is None
+    table = markdown_table(list(cells.values()))
+    assert "hit token limit" in table.splitlines()[0]

@@ -148,3 +148,27 @@ def test_transcribe_command(tiny_en, short_clips, tmp_path, capsys):
     code = main(["transcribe", "--model", str(tiny_en), "--timestamps", str(good)])
     out, _ = capsys.readouterr()
     assert code == 0 and out.split("\t")[1].startswith("[0.")
+
+
+def test_windows_decoded_to_the_token_limit_are_counted(models, short_clips, long_clip):
+    """A window that fills ``max_new_tokens`` without its end of text (a loop, or a cut
+    transcript) is counted per clip and per recording."""
+    from distilray.inference.engine import Transcriber
+    from distilray.inference.longform import split_windows
+
+    teacher, processor, _ = models
+    audios = short_clips[0][:3]
+    recording = long_clip[0]
+    ample = Transcriber(teacher, processor, batch_size=4, max_new_tokens=MAX_NEW)
+    assert [r.unfinished_windows for r in ample.transcribe(audios)] == [0, 0, 0]
+    [chunked] = ample.transcribe([recording], long_form="chunked")
+    assert chunked.form == "chunked" and chunked.unfinished_windows == 0
+
+    cut = Transcriber(teacher, processor, batch_size=4, max_new_tokens=3)
+    results = cut.transcribe(audios)
+    assert [r.unfinished_windows for r in results] == [1, 1, 1]
+    assert all(r.generated_tokens == 3 for r in results)
+    windows, _ = split_windows([recording], cut.chunk_length_s, cut.stride_s)
+    [chunked] = cut.transcribe([recording], long_form="chunked")
+    assert len(windows) > 1 and chunked.unfinished_windows == len(windows)
+    assert chunked.as_dict()["unfinished_windows"] == len(windows)

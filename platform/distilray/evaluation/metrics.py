@@ -61,6 +61,7 @@ class Utterance:
     accepted: int = 0  # speculative: drafts accepted
     teacher_passes: int = 0  # speculative: teacher forward passes
     id: str = ""  # the manifest row's id, to name the utterances with most errors
+    unfinished_windows: int | None = None  # windows that hit the token limit (None: untracked)
 
 
 TRIM_MIN = 5  # the WER without the worst N is given for cells of at least TRIM_MIN * N
@@ -98,6 +99,7 @@ def cell_metrics(
     compute = sum(u.compute_s for u in utterances)
     tokens = sum(u.generated_tokens for u in utterances)
     drafted = sum(u.drafted for u in utterances)
+    tracked = [u.unfinished_windows for u in utterances if u.unfinished_windows is not None]
     return {
         "utterances": len(utterances),
         "scored": len(scored),
@@ -117,6 +119,9 @@ def cell_metrics(
         ],
         "repeated_5grams": sum(repeated_ngrams(u.hypothesis) for u in utterances),
         "repeated_5grams_corpus": corpus_repeated_ngrams([u.hypothesis for u in utterances]),
+        # utterances with a window that ran to the token limit: loops the normaliser
+        # hides from WER and 5-grams ("um, um, um, …") show up here
+        "unfinished": sum(1 for n in tracked if n > 0) if tracked else None,
         "audio_s": audio,
         "compute_s": compute,
         "rtfx": rtfx(audio, compute),

@@ -27,6 +27,7 @@ MD_COLUMNS = [
     ("insertion_rate", "ins (IER) %", "{:.2f}"),
     ("repeated_5grams", "5-gram dups", "{}"),
     ("repeated_5grams_corpus", "5-gram dups (corpus)", "{}"),
+    ("unfinished", "hit token limit", "{}"),
     ("rtfx", "RTFx", "{:.1f}"),
     ("latency_vs_teacher", "latency vs teacher", "{:.2f}"),
     ("tokens_per_s", "tokens/s", "{:.1f}"),
@@ -45,6 +46,11 @@ PERCENT = {
 
 def _snr(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _count(value) -> int | None:
+    """A nullable count as read back (None, NaN through pandas, or a number)."""
+    return None if _snr(value) is None else int(value)
 
 
 def build_cells(rows: Iterable[dict], worst: int = 0) -> list[dict]:
@@ -68,6 +74,7 @@ def build_cells(rows: Iterable[dict], worst: int = 0) -> list[dict]:
                 accepted=row["accepted"],
                 teacher_passes=row["teacher_passes"],
                 id=str(row["id"]),
+                unfinished_windows=_count(row.get("unfinished_windows")),
             )
         )
     cells = []

@@ -57,6 +57,7 @@ RESULT_SCHEMA = pa.schema(
         ("drafted", pa.int64()),
         ("accepted", pa.int64()),
         ("teacher_passes", pa.int64()),
+        ("unfinished_windows", pa.int64()),  # null for sequential (not tracked)
         ("words", pa.list_(WORD_TYPE)),  # null unless word_timestamps (and not sequential)
         ("error", pa.string()),
     ]
@@ -222,6 +223,7 @@ def _result_row(row: dict, mode: str, form: str, result, words: bool = False) ->
         "drafted": spec.drafted if spec else 0,
         "accepted": spec.accepted if spec else 0,
         "teacher_passes": spec.teacher_passes if spec else 0,
+        "unfinished_windows": result.unfinished_windows,
         "words": [vars(w) for w in result.words] if words else None,
         "error": None,
     }
@@ -242,6 +244,7 @@ def _error_row(row: dict) -> dict:
         "drafted": 0,
         "accepted": 0,
         "teacher_passes": 0,
+        "unfinished_windows": None,
         "words": None,
         "error": row["error"],
     }

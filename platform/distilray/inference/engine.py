@@ -77,6 +77,9 @@ class TranscriptResult:
     generated_tokens: int  # tokens decoded, timestamps included (end of text not counted)
     speculative: SpeculativeStats | None = None  # drafts and acceptance, with an assistant
     windows: list[WindowScore] = field(default_factory=list)  # with DecodeOptions.scores
+    # windows whose decoding reached max_new_tokens without its end of text: a loop, or
+    # a transcript cut short (short and chunked forms; None for sequential)
+    unfinished_windows: int | None = None
 
     @property
     def rtfx(self) -> float:
@@ -98,6 +101,7 @@ class TranscriptResult:
             "form": self.form,
             "generated_tokens": self.generated_tokens,
             "speculative": self.speculative.as_dict() if self.speculative else None,
+            "unfinished_windows": self.unfinished_windows,
         }
 
 
@@ -355,6 +359,7 @@ class Transcriber:
             duration = len(audio) / SAMPLING_RATE
             result = self._result(self._text_ids(ids), segments, duration, "short", len(ids), stats)
             result.windows = self._window(0.0, duration, ids, score, options)
+            result.unfinished_windows = int(self._unfinished(ids))
             results.append(result)
         return results
 
@@ -392,9 +397,15 @@ class Transcriber:
             )
             for audio, out in zip(audios, outputs, strict=True)
         ]
-        if options.scores and windows is not None:
-            decoded, scores = windows
-            _, owners = split_windows(audios, self.chunk_length_s, self.stride_s)
+        if windows is None:  # no audio at all
+            return results
+        decoded, scores = windows
+        _, owners = split_windows(audios, self.chunk_length_s, self.stride_s)
+        for result in results:
+            result.unfinished_windows = 0
+        for row, (index, _) in enumerate(owners):
+            results[index].unfinished_windows += self._unfinished(decoded.ids[row])
+        if options.scores:
             for row, (index, span) in enumerate(owners):
                 lo, hi = (x / SAMPLING_RATE for x in span.owned)
                 results[index].windows += self._window(
@@ -426,6 +437,11 @@ class Transcriber:
                     )
                 )
         return results
+
+    def _unfinished(self, ids: list[int]) -> bool:
+        """Whether a window's generated ``ids`` (end of text not included) filled the
+        token budget: decoding stopped at ``max_new_tokens``, not at its end of text."""
+        return len(ids) >= self.max_new_tokens
 
     def _text_ids(self, ids: list[int]) -> list[int]:
         special = set(self.processor.tokenizer.all_special_ids)

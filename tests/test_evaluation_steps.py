@@ -73,6 +73,9 @@ def test_transcripts_carry_word_timings_only_when_asked(tiny_en, student_dir, de
         assert all(0 <= w["start"] <= w["end"] <= 30 and 0 <= w["probability"] <= 1 for w in words)
     teacher = [line for line in lines if line["mode"] == "teacher"]
     assert all(line["words"][-1]["end"] > 1.0 for line in teacher)  # sentences last seconds
+    # every short clip says whether its window ran to the token limit (the teacher's end)
+    assert all(line["unfinished_windows"] in (0, 1) for line in lines)
+    assert [line["unfinished_windows"] for line in teacher] == [0, 0]
 
     worker.word_timestamps = False  # as a config without word_timestamps builds it
     plain = _transcripts(worker(decoded).to_pylist(), tmp_path / "plain")

@@ -159,7 +159,16 @@ def worst_section(cells: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-TRANSCRIPT_FIELDS = ("dataset", "id", "mode", "form", "snr_db", "reference", "hypothesis")
+TRANSCRIPT_FIELDS = (
+    "dataset",
+    "id",
+    "mode",
+    "form",
+    "snr_db",
+    "reference",
+    "hypothesis",
+    "unfinished_windows",
+)
 
 
 def write_report(

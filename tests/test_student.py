@@ -176,3 +176,27 @@ def test_decoder_dropout_trains_the_decoder_only_and_leaves_evaluation_exact(tin
         )
     with pytest.raises(ConfigError, match="dropout"):
         set_decoder_dropout(model, 1.0)
+
+
+def test_export_keeps_the_students_own_alignment_heads(tiny_random, tmp_path):
+    """Init maps the teacher's heads to the student's layer numbers once; export keeps
+    them (mapping them again read student layer 2 as teacher layer 2 and dropped it),
+    and only repairs heads written in the teacher's numbering."""
+    from distilray.models import load_whisper
+    from distilray.student import keep_alignment_heads
+
+    teacher, _ = load_whisper(str(tiny_random), dtype=torch.float32)
+    heads = teacher.generation_config.alignment_heads
+    assert {layer for layer, _ in heads} == {2, 3}  # the teacher's upper half
+    out = tmp_path / "student"
+    init_student(StudentInitConfig(teacher=str(tiny_random), decoder_layers=3, out=str(out)))
+    student, _ = load_whisper(str(out), dtype=torch.float32)
+    layer_ids = json.loads((out / INIT_INFO_FILE).read_text())["decoder_layer_ids"]
+    assert layer_ids == [0, 1, 3]
+    own = [[2, h] for layer, h in heads if layer == 3]  # teacher layer 3 is student layer 2
+    assert student.generation_config.alignment_heads == own
+    keep_alignment_heads(student, layer_ids)  # what export does with the trained student
+    assert student.generation_config.alignment_heads == own
+    student.generation_config.alignment_heads = heads  # teacher numbering: layer 3 is absent
+    keep_alignment_heads(student, layer_ids)
+    assert student.generation_config.alignment_heads == own

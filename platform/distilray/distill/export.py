@@ -44,7 +44,7 @@ def export_student(cfg: DistillConfig, result, summary: DataSummary) -> DistillO
     """Save the chosen checkpoint with the processor and a model card; return the outcome."""
     from distilray.distill.checkpoint import load_processor, load_student
     from distilray.student.build import save_model_folder
-    from distilray.student.layers import set_alignment_heads
+    from distilray.student.layers import keep_alignment_heads
 
     checkpoint, metrics = choose_checkpoint(result, cfg.run.export_checkpoint)
     init = _student_init_info(cfg.model.student)
@@ -52,7 +52,7 @@ def export_student(cfg: DistillConfig, result, summary: DataSummary) -> DistillO
     with checkpoint.as_directory() as ckpt_dir:
         model = load_student(Path(ckpt_dir))
     layer_ids = init.get("decoder_layer_ids") or getattr(model.config, "teacher_layer_ids", None)
-    set_alignment_heads(model, layer_ids)
+    keep_alignment_heads(model, layer_ids)
     out = cfg.export_uri()
     extra = {"distill_metrics.json": {k: v for k, v in metrics.items() if _plain(v)}}
     save_model_folder(model, processor, out, extra=extra)

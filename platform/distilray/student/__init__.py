@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from distilray.student.config import StudentInitConfig
     from distilray.student.layers import (
         hidden_pairs,
+        keep_alignment_heads,
         resolve_layer_ids,
         select_layers,
         set_alignment_heads,
@@ -44,6 +45,7 @@ _EXPORTS = {
     "same_encoder": "distilray.student.build",
     "save_model_folder": "distilray.student.build",
     "hidden_pairs": "distilray.student.layers",
+    "keep_alignment_heads": "distilray.student.layers",
     "resolve_layer_ids": "distilray.student.layers",
     "select_layers": "distilray.student.layers",
     "set_alignment_heads": "distilray.student.layers",
@@ -57,6 +59,7 @@ __all__ = [
     "build_student",
     "hidden_pairs",
     "init_student",
+    "keep_alignment_heads",
     "resolve_layer_ids",
     "same_encoder",
     "save_model_folder",

@@ -133,6 +133,22 @@ def set_alignment_heads(model, layer_ids: list[int] | None) -> None:
         config.alignment_heads = student_alignment_heads(None, list(range(n)), per_layer)
 
 
+def keep_alignment_heads(model, layer_ids: list[int] | None) -> None:
+    """Keep a trained student's own ``alignment_heads``, repairing only invalid ones.
+
+    A distilled student's heads were mapped to its own layer numbers at init and travel
+    with its checkpoints: mapping them again would read them as teacher layers (a head
+    of student layer 2 is not one of teacher layer 2). Heads that name layers or heads
+    the model lacks (a student initialised before init mapped them carries the
+    teacher's numbering) are mapped from ``layer_ids`` as at init.
+    """
+    heads = getattr(model.generation_config, "alignment_heads", None)
+    n, per_layer = model.config.decoder_layers, model.config.decoder_attention_heads
+    if heads and all(0 <= int(a) < n and 0 <= int(b) < per_layer for a, b in heads):
+        return
+    set_alignment_heads(model, layer_ids)
+
+
 def set_decoder_dropout(model, p: float) -> None:
     """Train ``model``'s decoder with dropout ``p`` (embeddings and residual branches).
 

@@ -71,6 +71,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "decoder-4": ("all 4 decoder layers: the teacher distilled into its own copy", []),
     "layers-0-1": ("2 decoder layers, the teacher's first two (0, 1)", []),
     "layers-0-2": ("2 decoder layers, the teacher's 0 and 2", []),
+    "layers-0-2-3": ("3 decoder layers, the teacher's 0, 2 and 3 (not 0, 1, 3)", []),
     "shrink-3-to-2": (
         "2 decoder layers taken from the distilled 3-layer student (its first and last), "
         "distilled again from tiny.en",
@@ -94,6 +95,7 @@ INIT_VARIANTS: dict[str, int | list[int]] = {
     "decoder-4": 4,
     "layers-0-1": [0, 1],
     "layers-0-2": [0, 2],
+    "layers-0-2-3": [0, 2, 3],
 }
 # variants built on another variant's distilled student (run first when it is missing):
 # name -> (that variant, shrink it to 2 layers, use it as the distillation teacher)

@@ -119,8 +119,8 @@ def cell_metrics(
         ],
         "repeated_5grams": sum(repeated_ngrams(u.hypothesis) for u in utterances),
         "repeated_5grams_corpus": corpus_repeated_ngrams([u.hypothesis for u in utterances]),
-        # utterances with a window that ran to the token limit: loops the normaliser
-        # hides from WER and 5-grams ("um, um, um, …") show up here
+        # utterances with a window that ran to the token limit: a loop to the limit
+        # counts here even where the normaliser hides it from WER and 5-grams (fillers)
         "unfinished": sum(1 for n in tracked if n > 0) if tracked else None,
         "audio_s": audio,
         "compute_s": compute,

@@ -403,10 +403,9 @@ class Transcriber:
         _, owners = split_windows(audios, self.chunk_length_s, self.stride_s)
         for result in results:
             result.unfinished_windows = 0
-        for row, (index, _) in enumerate(owners):
+        for row, (index, span) in enumerate(owners):
             results[index].unfinished_windows += self._unfinished(decoded.ids[row])
-        if options.scores:
-            for row, (index, span) in enumerate(owners):
+            if options.scores:
                 lo, hi = (x / SAMPLING_RATE for x in span.owned)
                 results[index].windows += self._window(
                     lo, hi, decoded.ids[row], scores[row], options

@@ -142,11 +142,10 @@ def keep_alignment_heads(model, layer_ids: list[int] | None) -> None:
     the model lacks (a student initialised before init mapped them carries the
     teacher's numbering) are mapped from ``layer_ids`` as at init.
     """
-    heads = getattr(model.generation_config, "alignment_heads", None)
-    n, per_layer = model.config.decoder_layers, model.config.decoder_attention_heads
-    if heads and all(0 <= int(a) < n and 0 <= int(b) < per_layer for a, b in heads):
-        return
-    set_alignment_heads(model, layer_ids)
+    from distilray.inference.words import has_alignment_heads
+
+    if not has_alignment_heads(model):
+        set_alignment_heads(model, layer_ids)
 
 
 def set_decoder_dropout(model, p: float) -> None:

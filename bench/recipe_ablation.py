@@ -54,6 +54,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "+ on-policy KL on the student's own greedy transcripts (weight 1, every 2nd step)",
         ["loss.on_policy_weight=1.0", "loss.on_policy_every=2"],
     ),
+    "repetition": (
+        "+ unlikelihood of the surplus repeats in the student's own greedy transcripts "
+        "(weight 1, every 2nd step)",
+        ["loss.repetition_weight=1.0", "loss.on_policy_every=2"],
+    ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

@@ -3,6 +3,8 @@ evaluation and a checkpoint round trip, all without Ray."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -360,4 +362,78 @@ def test_train_step_with_on_policy_adds_the_kl_on_the_students_own_transcripts(m
     assert "on_policy_kl" not in plain and mixed["on_policy_kl"] > 0
     assert mixed["loss"] == pytest.approx(
         0.8 * mixed["kl"] + mixed["ce"] + mixed["hidden"] + 0.5 * mixed["on_policy_kl"], rel=1e-4
+    )
+
+
+def test_excess_repeats_marks_a_loop_beyond_the_label_but_not_repeats_the_label_has():
+    from distilray.distill.on_policy import excess_repeats
+
+    um, comma, end = 1, 2, 9
+    label = [7, um, comma, 8, um, comma, um, comma, end]  # "x um, y um, um," : said twice in a row
+    loop = [7, um, comma, um, comma, um, comma, um, comma, um, comma]
+    marks = excess_repeats(loop, label, n=4)
+    # "um , um ," is in the label once and may be said once more (any n-gram may occur
+    # twice); the third and later occurrences are the surplus
+    assert marks == [False] * 6 + [True] * 5
+    # a transcript that says exactly what the label says has no surplus
+    assert not any(excess_repeats(label, label, n=4))
+    # neither does one that repeats as often as the label, in another order
+    assert not any(excess_repeats([8, um, comma, um, comma, 7, um, comma], label, n=4))
+
+
+def test_unlikelihood_pushes_down_only_the_marked_tokens():
+    from distilray.distill.on_policy import unlikelihood
+
+    logits = torch.zeros(3, 4, requires_grad=True)
+    targets = torch.tensor([0, 1, 2])
+    marked = torch.tensor([False, True, False])
+    loss = unlikelihood(logits, targets, marked)
+    assert loss.item() == pytest.approx(-math.log(1 - 0.25) / 3)
+    loss.backward()
+    assert logits.grad[1, 1] > 0  # gradient descent lowers the marked token's logit
+    assert logits.grad[0].abs().sum() == 0 and logits.grad[2].abs().sum() == 0
+    none = unlikelihood(logits, targets, torch.zeros(3, dtype=torch.bool))
+    assert none.item() == 0 and none.requires_grad
+
+
+def test_rollouts_mark_the_surplus_repeats_of_the_students_transcript(models):
+    from distilray.distill.on_policy import OnPolicy, excess_repeats, student_rollouts
+
+    student, _, processor = models
+    batch = _batch(processor, rows=2)
+    with torch.no_grad():
+        states = student.model.encoder(batch["input_features"]).last_hidden_state
+    ids, labels = batch["decoder_input_ids"], batch["labels"]
+    rolled = student_rollouts(student, states, ids, labels, OnPolicy(0, 12, 50362, 50256, 1.0))
+    assert rolled is not None and student.training  # greedy in eval mode, then back
+    for r, row in enumerate(rolled.rows.tolist()):
+        said = rolled.targets[r][rolled.positions[r]].tolist()
+        reference = labels[row][labels[row] != -100].tolist()
+        assert rolled.excess[r][rolled.positions[r]].tolist() == excess_repeats(said, reference)
+        assert not rolled.excess[r][~rolled.positions[r]].any()
+
+
+def test_train_step_with_the_repetition_term_adds_it_without_the_on_policy_kl(models):
+    import copy
+
+    from distilray.distill.on_policy import OnPolicy
+    from distilray.distill.step import HiddenAlignment
+
+    student, teacher, processor = models
+    student = copy.deepcopy(student)
+    batch = _batch(processor, rows=3)
+    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
+    out = train_step(
+        student,
+        teacher,
+        DistillationLoss(),
+        optimizer,
+        scheduler,
+        batch,
+        hidden=HiddenAlignment([(1, 3)], weight=1.0),
+        on_policy=OnPolicy(0.0, 24, 50362, 50256, repetition_weight=2.0),
+    )
+    assert "on_policy_kl" not in out and out["repetition"] >= 0
+    assert out["loss"] == pytest.approx(
+        0.8 * out["kl"] + out["ce"] + out["hidden"] + 2.0 * out["repetition"], rel=1e-4
     )

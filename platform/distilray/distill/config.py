@@ -148,8 +148,20 @@ class LossSection(StageConfig):
         "is also taken along its own transcripts, so it learns how to leave a loop it "
         "falls into; 0: off",
     )
+    repetition_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of an unlikelihood term on the student's own transcripts (not "
+        "in the paper): where its greedy transcript of a row without timestamps repeats a "
+        "4-token phrase more often than the row's pseudo-label does, the probability of "
+        "each surplus token is pushed down, so it learns to leave a loop without asking "
+        "the teacher (which continues loops too); shares the rollouts and `on_policy_*` "
+        "settings; 0: off",
+    )
     on_policy_every: int = Field(
-        1, ge=1, description="add the on-policy term on every this many steps (it costs a rollout)"
+        1,
+        ge=1,
+        description="add the on-policy terms on every this many steps (each costs a rollout)",
     )
     on_policy_max_new_tokens: int = Field(
         128,

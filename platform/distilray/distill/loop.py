@@ -167,9 +167,10 @@ class DistillRecipe:
         return AttentionAlignment(pairs, self.cfg.loss.attention_weight)
 
     def _on_policy(self) -> OnPolicy | None:
-        """The on-policy term of ``loss.on_policy_weight`` (None when it is off)."""
+        """The on-policy terms of ``loss.on_policy_weight`` and ``loss.repetition_weight``
+        (None when both are off)."""
         loss = self.cfg.loss
-        if loss.on_policy_weight <= 0:
+        if loss.on_policy_weight <= 0 and loss.repetition_weight <= 0:
             return None
         config = unwrap(self.student).generation_config
         eos = config.eos_token_id
@@ -178,6 +179,7 @@ class DistillRecipe:
             loss.on_policy_max_new_tokens,
             config.no_timestamps_token_id,
             eos[0] if isinstance(eos, list) else eos,
+            loss.repetition_weight,
         )
 
     def _augment(self) -> FeatureAugment | None:
@@ -425,6 +427,11 @@ class _Window:
             **(
                 {"train_on_policy_kl": self.sums["on_policy_kl"] / self.counts["on_policy_kl"]}
                 if "on_policy_kl" in self.sums
+                else {}
+            ),
+            **(
+                {"train_repetition": self.sums["repetition"] / self.counts["repetition"]}
+                if "repetition" in self.sums
                 else {}
             ),
             "lr": self.last.get("lr", float("nan")),

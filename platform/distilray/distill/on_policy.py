@@ -11,6 +11,14 @@ knowledge distillation of Agarwal et al. (2024, "On-Policy Distillation of Langu
 Models: Learning from Self-Generated Mistakes") with the forward KL of the paper's
 loss; it is not part of Distil-Whisper's recipe.
 
+A small teacher is a poor guide inside a loop: given a prefix that already repeats,
+tiny.en itself predicts more of the same. The second on-policy term does not ask the
+teacher: where the student's own transcript repeats a phrase more often than the
+row's pseudo-label does (:func:`excess_repeats`), the probability it gave each
+surplus token is pushed down (unlikelihood training, Welleck et al. 2020, "Neural
+Text Generation with Unlikelihood Training", counted against the label so that
+speech that really repeats a word is not penalised).
+
 :func:`rollout` decodes; :func:`scored_sequences` turns the rollouts into decoder
 inputs and the positions whose predictions the KL reads. The training step runs both
 decoders once over the batch's own rows and these rows together (one forward, one
@@ -33,6 +41,7 @@ class OnPolicy:
     max_new_tokens: int  # rollout cap (also <= 1.5 x the batch's longest label + 8)
     no_timestamps_id: int  # rows whose prompt ends here are transcribed without timestamps
     eos_id: int
+    repetition_weight: float = 0.0  # of the unlikelihood of surplus repeats (excess_repeats)
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,36 @@ class Rollouts:
     input_ids: torch.Tensor  # (r, L) prompt + generated tokens but the last
     attention_mask: torch.Tensor  # (r, L)
     positions: torch.Tensor  # (r, L) bool: the predictions of the generated tokens
+    excess: torch.Tensor  # (r, L) bool: of those, the predictions of surplus repeats
+    targets: torch.Tensor  # (r, L) the token each position predicts (its next input)
+
+
+REPEAT_NGRAM = 4  # tokens: " um", ",", " um", "," is one unit of a filler loop
+
+
+def excess_repeats(generated: list[int], reference: list[int], n: int = REPEAT_NGRAM) -> list[bool]:
+    """For each token of ``generated``: whether it ends an ``n``-gram that ``generated``
+    has by then said more often than ``reference`` says it at all.
+
+    A transcript that loops repeats its n-grams far beyond the label's count; speech
+    that really repeats a word ("word, word, word") has the repeats in its label too,
+    and only the surplus is marked.
+
+    >>> excess_repeats([1, 2, 1, 2, 1, 2], [1, 2, 1, 2], n=2)
+    [False, False, False, False, True, True]
+    >>> excess_repeats([5, 6, 7], [], n=2)
+    [False, False, False]
+    """
+    from collections import Counter
+
+    allowed = Counter(tuple(reference[i : i + n]) for i in range(len(reference) - n + 1))
+    seen: Counter[tuple[int, ...]] = Counter()
+    marks = [False] * len(generated)
+    for end in range(n - 1, len(generated)):
+        gram = tuple(generated[end - n + 1 : end + 1])
+        seen[gram] += 1
+        marks[end] = seen[gram] > max(allowed[gram], 1)
+    return marks
 
 
 def prompt_rows(decoder_input_ids: torch.Tensor, no_timestamps_id: int) -> tuple[torch.Tensor, int]:
@@ -117,11 +156,14 @@ def student_rollouts(
     model: nn.Module,
     encoder_states: torch.Tensor,
     decoder_input_ids: torch.Tensor,
-    labelled: torch.Tensor,
+    labels: torch.Tensor,
     spec: OnPolicy,
+    ignore_index: int = -100,
 ) -> Rollouts | None:
     """The student's own transcripts of the batch's rows without timestamps (None
-    when it has none). ``labelled``: the batch's (rows, seq) mask of labelled positions."""
+    when it has none). ``labels``: the batch's (rows, seq) labels, ``ignore_index``
+    where a position carries none."""
+    labelled = labels != ignore_index
     rows, length = prompt_rows(decoder_input_ids, spec.no_timestamps_id)
     if rows.numel() == 0:
         return None
@@ -135,7 +177,30 @@ def student_rollouts(
     finally:
         model.train(was_training)
     ids, mask, positions = scored_sequences(prompt, generated, spec.eos_id)
-    return Rollouts(rows, ids, mask, positions)
+    targets = torch.cat([prompt, generated], dim=1)[:, 1:]
+    excess = torch.zeros_like(positions)
+    for r, row in enumerate(rows.tolist()):
+        reference = labels[row][labelled[row]].tolist()
+        scored = positions[r].nonzero().flatten()
+        marks = excess_repeats(targets[r, scored].tolist(), reference)
+        excess[r, scored] = torch.tensor(marks, dtype=torch.bool, device=excess.device)
+    return Rollouts(rows, ids, mask, positions, excess, targets)
+
+
+def unlikelihood(logits: torch.Tensor, targets: torch.Tensor, marked: torch.Tensor) -> torch.Tensor:
+    """Mean over all ``logits`` rows of ``-log(1 - p(target))`` summed over the ``marked``
+    rows (``logits``: (n, vocab); ``targets``, ``marked``: (n,)); 0 when none is marked.
+
+    >>> import torch
+    >>> logits = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    >>> round(unlikelihood(logits, torch.tensor([0, 1]), torch.tensor([False, True])).item(), 4)
+    0.3466
+    """
+    if not bool(marked.any()):
+        return logits.sum() * 0.0  # keeps the graph (DDP expects every step's gradients)
+    probs = torch.softmax(logits[marked].float(), dim=-1)
+    p = probs.gather(1, targets[marked][:, None]).squeeze(1)
+    return -torch.log1p(-p.clamp(max=1 - 1e-6)).sum() / logits.shape[0]
 
 
 def pad_to(tensor: torch.Tensor, length: int, value) -> torch.Tensor:

@@ -30,7 +30,7 @@ from distilray.distill.losses import (
     hidden_state_loss,
     masked_kl,
 )
-from distilray.distill.on_policy import OnPolicy, pad_to, student_rollouts
+from distilray.distill.on_policy import OnPolicy, pad_to, student_rollouts, unlikelihood
 from distilray.inference.words import eager_attention
 from distilray.text import WerStats, corpus_wer
 
@@ -253,7 +253,8 @@ def train_step(
 ) -> dict[str, float]:
     """One optimizer step on ``batch``; returns ``loss``, ``kl``, ``ce``, ``grad_norm``, ``lr``
     (``hidden``, the hidden-state term, when ``hidden`` aligns layers; ``on_policy_kl``
-    when ``on_policy`` adds the KL on the student's own transcripts, :mod:`.on_policy`;
+    when ``on_policy`` adds the KL on the student's own transcripts and ``repetition``
+    when it adds the unlikelihood of their surplus repeats, :mod:`.on_policy`;
     ``attention``, the cross-attention term, when ``attention`` aligns layers)."""
     device = batch["input_features"].device
     extra: dict[str, float] = {}
@@ -269,7 +270,7 @@ def train_step(
             ids, mask = batch["decoder_input_ids"], batch["decoder_attention_mask"]
             rolled = None
             if on_policy is not None:
-                rolled = student_rollouts(unwrap(student), states, ids, positions, on_policy)
+                rolled = student_rollouts(unwrap(student), states, ids, labels, on_policy)
             if rolled is not None:  # one batch: the rows as labelled, then as the student wrote
                 width = max(ids.shape[1], rolled.input_ids.shape[1])
                 eos = on_policy.eos_id
@@ -308,15 +309,23 @@ def train_step(
     total = out.loss
     if share_encoder and rolled is not None:
         own = student_logits[None, n:]
-        t = loss_fn.temperature
-        term = masked_kl(
-            own,
-            teacher_logits[None, n:],
-            torch.ones(own.shape[:2], dtype=torch.bool, device=own.device),
-            t,
-        )
-        total = total + on_policy.weight * term * t * t
-        extra["on_policy_kl"] = (term * t * t).item()
+        if on_policy.weight > 0:
+            t = loss_fn.temperature
+            term = masked_kl(
+                own,
+                teacher_logits[None, n:],
+                torch.ones(own.shape[:2], dtype=torch.bool, device=own.device),
+                t,
+            )
+            total = total + on_policy.weight * term * t * t
+            extra["on_policy_kl"] = (term * t * t).item()
+        if on_policy.repetition_weight > 0:
+            # rows of `own` follow the rollouts' scored positions in row-major order
+            term = unlikelihood(
+                own[0], rolled.targets[rolled.positions], rolled.excess[rolled.positions]
+            )
+            total = total + on_policy.repetition_weight * term
+            extra["repetition"] = term.item()
     if hidden is not None:
         term = hidden_state_loss(student_hidden, teacher_hidden, hidden.pairs, labelled)
         total = total + hidden.weight * term

@@ -437,3 +437,20 @@ def test_train_step_with_the_repetition_term_adds_it_without_the_on_policy_kl(mo
     assert out["loss"] == pytest.approx(
         0.8 * out["kl"] + out["ce"] + out["hidden"] + 2.0 * out["repetition"], rel=1e-4
     )
+
+
+def test_progress_line_names_each_loss_term_that_is_on():
+    from distilray.distill.loop import _Window, progress_line
+
+    window = _Window(world_size=1)
+    window.add({"loss": 1.5, "kl": 0.5, "ce": 1.0, "grad_norm": 1.0, "lr": 3e-4}, samples=8)
+    line = progress_line(20, 260, window.summary())
+    assert line.startswith("step 20/260: loss 1.5000 (kl 0.5000, ce 1.0000), lr 0.0003, ")
+    assert "repetition" not in line and "hidden" not in line
+    # terms that only some steps add (the rollouts' on every n-th step) are averaged over those
+    window.add(
+        {"loss": 2.0, "kl": 0.5, "ce": 1.0, "grad_norm": 1.0, "lr": 3e-4, "repetition": 0.25},
+        samples=8,
+    )
+    line = progress_line(40, 260, window.summary())
+    assert "(kl 0.5000, ce 1.0000, repetition 0.2500)" in line

@@ -308,17 +308,7 @@ class DistillRecipe:
         self.window.add(metrics, batch["input_features"].shape[0])
         step, train = self.state.step, self.cfg.train
         if step % train.log_every == 0:
-            recent = self.window.summary()
-            self._log(
-                "step %d/%d: loss %.4f (kl %.4f, ce %.4f), lr %.3g, %.1f samples/s",
-                step,
-                train.max_steps,
-                recent["train_loss"],
-                recent["train_kl"],
-                recent["train_ce"],
-                recent["lr"],
-                recent["samples_per_s"],
-            )
+            self._log("%s", progress_line(step, train.max_steps, self.window.summary()))
             if self.encoder_cache is not None:
                 self._log("%s", self.encoder_cache.describe())
         if step % train.eval_every == 0 or step == train.max_steps:
@@ -439,6 +429,31 @@ class _Window:
             if elapsed > 0
             else float("nan"),
         }
+
+
+# the loss's terms as the progress line names them, and their keys in a window's summary
+TERMS = [
+    ("kl", "train_kl"),
+    ("ce", "train_ce"),
+    ("hidden", "train_hidden"),
+    ("attention", "train_attention"),
+    ("on-policy kl", "train_on_policy_kl"),
+    ("repetition", "train_repetition"),
+]
+
+
+def progress_line(step: int, max_steps: int, summary: dict[str, float]) -> str:
+    """The training log's line for ``step``: the loss and each of its terms that is on.
+
+    >>> progress_line(20, 260, {"train_loss": 1.5, "train_kl": 0.5, "train_ce": 1.0,
+    ...                         "lr": 3e-4, "samples_per_s": 4.25})
+    'step 20/260: loss 1.5000 (kl 0.5000, ce 1.0000), lr 0.0003, 4.2 samples/s'
+    """
+    terms = ", ".join(f"{name} {summary[key]:.4f}" for name, key in TERMS if key in summary)
+    return (
+        f"step {step}/{max_steps}: loss {summary['train_loss']:.4f} ({terms}), "
+        f"lr {summary['lr']:.3g}, {summary['samples_per_s']:.1f} samples/s"
+    )
 
 
 def _fmt(metrics: dict) -> str:

@@ -454,3 +454,29 @@ def test_progress_line_names_each_loss_term_that_is_on():
     )
     line = progress_line(40, 260, window.summary())
     assert "(kl 0.5000, ce 1.0000, repetition 0.2500)" in line
+
+
+def test_repetition_term_alone_scores_only_the_surplus_tokens_and_gives_the_same_value(models):
+    import copy
+
+    from distilray.distill.on_policy import OnPolicy
+
+    student, teacher, processor = models
+    batch = _batch(processor, rows=3)
+    runs = {}
+    for name, kl_weight in (("with_kl", 1e-6), ("alone", 0.0)):
+        copy_ = copy.deepcopy(student)
+        optimizer, scheduler = build_optimizer(copy_, OptimSection(warmup_steps=0), 10)
+        runs[name] = train_step(
+            copy_,
+            teacher,
+            DistillationLoss(),
+            optimizer,
+            scheduler,
+            batch,
+            on_policy=OnPolicy(kl_weight, 24, 50362, 50256, repetition_weight=1.0),
+        )
+    # the untrained student loops in its own transcripts: there is a surplus to push down
+    assert runs["with_kl"]["repetition"] > 0
+    assert runs["alone"]["repetition"] == pytest.approx(runs["with_kl"]["repetition"], rel=1e-4)
+    assert "on_policy_kl" not in runs["alone"]

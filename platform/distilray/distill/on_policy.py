@@ -54,6 +54,23 @@ class Rollouts:
     positions: torch.Tensor  # (r, L) bool: the predictions of the generated tokens
     excess: torch.Tensor  # (r, L) bool: of those, the predictions of surplus repeats
     targets: torch.Tensor  # (r, L) the token each position predicts (its next input)
+    scored: int  # generated tokens of all the rollouts (the repetition term's denominator)
+
+    def surplus_only(self) -> Rollouts | None:
+        """Only the rows with surplus repeats, scored only there (None when no row has
+        any): what the repetition term alone needs, without projecting every token."""
+        keep = self.excess.any(dim=1)
+        if not bool(keep.any()):
+            return None
+        return Rollouts(
+            self.rows[keep],
+            self.input_ids[keep],
+            self.attention_mask[keep],
+            self.excess[keep],
+            self.excess[keep],
+            self.targets[keep],
+            self.scored,
+        )
 
 
 REPEAT_NGRAM = 4  # tokens: " um", ",", " um", "," is one unit of a filler loop
@@ -184,12 +201,15 @@ def student_rollouts(
         scored = positions[r].nonzero().flatten()
         marks = excess_repeats(targets[r, scored].tolist(), reference)
         excess[r, scored] = torch.tensor(marks, dtype=torch.bool, device=excess.device)
-    return Rollouts(rows, ids, mask, positions, excess, targets)
+    return Rollouts(rows, ids, mask, positions, excess, targets, int(positions.sum()))
 
 
-def unlikelihood(logits: torch.Tensor, targets: torch.Tensor, marked: torch.Tensor) -> torch.Tensor:
-    """Mean over all ``logits`` rows of ``-log(1 - p(target))`` summed over the ``marked``
-    rows (``logits``: (n, vocab); ``targets``, ``marked``: (n,)); 0 when none is marked.
+def unlikelihood(
+    logits: torch.Tensor, targets: torch.Tensor, marked: torch.Tensor, total: int | None = None
+) -> torch.Tensor:
+    """``-log(1 - p(target))`` summed over the ``marked`` rows of ``logits`` and divided
+    by ``total`` (default: all rows) (``logits``: (n, vocab); ``targets``, ``marked``:
+    (n,)); 0 when none is marked.
 
     >>> import torch
     >>> logits = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
@@ -200,7 +220,7 @@ def unlikelihood(logits: torch.Tensor, targets: torch.Tensor, marked: torch.Tens
         return logits.sum() * 0.0  # keeps the graph (DDP expects every step's gradients)
     probs = torch.softmax(logits[marked].float(), dim=-1)
     p = probs.gather(1, targets[marked][:, None]).squeeze(1)
-    return -torch.log1p(-p.clamp(max=1 - 1e-6)).sum() / logits.shape[0]
+    return -torch.log1p(-p.clamp(max=1 - 1e-6)).sum() / (total or logits.shape[0])
 
 
 def pad_to(tensor: torch.Tensor, length: int, value) -> torch.Tensor:

@@ -271,6 +271,9 @@ def train_step(
             rolled = None
             if on_policy is not None:
                 rolled = student_rollouts(unwrap(student), states, ids, labels, on_policy)
+                if rolled is not None and on_policy.weight == 0:
+                    # the repetition term alone reads the surplus tokens' logits only
+                    rolled = rolled.surplus_only()
             if rolled is not None:  # one batch: the rows as labelled, then as the student wrote
                 width = max(ids.shape[1], rolled.input_ids.shape[1])
                 eos = on_policy.eos_id
@@ -307,6 +310,8 @@ def train_step(
             student_logits, teacher_logits = naive_logits(unwrap(student), teacher, batch)
         out = loss_fn(student_logits, teacher_logits, labels)
     total = out.loss
+    if share_encoder and on_policy is not None and rolled is None and on_policy.repetition_weight:
+        extra["repetition"] = 0.0  # no surplus repeats in this batch's transcripts
     if share_encoder and rolled is not None:
         own = student_logits[None, n:]
         if on_policy.weight > 0:
@@ -322,7 +327,10 @@ def train_step(
         if on_policy.repetition_weight > 0:
             # rows of `own` follow the rollouts' scored positions in row-major order
             term = unlikelihood(
-                own[0], rolled.targets[rolled.positions], rolled.excess[rolled.positions]
+                own[0],
+                rolled.targets[rolled.positions],
+                rolled.excess[rolled.positions],
+                rolled.scored,
             )
             total = total + on_policy.repetition_weight * term
             extra["repetition"] = term.item()

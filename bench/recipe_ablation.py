@@ -166,6 +166,7 @@ def summarize_cells(cells: list[dict]) -> dict[str, dict]:
             "repeated_5grams": c["repeated_5grams"],
             "repeated_5grams_corpus": c.get("repeated_5grams_corpus"),
             "unfinished": c.get("unfinished"),
+            "loops": c.get("loops"),
         }
         for c in cells
     }
@@ -263,8 +264,8 @@ def run_variant(name: str, recipe, stages, workdir: Path) -> dict:
 def markdown(teacher: dict, rows: list[dict]) -> str:
     keys = list(teacher)
     head = "| variant | changes | " + " | ".join(f"{k} WER % (w/o worst)" for k in keys)
-    head += " | 5-gram repeats | hit token limit | validation WER % |"
-    lines = [head, "|" + "---|" * (len(keys) + 5)]
+    head += " | 5-gram repeats | loops | hit token limit | validation WER % |"
+    lines = [head, "|" + "---|" * (len(keys) + 6)]
 
     def cell(result: dict) -> str:
         if result.get("wer") is None:
@@ -275,11 +276,15 @@ def markdown(teacher: dict, rows: list[dict]) -> str:
     def cells(results: dict) -> str:
         return " | ".join(cell(results.get(k, {})) for k in keys)
 
+    def counted(results: dict, key: str) -> str:
+        """A count summed over the cells (– where results predate it)."""
+        values = [v.get(key) for v in results.values() if v.get(key) is not None]
+        return str(sum(values)) if values else "–"
+
     def loops(results: dict) -> str:
-        """Repeated 5-grams, and clips decoded to the token limit (– before it was counted)."""
+        """Repeated 5-grams, looping transcripts and clips decoded to the token limit."""
         repeats = sum(v["repeated_5grams"] for v in results.values())
-        hits = [v.get("unfinished") for v in results.values() if v.get("unfinished") is not None]
-        return f"{repeats} | {sum(hits) if hits else '–'}"
+        return f"{repeats} | {counted(results, 'loops')} | {counted(results, 'unfinished')}"
 
     lines.append(f"| teacher | tiny.en | {cells(teacher)} | {loops(teacher)} | – |")
     for row in rows:

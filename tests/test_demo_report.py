@@ -17,6 +17,7 @@ def _cell(mode, form="short", snr=None, wer=0.2, latency=1.0, same=None, dataset
         "identical_to_teacher": same,
         "repeated_5grams": 0,
         "unfinished": 1 if mode == "student" else 0,
+        "loops": 2 if mode == "student" else 0,
         "acceptance_rate": 0.8 if mode == "speculative" else None,
     }
 
@@ -52,15 +53,17 @@ def test_headline_orders_clean_rows_per_dataset_and_adds_the_untrained_baseline(
         "wer": 0.0,
     }
     table = format_results(rows, noisy, served)
-    assert "| synth | speculative | short | 20.0 | – | 0 | 0 | 1.30 | 4.0 | 100% | 0.80 |" in table
     assert (
-        "| synth | student (untrained init) | short | 120.0 | – | 0 | 1 | – | 4.0 | – | – |"
+        "| synth | speculative | short | 20.0 | – | 0 | 0 | 0 | 1.30 | 4.0 | 100% | 0.80 |" in table
+    )
+    assert (
+        "| synth | student (untrained init) | short | 120.0 | – | 0 | 2 | 1 | – | 4.0 | – | – |"
         in table
     )
     assert "w/o worst:" not in table  # the evaluation named none
     rows[1] |= {"wer_without_worst": 0.25, "worst": [{"id": "a", "errors": 9, "ref_words": 3}]}
     table = format_results(rows, noisy, served)
-    assert "| synth | student | short | 30.0 | 25.0 | 0 | 1 | 0.60 |" in table
+    assert "| synth | student | short | 30.0 | 25.0 | 0 | 2 | 1 | 0.60 |" in table
     assert "without the 1 clips or recordings on which that model made the most errors" in table
     assert "synth      teacher      SNR  10.0 dB: 40.0" in table
     assert "transcribed clip.wav in 0.50 s: 'hello'" in table

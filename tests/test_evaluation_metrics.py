@@ -269,3 +269,35 @@ def test_cells_count_utterances_that_hit_the_token_limit():
     assert cells["student"]["unfinished"] == 1 and cells["teacher"]["unfinished"] is None
     table = markdown_table(list(cells.values()))
     assert "hit token limit" in table.splitlines()[0]
+
+
+def test_loops_are_counted_on_the_raw_transcript_against_the_speakers_own_repeats():
+    from distilray.evaluation.metrics import is_loop, longest_run, raw_words
+
+    # the demo student's filler loop: invisible to the normalised metrics, a loop here
+    filler = "Montreal forced, " + "um, " * 51
+    assert is_loop(filler, "montreal forced uh um uh hm hm um forced aligner")
+    # a speaker who says "word" five times, transcribed six times: not a loop ...
+    assert not is_loop("Word, word, word, word, word, word.", "word word word word word")
+    # ... nine times is (four more than said)
+    assert is_loop("word " * 9, "word word word word word")
+    # a phrase of several words, hyphenated pieces split as words
+    assert longest_run(raw_words("fence-in-re-in-re-in-re-in-re-in-re")) == 5
+    assert is_loop("the broken fence-in-re-in-re-in-re-in-re-in-re", "the broken fence")
+    # phrases longer than four words are not counted; without a reference, five in a row
+    assert longest_run(raw_words("a b c d e a b c d e")) == 1
+    assert is_loop("ha ha ha ha ha") and not is_loop("ha ha ha ha")
+    assert longest_run([]) == 0 and not is_loop("")
+
+    utterances = [
+        Utterance("montreal forced um aligner", filler, 5.0, 1.0, 110),
+        Utterance("hello hello oh hello", "Hello. Hello. Oh, hello.", 2.0, 1.0, 8),
+    ]
+    assert cell_metrics(utterances)["loops"] == 1
+    rows = [
+        {**_row("student", math.nan, "um " * 20, 0.5)},
+        {**_row("teacher", math.nan, "hello world", 1.0)},
+    ]
+    cells = {c["mode"]: c for c in build_cells(rows)}
+    assert cells["student"]["loops"] == 1 and cells["teacher"]["loops"] == 0
+    assert "| loops |" in markdown_table(list(cells.values())).splitlines()[0]

@@ -236,9 +236,9 @@ def _fmt(value, pattern: str = "{}") -> str:
 def format_results(rows: list[dict], noisy: list[dict], served: dict | None) -> str:
     worst = max((len(c.get("worst") or []) for c in rows), default=0)
     lines = [
-        "| data | model | form | WER % | WER % w/o worst | 5-gram repeats | hit token limit | "
-        "relative latency | RTFx | identical to teacher | acceptance |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data | model | form | WER % | WER % w/o worst | 5-gram repeats | loops | "
+        "hit token limit | relative latency | RTFx | identical to teacher | acceptance |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in rows:
         same = c.get("identical_to_teacher")
@@ -246,7 +246,8 @@ def format_results(rows: list[dict], noisy: list[dict], served: dict | None) -> 
         lines.append(
             f"| {c['dataset']} | {c['mode']} | {c['form']} | {100 * c['wer']:.1f} | "
             f"{_fmt(None if trimmed is None else 100 * trimmed, '{:.1f}')} | "
-            f"{_fmt(c.get('repeated_5grams'))} | {_fmt(c.get('unfinished'))} | "
+            f"{_fmt(c.get('repeated_5grams'))} | {_fmt(c.get('loops'))} | "
+            f"{_fmt(c.get('unfinished'))} | "
             f"{_fmt(c.get('latency_vs_teacher'), '{:.2f}')} | {c['rtfx']:.1f} | "
             f"{'–' if same is None else f'{100 * same:.0f}%'} | "
             f"{_fmt(c.get('acceptance_rate'), '{:.2f}')} |"
@@ -257,8 +258,10 @@ def format_results(rows: list[dict], noisy: list[dict], served: dict | None) -> 
             "the most errors (named in the evaluation's results.md)"
         )
     lines.append(
-        "hit token limit: clips or recordings with a window decoded to the token limit "
-        "without its end of text (a loop, even one the normaliser hides from WER)"
+        "loops: clips or recordings whose transcript says a phrase at least 4 more times in "
+        "a row than the reference repeats any phrase, fillers included (the normaliser "
+        'hides "um, um, um, …" from WER and the 5-gram count); hit token limit: those '
+        "with a window decoded to the token limit without its end of text"
     )
     if noisy:
         lines.append("\nWER % by SNR (short clips):")

@@ -3,11 +3,14 @@
 WER and its error rates follow the Distil-Whisper paper: corpus-level (edits
 summed over utterances) after Whisper's English normaliser. Hallucination is
 measured, as in the paper, by repeated 5-gram duplicates and the insertion error
-rate; speed by RTFx (audio seconds per compute second) and tokens per second.
+rate, and by loops counted on the raw transcript (:func:`is_loop`: Whisper's
+normaliser drops fillers, so "um, um, um, …" escapes the first two); speed by RTFx
+(audio seconds per compute second) and tokens per second.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +44,51 @@ def corpus_repeated_ngrams(texts: Sequence[str | None], n: int = 5) -> int:
         words = normalize(text).split()
         grams.update(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
     return sum(count - 1 for count in grams.values())
+
+
+LOOP_EXCESS = 4  # a loop repeats a phrase this many more times in a row than its reference
+LOOP_PHRASE_WORDS = 4  # the longest phrase whose back-to-back repeats are counted
+
+
+def raw_words(text: str | None) -> list[str]:
+    """``text`` lower-cased, split on anything but letters, digits and apostrophes:
+    fillers ("um", "uh") and hyphenated pieces stay words, unlike after the normaliser."""
+    return re.findall(r"[a-z0-9']+", (text or "").lower())
+
+
+def longest_run(words: Sequence[str], max_phrase: int = LOOP_PHRASE_WORDS) -> int:
+    """The most times any phrase of 1 to ``max_phrase`` words is said back to back
+    (1 for words without a repeat, 0 for none).
+
+    >>> longest_run("so um um um um ok".split())
+    4
+    >>> longest_run("in re in re in re".split())
+    3
+    """
+    best = 1 if words else 0
+    for size in range(1, max_phrase + 1):
+        stretch = 0  # positions i where words[i] == words[i + size], in a row
+        for i in range(len(words) - size):
+            stretch = stretch + 1 if words[i] == words[i + size] else 0
+            best = max(best, stretch // size + 1)
+    return best
+
+
+def is_loop(hypothesis: str | None, reference: str | None = None) -> bool:
+    """Whether ``hypothesis`` repeats a phrase of up to four words at least
+    ``LOOP_EXCESS`` more times in a row than ``reference`` repeats any phrase (without
+    a reference: at least ``LOOP_EXCESS + 1`` times). Fillers count: a student that
+    says "um" 51 times where the speaker said it once loops, although Whisper's
+    normaliser hides it from WER and the 5-gram count; a speaker who says "word" five
+    times, transcribed six times, does not.
+
+    >>> is_loop("montreal forced um um um um um um aligner", "montreal forced um aligner")
+    True
+    >>> is_loop("word word word word word word", "word word word word word")
+    False
+    """
+    excess = longest_run(raw_words(hypothesis)) - max(longest_run(raw_words(reference)), 1)
+    return excess >= LOOP_EXCESS
 
 
 def rtfx(audio_s: float, compute_s: float) -> float | None:
@@ -119,6 +167,8 @@ def cell_metrics(
         ],
         "repeated_5grams": sum(repeated_ngrams(u.hypothesis) for u in utterances),
         "repeated_5grams_corpus": corpus_repeated_ngrams([u.hypothesis for u in utterances]),
+        # utterances whose transcript loops (is_loop: fillers included)
+        "loops": sum(1 for u in utterances if is_loop(u.hypothesis, u.reference)),
         # utterances with a window that ran to the token limit: a loop to the limit
         # counts here even where the normaliser hides it from WER and 5-grams (fillers)
         "unfinished": sum(1 for n in tracked if n > 0) if tracked else None,

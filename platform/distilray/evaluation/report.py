@@ -27,6 +27,7 @@ MD_COLUMNS = [
     ("insertion_rate", "ins (IER) %", "{:.2f}"),
     ("repeated_5grams", "5-gram dups", "{}"),
     ("repeated_5grams_corpus", "5-gram dups (corpus)", "{}"),
+    ("loops", "loops", "{}"),
     ("unfinished", "hit token limit", "{}"),
     ("rtfx", "RTFx", "{:.1f}"),
     ("latency_vs_teacher", "latency vs teacher", "{:.2f}"),

@@ -1,0 +1,68 @@
+"""bench/recipe_ablation.py: its variants and results table (no training here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "recipe_ablation.py"
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("recipe_ablation_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _cells(mode, wer, loops, unfinished=0):
+    return [
+        {
+            "dataset": "real-test",
+            "form": form,
+            "mode": mode,
+            "wer": wer,
+            "wer_without_worst": None,
+            "worst": [],
+            "insertion_rate": 0.01,
+            "repeated_5grams": 3,
+            "repeated_5grams_corpus": 3,
+            "unfinished": unfinished,
+            "loops": loops,
+        }
+        for form in ("short", "chunked")
+    ]
+
+
+def test_table_sums_loops_and_token_limit_hits_over_the_cells(ablation):
+    teacher = ablation.summarize_cells(_cells("teacher", 0.2, loops=0))
+    row = {
+        "variant": "repetition",
+        "changes": ablation.VARIANTS["repetition"][0],
+        "validation_wer": 0.1,
+        "results": ablation.summarize_cells(_cells("student", 0.25, loops=1, unfinished=1)),
+    }
+    old = {**row, "variant": "old", "results": {k: {**v} for k, v in row["results"].items()}}
+    for cell in old["results"].values():  # results written before loops were counted
+        del cell["loops"]
+    lines = ablation.markdown(teacher, [row, old]).splitlines()
+    assert lines[0].endswith("| 5-gram repeats | loops | hit token limit | validation WER % |")
+    assert len(lines[1].split("|")) == len(lines[0].split("|"))
+    assert lines[2] == "| teacher | tiny.en | 20.0 | 20.0 | 6 | 0 | 0 | – |"
+    assert lines[3].endswith("| 25.0 | 25.0 | 6 | 2 | 2 | 10.0 |")
+    assert lines[4].endswith("| 25.0 | 25.0 | 6 | – | 2 | 10.0 |")
+
+
+def test_repetition_variant_turns_on_the_unlikelihood_term_with_rollouts(ablation):
+    from distilray.config import load_config
+    from distilray.distill.config import DistillConfig
+
+    changes = ablation.VARIANTS["repetition"][1]
+    cfg = load_config(DistillConfig, "configs/tiny/distill.yaml", changes)
+    assert cfg.loss.repetition_weight > 0 and cfg.loss.on_policy_weight == 0

@@ -59,6 +59,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "(weight 1, every 2nd step)",
         ["loss.repetition_weight=1.0", "loss.on_policy_every=2"],
     ),
+    "repetition-light": (
+        "+ the repetition term on 2 rows of every 2nd batch (a third of the rollouts)",
+        [
+            "loss.repetition_weight=1.0",
+            "loss.on_policy_every=2",
+            "loss.on_policy_rows=2",
+        ],
+    ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

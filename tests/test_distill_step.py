@@ -480,3 +480,19 @@ def test_repetition_term_alone_scores_only_the_surplus_tokens_and_gives_the_same
     assert runs["with_kl"]["repetition"] > 0
     assert runs["alone"]["repetition"] == pytest.approx(runs["with_kl"]["repetition"], rel=1e-4)
     assert "on_policy_kl" not in runs["alone"]
+
+
+def test_rollouts_transcribe_at_most_on_policy_rows_of_the_batch(models):
+    from distilray.distill.on_policy import OnPolicy, student_rollouts
+
+    student, _, processor = models
+    batch = _batch(processor, rows=3)
+    with torch.no_grad():
+        states = student.model.encoder(batch["input_features"]).last_hidden_state
+    ids, labels = batch["decoder_input_ids"], batch["labels"]
+    every = student_rollouts(student, states, ids, labels, OnPolicy(1.0, 8, 50362, 50256))
+    one = student_rollouts(student, states, ids, labels, OnPolicy(1.0, 8, 50362, 50256, 0.0, 1))
+    assert every.rows.tolist() == [0, 1, 2] and one.rows.tolist() == [0]
+    # the same greedy transcript of the row both rolled out
+    width = one.input_ids.shape[1]
+    assert torch.equal(one.input_ids[0], every.input_ids[0, :width])

@@ -168,6 +168,14 @@ class LossSection(StageConfig):
         ge=1,
         description="longest on-policy transcript (also at most 1.5x the batch's longest label + 8)",
     )
+    on_policy_rows: int | None = Field(
+        None,
+        ge=1,
+        description="rows of a batch the student transcribes per rollout (the first rows "
+        "without timestamps; batches are shuffled); a greedy rollout costs about as much "
+        "per row as a training step, so fewer rows make the on-policy terms affordable on a "
+        "CPU; null: every row without timestamps",
+    )
 
 
 class OptimSection(StageConfig):

@@ -180,6 +180,7 @@ class DistillRecipe:
             config.no_timestamps_token_id,
             eos[0] if isinstance(eos, list) else eos,
             loss.repetition_weight,
+            loss.on_policy_rows,
         )
 
     def _augment(self) -> FeatureAugment | None:

@@ -42,6 +42,7 @@ class OnPolicy:
     no_timestamps_id: int  # rows whose prompt ends here are transcribed without timestamps
     eos_id: int
     repetition_weight: float = 0.0  # of the unlikelihood of surplus repeats (excess_repeats)
+    max_rows: int | None = None  # rows transcribed per rollout (the batch's first; None: all)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,9 @@ def student_rollouts(
     rows, length = prompt_rows(decoder_input_ids, spec.no_timestamps_id)
     if rows.numel() == 0:
         return None
-    longest = int(labelled.sum(dim=1).max())
+    if spec.max_rows is not None:
+        rows = rows[: spec.max_rows]  # a rollout's cost grows with its rows
+    longest = int(labelled[rows].sum(dim=1).max())
     cap = max(1, min(spec.max_new_tokens, int(1.5 * longest) + 8))
     prompt = decoder_input_ids[rows, :length]
     was_training = model.training

@@ -57,7 +57,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "repetition": (
         "+ unlikelihood of the surplus repeats in the student's own greedy transcripts "
         "(weight 1, every 2nd step)",
-        ["loss.repetition_weight=1.0", "loss.on_policy_every=2"],
+        ["loss.repetition_weight=1.0", "loss.on_policy_every=2", "loss.on_policy_rows=null"],
     ),
     "repetition-light": (
         "+ the repetition term on 2 rows of every 2nd batch (a third of the rollouts)",
@@ -67,6 +67,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "loss.on_policy_rows=2",
         ],
     ),
+    "no-repetition": ("without the repetition term", ["loss.repetition_weight=0"]),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

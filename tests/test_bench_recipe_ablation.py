@@ -63,6 +63,11 @@ def test_repetition_variant_turns_on_the_unlikelihood_term_with_rollouts(ablatio
     from distilray.config import load_config
     from distilray.distill.config import DistillConfig
 
-    changes = ablation.VARIANTS["repetition"][1]
-    cfg = load_config(DistillConfig, "configs/tiny/distill.yaml", changes)
-    assert cfg.loss.repetition_weight > 0 and cfg.loss.on_policy_weight == 0
+    def loss(variant):
+        changes = ablation.VARIANTS[variant][1]
+        return load_config(DistillConfig, "configs/tiny/distill.yaml", changes).loss
+
+    assert loss("repetition").repetition_weight > 0 and loss("repetition").on_policy_weight == 0
+    assert loss("repetition").on_policy_rows is None  # every row, whatever the recipe says
+    assert loss("repetition-light").on_policy_rows == 2
+    assert loss("no-repetition").repetition_weight == 0

@@ -496,3 +496,31 @@ def test_rollouts_transcribe_at_most_on_policy_rows_of_the_batch(models):
     # the same greedy transcript of the row both rolled out
     width = one.input_ids.shape[1]
     assert torch.equal(one.input_ids[0], every.input_ids[0, :width])
+
+
+def test_export_keeps_the_lowest_validation_wer_and_the_later_checkpoint_on_a_tie():
+    from types import SimpleNamespace
+
+    from distilray.distill.export import choose_checkpoint
+    from distilray.errors import DistilrayError
+
+    def ckpt(step):
+        return SimpleNamespace(path=f"/run/checkpoint_step_{step:08d}")
+
+    def result(*wers):
+        pairs = [
+            (ckpt(130 * (i + 1)), {"step": 130 * (i + 1), "eval_wer": w})
+            for i, w in enumerate(wers)
+        ]
+        return SimpleNamespace(
+            best_checkpoints=pairs, checkpoint=pairs[-1][0], metrics=pairs[-1][1]
+        )
+
+    assert choose_checkpoint(result(0.2, 0.1, 0.3), "best")[0].path.endswith("00000260")
+    chosen, metrics = choose_checkpoint(result(0.1028, 0.1028), "best")  # a tie: the later
+    assert chosen.path.endswith("00000260") and metrics["step"] == 260
+    assert choose_checkpoint(result(0.1, float("nan")), "best")[1]["step"] == 130
+    assert choose_checkpoint(result(None, None), "best")[1]["step"] == 260  # no WER: latest
+    assert choose_checkpoint(result(0.1, 0.3), "latest")[1]["step"] == 260
+    with pytest.raises(DistilrayError, match="no checkpoint"):
+        choose_checkpoint(SimpleNamespace(best_checkpoints=[], checkpoint=None, metrics={}), "best")

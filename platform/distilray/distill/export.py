@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from distilray import storage
@@ -19,16 +20,25 @@ CARD_FILE = "README.md"
 
 
 def choose_checkpoint(result, which: str):
-    """``(checkpoint, metrics)`` of the best (lowest eval WER) or the latest checkpoint."""
+    """``(checkpoint, metrics)`` of the best (lowest eval WER) or the latest checkpoint.
+
+    Of checkpoints with the same eval WER (a few hundred validation words often tie)
+    the later one is kept: it has seen more data and finished more of the schedule.
+    """
     pairs = list(result.best_checkpoints or [])
     if not pairs or result.checkpoint is None:
         raise DistilrayError("the run produced no checkpoint: is train.max_steps >= 1?")
-    if which == "latest":
-        chosen = result.checkpoint
-    else:
-        chosen = result.get_best_checkpoint(metric="eval_wer", mode="min") or result.checkpoint
+    chosen = result.checkpoint
+    if which != "latest":
+        scored = [(c, m) for c, m in pairs if _finite(m.get("eval_wer"))]
+        if scored:
+            chosen = min(scored, key=lambda cm: (cm[1]["eval_wer"], -cm[1].get("step", 0)))[0]
     metrics = next((m for c, m in pairs if c.path == chosen.path), result.metrics or {})
     return chosen, metrics
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _student_init_info(student_ref: str) -> dict:

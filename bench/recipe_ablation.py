@@ -67,7 +67,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "loss.on_policy_rows=2",
         ],
     ),
-    "no-repetition": ("without the repetition term", ["loss.repetition_weight=0"]),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

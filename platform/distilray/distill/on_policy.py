@@ -27,6 +27,7 @@ backward, so DistributedDataParallel sees an ordinary step).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -79,7 +80,7 @@ REPEAT_NGRAM = 4  # tokens: " um", ",", " um", "," is one unit of a filler loop
 
 def excess_repeats(generated: list[int], reference: list[int], n: int = REPEAT_NGRAM) -> list[bool]:
     """For each token of ``generated``: whether it ends an ``n``-gram that ``generated``
-    has by then said more often than ``reference`` says it at all.
+    has by then said more often than ``reference`` says it (any n-gram may be said once).
 
     A transcript that loops repeats its n-grams far beyond the label's count; speech
     that really repeats a word ("word, word, word") has the repeats in its label too,
@@ -90,8 +91,6 @@ def excess_repeats(generated: list[int], reference: list[int], n: int = REPEAT_N
     >>> excess_repeats([5, 6, 7], [], n=2)
     [False, False, False]
     """
-    from collections import Counter
-
     allowed = Counter(tuple(reference[i : i + n]) for i in range(len(reference) - n + 1))
     seen: Counter[tuple[int, ...]] = Counter()
     marks = [False] * len(generated)

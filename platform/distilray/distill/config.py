@@ -172,9 +172,8 @@ class LossSection(StageConfig):
         None,
         ge=1,
         description="rows of a batch the student transcribes per rollout (the first rows "
-        "without timestamps; batches are shuffled); a greedy rollout costs about as much "
-        "per row as a training step, so fewer rows make the on-policy terms affordable on a "
-        "CPU; null: every row without timestamps",
+        "without timestamps; batches are shuffled); on a CPU a greedy rollout costs more "
+        "than a training step and grows with its rows; null: every row without timestamps",
     )
 
 

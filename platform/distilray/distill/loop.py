@@ -413,24 +413,21 @@ class _Window:
             "train_kl": self.sums.get("kl", float("nan")) / n,
             "train_ce": self.sums.get("ce", float("nan")) / n,
             "grad_norm": self.sums.get("grad_norm", float("nan")) / n,
-            **({"train_hidden": self.sums["hidden"] / n} if "hidden" in self.sums else {}),
-            **({"train_attention": self.sums["attention"] / n} if "attention" in self.sums else {}),
-            **(
-                {"train_on_policy_kl": self.sums["on_policy_kl"] / self.counts["on_policy_kl"]}
-                if "on_policy_kl" in self.sums
-                else {}
-            ),
-            **(
-                {"train_repetition": self.sums["repetition"] / self.counts["repetition"]}
-                if "repetition" in self.sums
-                else {}
-            ),
+            # each optional term over the steps that added it (on-policy ones: every n-th)
+            **{
+                f"train_{key}": self.sums[key] / self.counts[key]
+                for key in OPTIONAL_TERMS
+                if key in self.sums
+            },
             "lr": self.last.get("lr", float("nan")),
             "samples_per_s": self.samples * self.world_size / elapsed
             if elapsed > 0
             else float("nan"),
         }
 
+
+# loss terms only some configurations or steps add, as train_step names them
+OPTIONAL_TERMS = ("hidden", "attention", "on_policy_kl", "repetition")
 
 # the loss's terms as the progress line names them, and their keys in a window's summary
 TERMS = [

@@ -45,6 +45,16 @@ def _batch(processor, rows: int = 2) -> dict[str, torch.Tensor]:
     }
 
 
+def _step_on_copy(student, teacher, batch, **terms) -> dict[str, float]:
+    """One ``train_step`` on a deep copy of ``student`` (the fixture's stays untouched),
+    with the loss terms in ``terms`` (hidden=, attention=, on_policy=)."""
+    import copy
+
+    student = copy.deepcopy(student)
+    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
+    return train_step(student, teacher, DistillationLoss(), optimizer, scheduler, batch, **terms)
+
+
 def test_shared_encoder_pass_gives_the_same_logits(models):
     student, teacher, processor = models
     batch = _batch(processor)
@@ -177,7 +187,6 @@ def test_train_step_with_hidden_alignment_reports_and_uses_the_term(models):
 
 
 def test_attention_term_is_the_per_head_kl_of_the_copied_layers_attention(models):
-    import copy
 
     from distilray.distill.losses import attention_loss
     from distilray.distill.step import AttentionAlignment
@@ -206,16 +215,8 @@ def test_attention_term_is_the_per_head_kl_of_the_copied_layers_attention(models
     want = (p * (p.log() - q.log())).sum(-1).mean()
     assert float(attention_loss(full, full, [(0, 3)], mask)) == pytest.approx(float(want), rel=1e-4)
 
-    student = copy.deepcopy(student)
-    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
-    aligned = train_step(
-        student,
-        teacher,
-        DistillationLoss(),
-        optimizer,
-        scheduler,
-        batch,
-        attention=AttentionAlignment([(0, 0), (1, 3)], weight=2.0),
+    aligned = _step_on_copy(
+        student, teacher, batch, attention=AttentionAlignment([(0, 0), (1, 3)], weight=2.0)
     )
     # the copied layers start with the teacher's attention only where their inputs agree
     assert aligned["attention"] > 0
@@ -333,7 +334,6 @@ def test_on_policy_rollout_is_the_students_greedy_transcript(models):
 
 
 def test_train_step_with_on_policy_adds_the_kl_on_the_students_own_transcripts(models):
-    import copy
 
     from distilray.distill.on_policy import OnPolicy
     from distilray.distill.step import HiddenAlignment
@@ -343,18 +343,7 @@ def test_train_step_with_on_policy_adds_the_kl_on_the_students_own_transcripts(m
     hidden = HiddenAlignment([(1, 3)], weight=1.0)
     runs = {}
     for name, on_policy in (("plain", None), ("on_policy", OnPolicy(0.5, 8, 50362, 50256))):
-        copy_ = copy.deepcopy(student)
-        optimizer, scheduler = build_optimizer(copy_, OptimSection(warmup_steps=0), 10)
-        runs[name] = train_step(
-            copy_,
-            teacher,
-            DistillationLoss(),
-            optimizer,
-            scheduler,
-            batch,
-            hidden=hidden,
-            on_policy=on_policy,
-        )
+        runs[name] = _step_on_copy(student, teacher, batch, hidden=hidden, on_policy=on_policy)
     plain, mixed = runs["plain"], runs["on_policy"]
     # the labelled rows' terms are unchanged by the rollout rows sharing their forward pass
     for key in ("kl", "ce", "hidden"):
@@ -414,22 +403,15 @@ def test_rollouts_mark_the_surplus_repeats_of_the_students_transcript(models):
 
 
 def test_train_step_with_the_repetition_term_adds_it_without_the_on_policy_kl(models):
-    import copy
 
     from distilray.distill.on_policy import OnPolicy
     from distilray.distill.step import HiddenAlignment
 
     student, teacher, processor = models
-    student = copy.deepcopy(student)
-    batch = _batch(processor, rows=3)
-    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
-    out = train_step(
+    out = _step_on_copy(
         student,
         teacher,
-        DistillationLoss(),
-        optimizer,
-        scheduler,
-        batch,
+        _batch(processor, rows=3),
         hidden=HiddenAlignment([(1, 3)], weight=1.0),
         on_policy=OnPolicy(0.0, 24, 50362, 50256, repetition_weight=2.0),
     )
@@ -457,7 +439,6 @@ def test_progress_line_names_each_loss_term_that_is_on():
 
 
 def test_repetition_term_alone_scores_only_the_surplus_tokens_and_gives_the_same_value(models):
-    import copy
 
     from distilray.distill.on_policy import OnPolicy
 
@@ -465,17 +446,8 @@ def test_repetition_term_alone_scores_only_the_surplus_tokens_and_gives_the_same
     batch = _batch(processor, rows=3)
     runs = {}
     for name, kl_weight in (("with_kl", 1e-6), ("alone", 0.0)):
-        copy_ = copy.deepcopy(student)
-        optimizer, scheduler = build_optimizer(copy_, OptimSection(warmup_steps=0), 10)
-        runs[name] = train_step(
-            copy_,
-            teacher,
-            DistillationLoss(),
-            optimizer,
-            scheduler,
-            batch,
-            on_policy=OnPolicy(kl_weight, 24, 50362, 50256, repetition_weight=1.0),
-        )
+        on_policy = OnPolicy(kl_weight, 24, 50362, 50256, repetition_weight=1.0)
+        runs[name] = _step_on_copy(student, teacher, batch, on_policy=on_policy)
     # the untrained student loops in its own transcripts: there is a surplus to push down
     assert runs["with_kl"]["repetition"] > 0
     assert runs["alone"]["repetition"] == pytest.approx(runs["with_kl"]["repetition"], rel=1e-4)

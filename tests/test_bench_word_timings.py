@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "word_timings.py"
+from bench_scripts import bench_module
 
 
 @pytest.fixture(scope="module")
 def timings():
-    spec = importlib.util.spec_from_file_location("word_timings_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with bench_module("word_timings.py") as module:
+        yield module
 
 
 def _words(*spans):

@@ -105,6 +105,33 @@ def test_loss_decreases_and_student_is_exported(uninterrupted):
         }
 
 
+def test_ray_train_console_is_quiet_unless_verbose(caplog):
+    """Ray Train's INFO lines (worker-group starts, checkpoint paths, every metrics
+    report) stay in its session logs unless -v; its data ingest options do not trip
+    Ray's deprecation warning for exclude_resources in every run."""
+    import logging
+    import warnings
+
+    from ray.train import DataConfig
+
+    from distilray.distill.trainer import ingest_options, train_log_level
+
+    caplog.set_level(logging.INFO)  # the CLI's default
+    assert train_log_level() == "WARNING"
+    caplog.set_level(logging.DEBUG)  # -v
+    assert train_log_level() == "INFO"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        options = DataConfig(
+            datasets_to_split=["train"], execution_options=ingest_options()
+        )._resolve_execution_options("train")
+    default = DataConfig.default_ingest_options()  # what Ray Train uses otherwise
+    assert options.resource_limits == default.resource_limits
+    assert options.preserve_order == default.preserve_order
+    assert options.exclude_resources == default.exclude_resources
+
+
 def test_failure_recovers_from_checkpoint_with_same_step_count(
     uninterrupted, tiny_random, student, labels, tmp_path
 ):

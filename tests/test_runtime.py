@@ -84,3 +84,20 @@ def test_ray_data_console_is_quiet_in_every_process_of_an_embedded_ray(monkeypat
     monkeypatch.setenv(name, "/elsewhere/logging.yaml")
     assert runtime.quiet_ray_data_processes() is None  # a user's own setup stays
     assert os.environ[name] == "/elsewhere/logging.yaml"
+
+
+def test_embedded_ray_runs_training_without_a_preemption_watcher(init_calls, monkeypatch):
+    """One embedded node is never drained: no watcher actor (and no error line about
+    it at every run) unless the user asks for one; a joined cluster keeps Ray's default."""
+    monkeypatch.delenv(runtime.PREEMPTION_WATCHER_ENV, raising=False)
+    monkeypatch.setattr(runtime, "running_cluster", lambda: "10.1.2.3:6379")
+    runtime.ensure_ray()
+    assert runtime.PREEMPTION_WATCHER_ENV not in os.environ
+
+    monkeypatch.setattr(runtime, "running_cluster", lambda: None)
+    runtime.ensure_ray(num_cpus=3)
+    assert os.environ[runtime.PREEMPTION_WATCHER_ENV] == "0"
+
+    monkeypatch.setenv(runtime.PREEMPTION_WATCHER_ENV, "1")
+    runtime.ensure_ray(num_cpus=3)
+    assert os.environ[runtime.PREEMPTION_WATCHER_ENV] == "1"

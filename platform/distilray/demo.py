@@ -184,13 +184,16 @@ def serve_check(student: str, manifest: Path, port: int) -> dict:
     import requests
     from ray import serve
 
+    from distilray.runtime import verbose
     from distilray.serving.config import ServeArgs
     from distilray.serving.local import start_local
     from distilray.text import wer
 
     first = json.loads(manifest.read_text().splitlines()[0])
     audio = manifest.parent / first["audio"]
-    url = start_local(ServeArgs(assistant=student, api_key_env=None), "127.0.0.1", port)
+    url = start_local(
+        ServeArgs(assistant=student, api_key_env=None), "127.0.0.1", port, quiet=not verbose()
+    )
     try:
         began = time.perf_counter()
         with audio.open("rb") as f:
@@ -346,7 +349,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         3, total, f"initialise a {stages.init_student.decoder_layers}-layer-decoder student"
     )
     info = init_student(stages.init_student)
-    _done(t, f"student at {stages.init_student.out}: {info}")
+    _done(t, f"student at {info.out}: {info.describe()}")
 
     t = _banner(4, total, f"distil (λ = {stages.distill.data.wer_threshold})")
     outcome = run_distillation(stages.distill)

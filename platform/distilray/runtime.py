@@ -21,6 +21,12 @@ RAY_CONSOLE_LEVEL = logging.ERROR  # Ray's own lines shown on the console withou
 RAY_CONSOLE_LOGGERS = ("ray", "ray.data")  # the loggers Ray gives a console handler
 
 
+def verbose() -> bool:
+    """Whether the user asked for everything on the console (``-v``: the root logger
+    at DEBUG); then Ray's own INFO lines are shown too."""
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def running_cluster() -> str | None:
     """Address of the cluster ``ray start`` started (or joined) on this node, if any.
 
@@ -38,7 +44,7 @@ def quiet_ray_console() -> None:
     """Ray's INFO/WARNING off the console; its session log files keep them."""
     from ray.data import DataContext  # installs Ray Data's handlers, then we adjust them
 
-    if logging.getLogger().isEnabledFor(logging.DEBUG):  # -v: show everything
+    if verbose():
         return
     for name in RAY_CONSOLE_LOGGERS:
         for handler in logging.getLogger(name).handlers:
@@ -89,7 +95,7 @@ def quiet_ray_data_processes() -> str | None:
     from ray.data._internal import logging as ray_data_logging  # the default it would use
 
     name = ray_data_logging.RAY_DATA_LOGGING_CONFIG_ENV_VAR_NAME
-    if os.environ.get(name) or logging.getLogger().isEnabledFor(logging.DEBUG):
+    if os.environ.get(name) or verbose():
         return None
     config = copy.deepcopy(ray_data_logging.DEFAULT_CONFIG)
     for handler in config.get("handlers", {}).values():
@@ -100,6 +106,20 @@ def quiet_ray_data_processes() -> str | None:
         json.dump(config, f)
     os.environ[name] = path
     return path
+
+
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
+def no_preemption_watcher() -> None:
+    """No Ray Train preemption watcher on an embedded Ray (unless the user asks for one).
+
+    Ray Train starts an actor per run that polls for nodes being drained (spot
+    instances reclaimed); one embedded node is never drained, and creating that actor
+    logs an error line at every run (ray-project/ray#53727). Ray Train passes this
+    variable from the driver to its controller.
+    """
+    os.environ.setdefault(PREEMPTION_WATCHER_ENV, "0")
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
@@ -120,9 +140,16 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     cpus = num_cpus or max(4, os.cpu_count() or 1)
     hide_default_token_auth_notice()
     quiet_ray_data_processes()
+    no_preemption_watcher()
     # The dashboard serves the state API that Ray Train's placement-group cleaner polls
     # (without it the cleaner logs a warning every second); port 8265 or the next free one.
-    ray.init(address="local", num_cpus=cpus, include_dashboard=True, **kwargs)
+    # Ray sizes worker start-up, and the worker count past which it warns, by physical
+    # cores rather than by the logical CPUs given here, and a training run's controller,
+    # workers and Ray Data coordinators pass that count on 2 cores.
+    system = {"worker_maximum_startup_concurrency": cpus}
+    ray.init(
+        address="local", num_cpus=cpus, include_dashboard=True, _system_config=system, **kwargs
+    )
     logger.info("started embedded Ray (%d logical CPUs)", cpus)
     _watch_embedded_ray()
 

@@ -369,7 +369,13 @@ class DistillRecipe:
                 checkpoint=ray.train.Checkpoint.from_directory(tmp),
                 checkpoint_dir_name=name,
             )
-        self._log("step %d: %s", self.state.step, _fmt(metrics))
+        self._log(
+            "step %d: checkpoint saved (epoch %d, %d samples; every report in %s)",
+            self.state.step,
+            self.state.epoch,
+            metrics["samples"],
+            history_uri(self.cfg.run.storage, self.cfg.run.name),
+        )
 
 
 def _decode_eval_rows(batch: dict) -> tuple[list, list[str]]:
@@ -451,10 +457,4 @@ def progress_line(step: int, max_steps: int, summary: dict[str, float]) -> str:
     return (
         f"step {step}/{max_steps}: loss {summary['train_loss']:.4f} ({terms}), "
         f"lr {summary['lr']:.3g}, {summary['samples_per_s']:.1f} samples/s"
-    )
-
-
-def _fmt(metrics: dict) -> str:
-    return " ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
     )

@@ -106,9 +106,43 @@ def use_gpu(cfg: DistillConfig) -> bool:
     return bool(cfg.scaling.use_gpu)
 
 
+def train_log_level() -> str:
+    """Ray Train's own console level: WARNING, or INFO under -v.
+
+    At INFO Ray Train prints every worker-group start, checkpoint path and metrics
+    report; the workers' progress lines say what matters, and Ray Train's session log
+    files keep every level either way.
+    """
+    from distilray.runtime import verbose
+
+    return "INFO" if verbose() else "WARNING"
+
+
+def ingest_options():
+    """Ray Data's execution options for the training datasets: Ray Train's defaults
+    (taken from the current ``DataContext``) without the deprecated
+    ``exclude_resources``, which Ray Train's own default copies and so warns about in
+    every run."""
+    from ray.data import DataContext, ExecutionOptions
+
+    current = DataContext.get_current().execution_options
+    return ExecutionOptions(
+        resource_limits=current.resource_limits,
+        preserve_order=current.preserve_order,
+        verbose_progress=current.verbose_progress,
+    )
+
+
 def build_trainer(cfg: DistillConfig, datasets: dict, gpu: bool):
     """The ``TorchTrainer``: DDP workers, run storage, checkpoint and failure policy."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import (
+        CheckpointConfig,
+        DataConfig,
+        FailureConfig,
+        LoggingConfig,
+        RunConfig,
+        ScalingConfig,
+    )
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from distilray.distill.loop import train_loop_per_worker
@@ -132,10 +166,11 @@ def build_trainer(cfg: DistillConfig, datasets: dict, gpu: bool):
                 checkpoint_score_order="min",
             ),
             failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+            logging_config=LoggingConfig(log_level=train_log_level()),
         ),
         datasets=datasets,
         # Only the training set is split; rank 0 evaluates on all held-out rows.
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        dataset_config=DataConfig(datasets_to_split=["train"], execution_options=ingest_options()),
     )
 
 

@@ -38,11 +38,18 @@ def check_models(args: ServeArgs) -> None:
 
 
 def start_local(
-    args: ServeArgs, host: str = "127.0.0.1", port: int = 8000, *, model_cpus: float = 1.0
+    args: ServeArgs,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    model_cpus: float = 1.0,
+    quiet: bool = False,
 ) -> str:
     """Deploy the app on the embedded (or ``RAY_ADDRESS``) Ray; its base URL.
 
     The model replica asks for ``model_cpus`` CPUs and no GPU unless CUDA is here.
+    ``quiet``: Serve's INFO lines (replicas starting and stopping, one access-log line
+    per request) stay in its log files, off the console (a short check, not a server).
     """
     from ray import serve
 
@@ -52,7 +59,11 @@ def start_local(
     check_port_free(host, port)
     check_models(args)
     ensure_ray()
-    serve.start(http_options={"host": host, "port": port})
+    logging_config = None
+    if quiet:
+        logging_config = {"log_level": "WARNING", "enable_access_log": False}
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # this process's lines
+    serve.start(http_options={"host": host, "port": port}, logging_config=logging_config)
     resources = {"num_cpus": model_cpus, "num_gpus": 1 if cuda_available() else 0}
     app = make_app(args, model_options={"ray_actor_options": resources})
     try:

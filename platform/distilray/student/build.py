@@ -30,6 +30,14 @@ class StudentInfo:
     parameters: int  # student parameter count
     teacher_parameters: int
 
+    def describe(self) -> str:
+        """One line for the console: which layers, how many parameters."""
+        return (
+            f"decoder layers {self.decoder_layer_ids} of the teacher's "
+            f"{self.teacher_decoder_layers}, {self.parameters / 1e6:.1f}M parameters "
+            f"(teacher {self.teacher_parameters / 1e6:.1f}M)"
+        )
+
 
 def build_student(teacher, layer_ids: list[int]):
     """A new ``WhisperForConditionalGeneration`` whose every weight is copied from ``teacher``."""
@@ -80,14 +88,7 @@ def init_student(cfg: StudentInitConfig) -> StudentInfo:
         teacher_parameters=sum(p.numel() for p in teacher.parameters()),
     )
     save_model_folder(student, processor, cfg.out, extra={INIT_INFO_FILE: asdict(info)})
-    logger.info(
-        "student: decoder layers %s of %d copied, %.1fM parameters (teacher %.1fM) -> %s",
-        layer_ids,
-        n_teacher,
-        info.parameters / 1e6,
-        info.teacher_parameters / 1e6,
-        cfg.out,
-    )
+    logger.info("student: %s -> %s", info.describe(), cfg.out)
     return info
 
 

@@ -46,9 +46,5 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         overrides.append(f"out={args.out}")
     info = init_student(load_config(StudentInitConfig, args.config, overrides))
-    print(
-        f"student saved to {info.out}: decoder layers {info.decoder_layer_ids} of the teacher's "
-        f"{info.teacher_decoder_layers}, {info.parameters / 1e6:.1f}M parameters "
-        f"(teacher {info.teacher_parameters / 1e6:.1f}M)"
-    )
+    print(f"student saved to {info.out}: {info.describe()}")
     return 0

@@ -67,6 +67,15 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "loss.on_policy_rows=2",
         ],
     ),
+    "repetition-short": (
+        "+ the repetition term on the 2 rows with the shortest labels of every 2nd batch",
+        [
+            "loss.repetition_weight=1.0",
+            "loss.on_policy_every=2",
+            "loss.on_policy_rows=2",
+            "loss.on_policy_pick=shortest",
+        ],
+    ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

@@ -62,3 +62,6 @@ def test_repetition_variant_turns_on_the_unlikelihood_term_with_rollouts(ablatio
     assert loss("repetition").repetition_weight > 0 and loss("repetition").on_policy_weight == 0
     assert loss("repetition").on_policy_rows is None  # every row, whatever the recipe says
     assert loss("repetition-light").on_policy_rows == 2
+    assert loss("repetition-light").on_policy_pick == "first"
+    assert loss("repetition-short").on_policy_pick == "shortest"
+    assert loss("repetition-short").on_policy_rows == 2

@@ -470,6 +470,23 @@ def test_rollouts_transcribe_at_most_on_policy_rows_of_the_batch(models):
     assert torch.equal(one.input_ids[0], every.input_ids[0, :width])
 
 
+def test_rollouts_can_take_the_rows_with_the_shortest_labels(models):
+    from distilray.distill.on_policy import OnPolicy, student_rollouts
+
+    student, _, processor = models
+    batch = {k: v.flip(0) for k, v in _batch(processor, rows=3).items()}  # longest label first
+    with torch.no_grad():
+        states = student.model.encoder(batch["input_features"]).last_hidden_state
+    ids, labels = batch["decoder_input_ids"], batch["labels"]
+
+    def rows(shortest: bool) -> list[int]:
+        spec = OnPolicy(1.0, 8, 50362, 50256, 0.0, 2, shortest)
+        return student_rollouts(student, states, ids, labels, spec).rows.tolist()
+
+    assert rows(shortest=False) == [0, 1]  # the batch's first two
+    assert rows(shortest=True) == [1, 2]  # its two shortest labels, in batch order
+
+
 def test_export_keeps_the_lowest_validation_wer_and_the_later_checkpoint_on_a_tie():
     from types import SimpleNamespace
 

@@ -171,9 +171,15 @@ class LossSection(StageConfig):
     on_policy_rows: int | None = Field(
         None,
         ge=1,
-        description="rows of a batch the student transcribes per rollout (the first rows "
-        "without timestamps; batches are shuffled); on a CPU a greedy rollout costs more "
+        description="rows of a batch the student transcribes per rollout (of its rows "
+        "without timestamps, as `on_policy_pick` says); on a CPU a greedy rollout costs more "
         "than a training step and grows with its rows; null: every row without timestamps",
+    )
+    on_policy_pick: Literal["first", "shortest"] = Field(
+        "first",
+        description="which rows `on_policy_rows` takes: the batch's first (batches are "
+        "shuffled) or those with the shortest labels (short utterances are where a student "
+        "trained on packed windows loops, and a rollout's length follows its longest row)",
     )
 
 

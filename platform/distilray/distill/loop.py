@@ -181,6 +181,7 @@ class DistillRecipe:
             eos[0] if isinstance(eos, list) else eos,
             loss.repetition_weight,
             loss.on_policy_rows,
+            loss.on_policy_pick == "shortest",
         )
 
     def _augment(self) -> FeatureAugment | None:

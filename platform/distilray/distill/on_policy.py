@@ -43,7 +43,8 @@ class OnPolicy:
     no_timestamps_id: int  # rows whose prompt ends here are transcribed without timestamps
     eos_id: int
     repetition_weight: float = 0.0  # of the unlikelihood of surplus repeats (excess_repeats)
-    max_rows: int | None = None  # rows transcribed per rollout (the batch's first; None: all)
+    max_rows: int | None = None  # rows transcribed per rollout (None: all)
+    shortest: bool = False  # max_rows takes the rows with the shortest labels, not the first
 
 
 @dataclass(frozen=True)
@@ -184,8 +185,12 @@ def student_rollouts(
     rows, length = prompt_rows(decoder_input_ids, spec.no_timestamps_id)
     if rows.numel() == 0:
         return None
-    if spec.max_rows is not None:
-        rows = rows[: spec.max_rows]  # a rollout's cost grows with its rows
+    if spec.max_rows is not None:  # a rollout's cost grows with its rows and their length
+        if spec.shortest:
+            order = torch.argsort(labelled[rows].sum(dim=1), stable=True)
+            rows = rows[order[: spec.max_rows]].sort().values
+        else:
+            rows = rows[: spec.max_rows]
     longest = int(labelled[rows].sum(dim=1).max())
     cap = max(1, min(spec.max_new_tokens, int(1.5 * longest) + 8))
     prompt = decoder_input_ids[rows, :length]

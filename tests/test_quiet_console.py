@@ -4,8 +4,11 @@ progress lines, and none of Ray's own chatter (its session logs keep that)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -43,27 +46,33 @@ def run_inputs(synth_clips, tiny_random, tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "labels": labels, "student": student}
 
 
-def _embedded_env(root: Path) -> dict[str, str]:
-    """The environment of a user's shell: the stage starts its own embedded Ray."""
+@pytest.fixture
+def embedded_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The environment of a user's shell: the stage starts its own embedded Ray (in a
+    temp folder of its own: Ray's socket paths must stay short)."""
+    ray_tmp = tempfile.mkdtemp(prefix="ray-")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_TMPDIR"] = str(root / "ray")  # not the session's Ray
+    env["RAY_TMPDIR"] = ray_tmp  # no cluster `ray start` left here to join
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "platform"), env.get("PYTHONPATH", "")])
-    return env
+    yield env
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def test_distill_console_shows_progress_and_no_ray_chatter(run_inputs, tiny_random):
+def test_distill_console_shows_progress_and_no_ray_chatter(run_inputs, tiny_random, embedded_env):
     root = run_inputs["root"]
-    env = _embedded_env(root)
     argv = [
         sys.executable, "jobs/distill.py", "--config", "configs/tiny/distill.yaml",
-        f"data.train={run_inputs['labels']}", "data.eval_fraction=0.25", "data.eval=null",
+        f"data.train={run_inputs['labels']}", "data.keep_unscored=false",
+        "data.eval_fraction=0.25", "data.eval=null",
         "data.eval_max_rows=2", f"model.teacher={tiny_random}",
         f"model.student={run_inputs['student']}", "train.max_steps=2", "train.eval_every=2",
         "train.batch_size=2", "train.eval_max_new_tokens=4", "train.encoder_cache_dir=null",
         "train.log_every=1", "optim.warmup_steps=1", f"run.storage={root / 'train'}",
         "run.name=quiet", f"run.export_to={root / 'out'}",
     ]  # fmt: skip
-    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        argv, cwd=ROOT, env=embedded_env, capture_output=True, text=True, timeout=600
+    )
     console = result.stdout + result.stderr
     assert result.returncode == 0, console[-4000:]
     assert "step 2/2: loss" in console  # the project's own progress
@@ -85,7 +94,9 @@ serve.shutdown()
 """
 
 
-def test_quiet_local_endpoint_answers_without_serve_log_lines(run_inputs, tiny_random, synth_clips):
+def test_quiet_local_endpoint_answers_without_serve_log_lines(
+    tiny_random, synth_clips, embedded_env
+):
     """The demo's serving check: no replica start/stop or access-log lines on the console."""
     import json
     import socket
@@ -97,7 +108,7 @@ def test_quiet_local_endpoint_answers_without_serve_log_lines(run_inputs, tiny_r
     clip = Path(synth_clips).parent / first["audio"]
     result = subprocess.run(
         [sys.executable, "-c", SERVE_CHECK, str(tiny_random), str(clip), str(port)],
-        cwd=ROOT, env=_embedded_env(run_inputs["root"]), capture_output=True, text=True,
+        cwd=ROOT, env=embedded_env, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
     console = result.stdout + result.stderr

@@ -54,10 +54,23 @@ class InjectedFailure(RuntimeError):
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point; ``config["cfg"]`` is a dumped :class:`DistillConfig`."""
+    """Ray Train entry point; ``config["cfg"]`` is a dumped :class:`DistillConfig`,
+    ``config["ray_train_log_level"]`` the console level of Ray Train's own lines."""
+    quiet_train_reports(config.get("ray_train_log_level", "INFO"))
     recipe = DistillRecipe(DistillConfig.model_validate(config["cfg"]))
     recipe.setup()
     recipe.train()
+
+
+def quiet_train_reports(level: str) -> None:
+    """Ray Train's "Reporting training result …" line (a whole checkpoint repr per
+    report) at ``level``: Ray logs it under its module's file name rather than under
+    ``ray.train``, so ``RunConfig.logging_config`` does not reach it."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray Train layout: nothing to adjust
+        return
+    logging.getLogger(context.__file__).setLevel(level)
 
 
 class DistillRecipe:

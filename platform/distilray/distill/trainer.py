@@ -151,7 +151,10 @@ def build_trainer(cfg: DistillConfig, datasets: dict, gpu: bool):
     resources = {"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if gpu else {})}
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": cfg.model_dump(mode="json")},
+        train_loop_config={
+            "cfg": cfg.model_dump(mode="json"),
+            "ray_train_log_level": train_log_level(),
+        },
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=cfg.scaling.num_workers, use_gpu=gpu, resources_per_worker=resources

@@ -67,7 +67,7 @@ def start_local(
     resources = {"num_cpus": model_cpus, "num_gpus": 1 if cuda_available() else 0}
     app = make_app(args, model_options={"ray_actor_options": resources})
     try:
-        serve.run(app, name=APP_NAME, route_prefix="/")
+        serve.run(app, name=APP_NAME, route_prefix="/", logging_config=logging_config)
     except RuntimeError as exc:  # a replica failed to start; its traceback is in the log
         serve.shutdown()
         raise DistilrayError(f"the endpoint failed to start: {exc}") from None

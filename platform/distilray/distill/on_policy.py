@@ -185,13 +185,14 @@ def student_rollouts(
     rows, length = prompt_rows(decoder_input_ids, spec.no_timestamps_id)
     if rows.numel() == 0:
         return None
+    label_lengths = labelled.sum(dim=1)
     if spec.max_rows is not None:  # a rollout's cost grows with its rows and their length
         if spec.shortest:
-            order = torch.argsort(labelled[rows].sum(dim=1), stable=True)
+            order = torch.argsort(label_lengths[rows], stable=True)
             rows = rows[order[: spec.max_rows]].sort().values
         else:
             rows = rows[: spec.max_rows]
-    longest = int(labelled[rows].sum(dim=1).max())
+    longest = int(label_lengths[rows].max())
     cap = max(1, min(spec.max_new_tokens, int(1.5 * longest) + 8))
     prompt = decoder_input_ids[rows, :length]
     was_training = model.training

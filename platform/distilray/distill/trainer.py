@@ -149,11 +149,12 @@ def build_trainer(cfg: DistillConfig, datasets: dict, gpu: bool):
 
     fs, root = storage.filesystem_for(cfg.run.storage)
     resources = {"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if gpu else {})}
+    log_level = train_log_level()
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
             "cfg": cfg.model_dump(mode="json"),
-            "ray_train_log_level": train_log_level(),
+            "ray_train_log_level": log_level,
         },
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ScalingConfig(
@@ -169,7 +170,7 @@ def build_trainer(cfg: DistillConfig, datasets: dict, gpu: bool):
                 checkpoint_score_order="min",
             ),
             failure_config=FailureConfig(max_failures=cfg.run.max_failures),
-            logging_config=LoggingConfig(log_level=train_log_level()),
+            logging_config=LoggingConfig(log_level=log_level),
         ),
         datasets=datasets,
         # Only the training set is split; rank 0 evaluates on all held-out rows.

@@ -182,19 +182,16 @@ def _baseline_eval(eval_cfg, student_init: str):
 def serve_check(student: str, manifest: Path, port: int) -> dict:
     """Start the endpoint, transcribe one clip over HTTP, compare with its reference."""
     import requests
-    from ray import serve
 
     from distilray.runtime import verbose
     from distilray.serving.config import ServeArgs
-    from distilray.serving.local import start_local
+    from distilray.serving.local import local_endpoint
     from distilray.text import wer
 
     first = json.loads(manifest.read_text().splitlines()[0])
     audio = manifest.parent / first["audio"]
-    url = start_local(
-        ServeArgs(assistant=student, api_key_env=None), "127.0.0.1", port, quiet=not verbose()
-    )
-    try:
+    args = ServeArgs(assistant=student, api_key_env=None)
+    with local_endpoint(args, "127.0.0.1", port, quiet=not verbose()) as url:
         began = time.perf_counter()
         with audio.open("rb") as f:
             resp = requests.post(
@@ -204,17 +201,16 @@ def serve_check(student: str, manifest: Path, port: int) -> dict:
                 timeout=120,
             )
         resp.raise_for_status()
-        text = resp.json()["text"]
-        return {
-            "url": url,
-            "file": str(audio),
-            "reference": first["text"],
-            "transcript": text,
-            "wer": wer(first["text"], text),
-            "latency_s": time.perf_counter() - began,
-        }
-    finally:
-        serve.shutdown()
+        latency_s = time.perf_counter() - began
+    text = resp.json()["text"]
+    return {
+        "url": url,
+        "file": str(audio),
+        "reference": first["text"],
+        "transcript": text,
+        "wer": wer(first["text"], text),
+        "latency_s": latency_s,
+    }
 
 
 def headline(cells: list[dict], baseline: list[dict]) -> list[dict]:

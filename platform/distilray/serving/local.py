@@ -6,6 +6,8 @@ import errno
 import logging
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from distilray.errors import DistilrayError
 from distilray.serving.config import ServeArgs
@@ -74,6 +76,30 @@ def start_local(
     url = f"http://{host}:{port}"
     logger.info("serving %s at %s/v1/audio/transcriptions", args.model_name, url)
     return url
+
+
+@contextmanager
+def local_endpoint(
+    args: ServeArgs,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    model_cpus: float = 1.0,
+    quiet: bool = False,
+) -> Iterator[str]:
+    """:func:`start_local` for the length of a ``with`` block: yields the base URL, then
+    shuts Serve down and gives this process's ``ray.serve`` logger its level back."""
+    from ray import serve
+
+    serve_logger = logging.getLogger("ray.serve")
+    level = serve_logger.level
+    try:
+        yield start_local(args, host, port, model_cpus=model_cpus, quiet=quiet)
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            serve_logger.setLevel(level)
 
 
 def serve_forever(

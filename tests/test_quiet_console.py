@@ -82,6 +82,7 @@ def test_distill_console_shows_progress_and_no_ray_chatter(run_inputs, tiny_rand
 
 SERVE_CHECK = """
 import logging, sys, requests
+from ray import serve  # configures its logger on import: the level a caller sees
 from distilray.serving.config import ServeArgs
 from distilray.serving.local import local_endpoint
 

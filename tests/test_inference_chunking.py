@@ -61,6 +61,48 @@ def test_merge_without_common_tokens_concatenates():
     assert merge_token_sequences([[1, 2], [3, 4], [5]]) == [1, 2, 3, 4, 5]
 
 
+def test_a_window_that_looped_does_not_swallow_its_neighbours_text():
+    # The first window says 1..10, then loops (50 51 …) to its token limit; the next
+    # window's text (60..79) ends with two tokens of the first window's opening. The
+    # only "alignment" is the impossible one (the later window hearing the earlier
+    # window's first words after all of its own): every token of both windows stays.
+    left = list(range(1, 11)) + [50, 51] * 100
+    right = list(range(60, 80)) + [1, 2]
+    merged = merge_token_sequences([left, right])
+    assert merged[:10] == list(range(1, 11))
+    assert merged[-len(right) :] == right
+
+
+# tiny.en's transcripts of two neighbouring 30 s windows of a synthetic recording: the
+# first stopped before the overlap ("... I walk over it."), the second starts after it
+# ("This live aircraft flight in the 21st century ...").
+EARLY_STOP = [
+    6350, 750, 262, 1524, 5888, 290, 1051, 262, 649, 2775, 287, 262, 1748, 3641, 30, 1375,
+    373, 4642, 319, 28947, 12, 1065, 1507, 13, 9368, 286, 262, 1612, 395, 762, 287, 262,
+    1181, 3112, 1138, 287, 262, 5228, 286, 262, 12699, 284, 2686, 617, 49172, 13, 1649,
+    262, 3594, 3303, 3011, 287, 616, 835, 11, 314, 2513, 625, 340, 13,
+]  # fmt: skip
+NEXT_WINDOW = [
+    770, 2107, 6215, 5474, 287, 262, 2310, 301, 4289, 481, 1464, 307, 287, 7421, 1903,
+    4571, 29203, 2208, 1559, 291, 11, 3272, 3360, 14123, 284, 2148, 262, 3224, 2250, 2622,
+    284, 4259, 262, 5445, 17075, 13, 2011, 1266, 1545, 11856, 262, 6050, 33964, 287, 262,
+    24296, 878, 262, 10650, 5284, 13, 1002, 534, 3772, 2984, 67, 15091, 319, 644, 8276,
+    2073, 857, 11, 314, 4724, 345, 466, 423, 257, 1917, 13,
+]  # fmt: skip
+
+
+def test_windows_that_share_no_text_are_joined_end_to_end():
+    # They share only common tokens (" the", " in", ",") that agree by chance at some
+    # shifts; transformers' merge took the longest such shift (5 of 68 tokens equal)
+    # and kept the first half of one window and the second half of the other.
+    assert merge_token_sequences([EARLY_STOP, NEXT_WINDOW]) == EARLY_STOP + NEXT_WINDOW
+
+
+def test_merge_aligns_a_short_last_window_inside_the_overlap():
+    assert merge_token_sequences([[1, 2, 3, 4, 5, 6], [5, 6]]) == [1, 2, 3, 4, 5, 6]
+    assert merge_token_sequences([[4, 5], [4, 5, 6, 7]]) == [4, 5, 6, 7]
+
+
 def test_merge_three_windows_and_degenerate_input():
     a, b, c = [1, 2, 3, 4, 5], [4, 5, 6, 7, 8], [7, 8, 9, 10]
     assert merge_token_sequences([a, b, c]) == list(range(1, 11))

@@ -54,17 +54,34 @@ def chunk_spans(num_samples: int, chunk: int, stride: int) -> list[Chunk]:
         start += step
 
 
+SHIFT_SLACK = 4  # tokens a shift may reach past the shorter window's transcript
+MIN_AGREEMENT = 0.1  # share of equal tokens below which an alignment is chance
+
+
 def _best_overlap(left: Sequence[int], right: Sequence[int]) -> tuple[int, int, int, int]:
     """Alignment of ``left``'s end with ``right``'s start with the most agreeing tokens.
 
-    Tries every shift; scores it by the fraction of equal tokens over the aligned
-    span (plus a tiny bonus for longer spans) and needs at least two matches.
-    Returns the aligned spans ``(left_start, left_stop, right_start, right_stop)``;
-    without any alignment, an empty span at the end of ``left`` and start of ``right``.
+    Tries every shift ``i`` (``left``'s last ``i`` tokens against ``right``'s first
+    ``i``, clipped to both); scores it by the fraction of equal tokens over the shift
+    (plus a tiny bonus for longer shifts) and needs at least two matches. Returns the
+    aligned spans ``(left_start, left_stop, right_start, right_stop)``; without any
+    alignment, an empty span at the end of ``left`` and start of ``right``.
+
+    Two guards that transformers' pipeline lacks, both for windows that share no
+    text (the earlier window stopped before the overlap, or looped to its token
+    limit), where its merge kept only a few tokens of the two:
+
+    - ``i`` stops a few tokens past the shorter sequence (the windows tokenise the
+      shared audio a little differently: a word cut at the edge, other punctuation);
+      a longer shift would say that the later window heard words well before the
+      earlier window's first one, or the earlier window well after the later one's
+      last, and only wins by its length bonus;
+    - fewer than one token in ten agreeing is chance (" the", ","), not an overlap:
+      such windows are joined end to end.
     """
     n_left, n_right = len(left), len(right)
     best, spans = 0.0, (n_left, n_left, 0, 0)
-    for i in range(1, n_left + n_right):
+    for i in range(1, min(n_left + n_right, min(n_left, n_right) + SHIFT_SLACK + 1)):
         left_start, left_stop = max(0, n_left - i), min(n_left, n_left + n_right - i)
         right_start, right_stop = max(0, i - n_left), min(n_right, i)
         matches = sum(
@@ -72,7 +89,7 @@ def _best_overlap(left: Sequence[int], right: Sequence[int]) -> tuple[int, int, 
             for a, b in zip(left[left_start:left_stop], right[right_start:right_stop], strict=True)
         )
         score = matches / i + i / 10000.0
-        if matches > 1 and score > best:
+        if matches > 1 and matches >= MIN_AGREEMENT * i and score > best:
             best, spans = score, (left_start, left_stop, right_start, right_stop)
     return spans
 

@@ -6,7 +6,8 @@ sequences and timestamped segments are joined back into one transcript.
 Windows of ``chunk`` samples start every ``chunk - 2 * stride`` samples, so
 neighbours overlap by ``2 * stride``. Text is merged at the overlap by aligning the
 end of the transcript so far with the start of the next window's tokens (the
-longest-common-sequence merge of transformers' ASR pipeline); segments with
+longest-common-sequence merge of transformers' ASR pipeline, guarded against windows
+that share no text: :func:`_best_overlap`); segments with
 timestamps are merged by time: each window owns the audio between the middles
 of its overlaps.
 """

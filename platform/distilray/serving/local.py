@@ -93,8 +93,13 @@ def local_endpoint(
 
     serve_logger = logging.getLogger("ray.serve")
     level = serve_logger.level
+    try:  # a failed start has already cleaned up after itself (nothing to shut down)
+        url = start_local(args, host, port, model_cpus=model_cpus, quiet=quiet)
+    except BaseException:
+        serve_logger.setLevel(level)
+        raise
     try:
-        yield start_local(args, host, port, model_cpus=model_cpus, quiet=quiet)
+        yield url
     finally:
         try:
             serve.shutdown()

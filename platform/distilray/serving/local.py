@@ -110,15 +110,14 @@ def local_endpoint(
 def serve_forever(
     args: ServeArgs, host: str = "127.0.0.1", port: int = 8000, *, model_cpus: float = 1.0
 ) -> None:
-    """:func:`start_local`, then block until Ctrl-C and shut Serve down."""
-    from ray import serve
-
-    url = start_local(args, host, port, model_cpus=model_cpus)
-    print(f"distilray: serving on {url} (POST /v1/audio/transcriptions); Ctrl-C stops", flush=True)
-    try:
-        while True:
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        logger.info("stopping")
-    finally:
-        serve.shutdown()
+    """:func:`local_endpoint` until Ctrl-C."""
+    with local_endpoint(args, host, port, model_cpus=model_cpus) as url:
+        print(
+            f"distilray: serving on {url} (POST /v1/audio/transcriptions); Ctrl-C stops",
+            flush=True,
+        )
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            logger.info("stopping")

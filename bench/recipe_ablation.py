@@ -76,6 +76,17 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "loss.on_policy_pick=shortest",
         ],
     ),
+    "repetition-synthetic": (
+        "+ the repetition term on loops made from the labels of the 4 rows with the "
+        "shortest labels of every batch (no rollout)",
+        [
+            "loss.repetition_weight=1.0",
+            "loss.repetition_source=synthetic",
+            "loss.on_policy_every=1",
+            "loss.on_policy_rows=4",
+            "loss.on_policy_pick=shortest",
+        ],
+    ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

@@ -65,3 +65,6 @@ def test_repetition_variant_turns_on_the_unlikelihood_term_with_rollouts(ablatio
     assert loss("repetition-light").on_policy_pick == "first"
     assert loss("repetition-short").on_policy_pick == "shortest"
     assert loss("repetition-short").on_policy_rows == 2
+    synthetic = loss("repetition-synthetic")
+    assert synthetic.repetition_source == "synthetic" and synthetic.on_policy_every == 1
+    assert loss("repetition-short").repetition_source == "rollout"

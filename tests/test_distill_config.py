@@ -68,6 +68,11 @@ def test_paper_defaults_and_overrides():
         ("loss.temperatur=2", "unknown key"),
         ("train.max_steps=0", "train.max_steps"),
         ("model.decoder_dropout=1", "model.decoder_dropout"),
+        (
+            "loss.repetition_source=synthetic loss.on_policy_weight=1 loss.repetition_weight=1",
+            "needs the student's own transcripts",
+        ),
+        ("loss.repetition_source=loops", "loss.repetition_source"),
     ],
 )
 def test_config_mistakes_are_reported(override, message):

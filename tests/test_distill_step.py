@@ -513,3 +513,157 @@ def test_export_keeps_the_lowest_validation_wer_and_the_later_checkpoint_on_a_ti
     assert choose_checkpoint(result(0.1, 0.3), "latest")[1]["step"] == 260
     with pytest.raises(DistilrayError, match="no checkpoint"):
         choose_checkpoint(SimpleNamespace(best_checkpoints=[], checkpoint=None, metrics={}), "best")
+
+
+
+def _text_batch(processor, texts: list[list[int]]) -> dict[str, torch.Tensor]:
+    """A batch whose rows are labelled ``<|notimestamps|> text <|endoftext|>``."""
+    rng = np.random.default_rng(1)
+    audios = [rng.normal(0, 0.05, 16000).astype(np.float32) for _ in texts]
+    seqs = [[50257, 50362, *text, 50256] for text in texts]
+    return {
+        "input_features": torch.from_numpy(log_mel(processor.feature_extractor, audios)),
+        **pad_labels(seqs, pad_token_id=50256, decoder_start_token_id=50257, max_tokens=448),
+    }
+
+def _loop_shape(loop: list[int], text: list[int]) -> tuple[int, int, int] | None:
+    """(cut, span, repeats) when ``loop`` is ``text[:cut]`` followed by its last
+    ``span`` tokens said ``repeats`` more times; None otherwise."""
+    for cut in range(len(text), 0, -1):
+        for span in range(1, cut + 1):
+            phrase, rest = text[cut - span : cut], loop[cut:]
+            repeats = len(rest) // span
+            if loop[:cut] == text[:cut] and repeats and rest == phrase * repeats:
+                return cut, span, repeats
+    return None
+
+
+def test_synthetic_loops_repeat_a_phrase_of_the_label_and_mark_only_its_surplus():
+    from distilray.distill.on_policy import OnPolicy, excess_repeats, synthetic_loops
+
+    texts = [[400, 401, 402, 403, 404, 405, 406, 407, 408, 409], [410, 411, 412, 413]]
+    seqs = [[50257, 50362, *t, 50256] for t in texts]
+    padded = pad_labels(seqs, pad_token_id=50256, decoder_start_token_id=50257, max_tokens=448)
+    ids, labels = padded["decoder_input_ids"], padded["labels"]
+    spec = OnPolicy(0.0, 128, 50362, 50256, repetition_weight=1.0, synthetic=True)
+    shapes = set()
+    for seed in range(20):
+        loops = synthetic_loops(ids, labels, spec, seed=seed)
+        assert loops.rows.tolist() == [0, 1]
+        for r, text in enumerate(texts):
+            said = loops.targets[r][loops.positions[r]].tolist()
+            while said and said[-1] == 50256:  # the shorter loop is padded with end of text
+                said.pop()
+            shape = _loop_shape(said, text)
+            assert shape is not None, said
+            cut, span, repeats = shape
+            assert span <= 8 and repeats >= 2 and span * repeats >= 8
+            shapes.add((r, cut == len(text)))
+            marks = loops.excess[r][loops.positions[r]].tolist()
+            assert marks[: len(said)] == excess_repeats(said, labels[r][labels[r] != -100].tolist())
+            assert not any(marks[:cut]) and any(marks)  # the label's own words are never marked
+            # teacher forcing: each input is the target before it
+            assert torch.equal(loops.input_ids[r, 1:], loops.targets[r, :-1])
+    # loops at the end of the text and inside it, on both rows
+    assert shapes == {(0, True), (0, False), (1, True), (1, False)}
+    again = synthetic_loops(ids, labels, spec, seed=3)
+    assert torch.equal(again.input_ids, synthetic_loops(ids, labels, spec, seed=3).input_ids)
+
+
+def test_synthetic_loops_skip_timestamped_rows_and_honour_on_policy_rows():
+    from distilray.distill.on_policy import OnPolicy, synthetic_loops
+
+    seqs = [
+        [50257, 50362, 400, 401, 402, 50256],
+        [50257, 50363, 400, 401, 50400, 50256],  # timestamped: <|0.00|> ... (no notimestamps)
+        [50257, 50362, 420, 421, 50256],
+        [50257, 50362, 430, 431, 432, 433, 434, 50256],
+    ]
+    padded = pad_labels(seqs, pad_token_id=50256, decoder_start_token_id=50257, max_tokens=448)
+    ids, labels = padded["decoder_input_ids"], padded["labels"]
+    spec = OnPolicy(0.0, 128, 50362, 50256, repetition_weight=1.0, synthetic=True)
+    assert synthetic_loops(ids, labels, spec, seed=0).rows.tolist() == [0, 2, 3]
+    shortest = OnPolicy(0.0, 128, 50362, 50256, 1.0, max_rows=2, shortest=True, synthetic=True)
+    assert synthetic_loops(ids, labels, shortest, seed=0).rows.tolist() == [0, 2]
+
+
+def test_train_step_with_synthetic_loops_adds_the_repetition_term_without_a_rollout(
+    models, monkeypatch
+):
+    from distilray.distill import on_policy as module
+    from distilray.distill.step import HiddenAlignment
+
+    def no_rollout(*args, **kwargs):
+        raise AssertionError("synthetic loops need no decoding")
+
+    monkeypatch.setattr(module, "rollout", no_rollout)
+    student, teacher, processor = models
+    spec = module.OnPolicy(0.0, 24, 50362, 50256, repetition_weight=2.0, synthetic=True)
+    batch = _text_batch(processor, [[400, 401, 402, 403, 404], [410, 411, 412]])
+    hidden = HiddenAlignment([(1, 3)], weight=1.0)
+    out = _step_on_copy(student, teacher, batch, hidden=hidden, on_policy=spec, seed=5)
+    plain = _step_on_copy(student, teacher, batch, hidden=hidden)
+    assert out["repetition"] > 0 and "on_policy_kl" not in out
+    assert out["loss"] == pytest.approx(
+        0.8 * out["kl"] + out["ce"] + out["hidden"] + 2.0 * out["repetition"], rel=1e-4
+    )
+    # the labelled rows' terms are those of a step without loops
+    for term in ("kl", "ce", "hidden"):
+        assert out[term] == pytest.approx(plain[term], rel=1e-3)  # wider padding only
+
+
+def test_training_on_synthetic_loops_teaches_the_student_not_to_go_on_repeating(models):
+    import copy
+
+    from distilray.distill.on_policy import OnPolicy, synthetic_loops, unlikelihood
+    from distilray.distill.step import StudentHead
+
+    student, teacher, processor = models
+    batch = _text_batch(processor, [[400, 401, 402, 403, 404, 405], [410, 411, 412, 413, 414]])
+    spec = OnPolicy(0.0, 24, 50362, 50256, repetition_weight=4.0, synthetic=True)
+    probe = synthetic_loops(batch["decoder_input_ids"], batch["labels"], spec, seed=99)
+    with torch.no_grad():
+        states = student.model.encoder(batch["input_features"]).last_hidden_state
+
+    def surplus_penalty(model) -> float:
+        """The unlikelihood of the probe loops' surplus tokens (high: it would repeat)."""
+        with torch.no_grad():
+            logits = StudentHead(model)(
+                states[probe.rows], probe.input_ids, probe.attention_mask, probe.positions
+            ).logits
+        return unlikelihood(
+            logits, probe.targets[probe.positions], probe.excess[probe.positions]
+        ).item()
+
+    # first teach a copy to loop: cross-entropy on the probe loops' surplus tokens
+    looping = copy.deepcopy(student)
+    optimizer = torch.optim.Adam([p for p in looping.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(30):
+        logits = StudentHead(looping)(
+            states[probe.rows], probe.input_ids, probe.attention_mask, probe.excess
+        ).logits
+        loss = torch.nn.functional.cross_entropy(logits, probe.targets[probe.excess])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert surplus_penalty(looping) > 0.1  # it now goes on repeating
+    trained = {}
+    for name, on_policy in (("plain", None), ("loops", spec)):
+        model = copy.deepcopy(looping)
+        optim = OptimSection(learning_rate=3e-3, warmup_steps=0, schedule="constant")
+        optimizer, scheduler = build_optimizer(model, optim, 10)
+        for step in range(10):
+            train_step(
+                model,
+                teacher,
+                DistillationLoss(),
+                optimizer,
+                scheduler,
+                batch,
+                on_policy=on_policy,
+                seed=step,
+            )
+        trained[name] = surplus_penalty(model)
+    # distillation alone barely moves the loop; the loops' term (other loops: other
+    # seeds) unlearns it
+    assert trained["loops"] < 0.7 * trained["plain"], trained

@@ -158,6 +158,15 @@ class LossSection(StageConfig):
         "the teacher (which continues loops too); shares the rollouts and `on_policy_*` "
         "settings; 0: off",
     )
+    repetition_source: Literal["rollout", "synthetic"] = Field(
+        "rollout",
+        description="where the repetition term finds loops: `rollout`, the student's own "
+        "greedy transcripts (a decoding per step: the loops it really makes, while it "
+        "makes them); `synthetic`, loops made from the rows' pseudo-labels (a phrase of "
+        "the label said again 2-5 more times, half of them at its end), teacher-forced "
+        "with no decoding, so the term acts on every step it runs for the cost of a few "
+        "more rows",
+    )
     on_policy_every: int = Field(
         1,
         ge=1,
@@ -375,6 +384,12 @@ class DistillConfig(StageConfig):
             )
         if self.loss.kl_weight == 0 and self.loss.pl_weight == 0:
             raise ConfigError("loss.kl_weight and loss.pl_weight are both 0: nothing to learn")
+        if self.loss.repetition_source == "synthetic" and self.loss.on_policy_weight > 0:
+            raise ConfigError(
+                "loss.repetition_source: synthetic makes loops for the repetition term only; "
+                "the on-policy KL (loss.on_policy_weight) needs the student's own transcripts: "
+                "set loss.on_policy_weight: 0 or loss.repetition_source: rollout"
+            )
         return self
 
     def export_uri(self) -> str:

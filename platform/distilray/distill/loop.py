@@ -195,6 +195,7 @@ class DistillRecipe:
             loss.repetition_weight,
             loss.on_policy_rows,
             loss.on_policy_pick == "shortest",
+            loss.repetition_source == "synthetic",
         )
 
     def _augment(self) -> FeatureAugment | None:
@@ -298,8 +299,9 @@ class DistillRecipe:
         return seen
 
     def _step(self, batch: dict[str, torch.Tensor]) -> None:
-        if self.augment is not None:  # seeded by step and rank: a resumed run draws the same
-            seed = (self.cfg.train.seed * 1_000_003 + self.state.step) * 1009 + self.rank
+        # seeded by step and rank: a resumed run draws the same augmentation and loops
+        seed = (self.cfg.train.seed * 1_000_003 + self.state.step) * 1009 + self.rank
+        if self.augment is not None:
             batch = augment_batch(batch, self.augment, seed)
         metrics = train_step(
             self.student,
@@ -316,6 +318,7 @@ class DistillRecipe:
             on_policy=self.on_policy
             if self.on_policy and self.state.step % self.cfg.loss.on_policy_every == 0
             else None,
+            seed=seed,
         )
         self.state.step += 1
         self.state.batch_in_epoch += 1

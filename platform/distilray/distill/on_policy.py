@@ -27,6 +27,7 @@ backward, so DistributedDataParallel sees an ordinary step).
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ class OnPolicy:
     repetition_weight: float = 0.0  # of the unlikelihood of surplus repeats (excess_repeats)
     max_rows: int | None = None  # rows transcribed per rollout (None: all)
     shortest: bool = False  # max_rows takes the rows with the shortest labels, not the first
+    synthetic: bool = False  # the repetition term's loops are made from the labels (no rollout)
 
 
 @dataclass(frozen=True)
@@ -182,17 +184,10 @@ def student_rollouts(
     when it has none). ``labels``: the batch's (rows, seq) labels, ``ignore_index``
     where a position carries none."""
     labelled = labels != ignore_index
-    rows, length = prompt_rows(decoder_input_ids, spec.no_timestamps_id)
+    rows, length = _pick_rows(decoder_input_ids, labelled, spec)
     if rows.numel() == 0:
         return None
-    label_lengths = labelled.sum(dim=1)
-    if spec.max_rows is not None:  # a rollout's cost grows with its rows and their length
-        if spec.shortest:
-            order = torch.argsort(label_lengths[rows], stable=True)
-            rows = rows[order[: spec.max_rows]].sort().values
-        else:
-            rows = rows[: spec.max_rows]
-    longest = int(label_lengths[rows].max())
+    longest = int(labelled.sum(dim=1)[rows].max())
     cap = max(1, min(spec.max_new_tokens, int(1.5 * longest) + 8))
     prompt = decoder_input_ids[rows, :length]
     was_training = model.training
@@ -201,7 +196,34 @@ def student_rollouts(
         generated = rollout(model, encoder_states[rows], prompt, cap, spec.eos_id)
     finally:
         model.train(was_training)
-    ids, mask, positions = scored_sequences(prompt, generated, spec.eos_id)
+    return _marked(rows, prompt, generated, labels, labelled, spec.eos_id)
+
+
+def _pick_rows(
+    decoder_input_ids: torch.Tensor, labelled: torch.Tensor, spec: OnPolicy
+) -> tuple[torch.Tensor, int]:
+    """The rows without timestamps that the terms use (``spec.max_rows`` of them, the
+    first or the shortest), and their prompt's length."""
+    rows, length = prompt_rows(decoder_input_ids, spec.no_timestamps_id)
+    if rows.numel() == 0 or spec.max_rows is None:
+        return rows, length
+    if spec.shortest:  # a rollout's cost grows with its rows and their length
+        order = torch.argsort(labelled.sum(dim=1)[rows], stable=True)
+        return rows[order[: spec.max_rows]].sort().values, length
+    return rows[: spec.max_rows], length
+
+
+def _marked(
+    rows: torch.Tensor,
+    prompt: torch.Tensor,
+    generated: torch.Tensor,
+    labels: torch.Tensor,
+    labelled: torch.Tensor,
+    eos_id: int,
+) -> Rollouts:
+    """``generated`` (eos-padded continuations of ``prompt`` for ``rows``) as scored
+    sequences, their surplus repeats against each row's label marked."""
+    ids, mask, positions = scored_sequences(prompt, generated, eos_id)
     targets = torch.cat([prompt, generated], dim=1)[:, 1:]
     excess = torch.zeros_like(positions)
     for r, row in enumerate(rows.tolist()):
@@ -210,6 +232,68 @@ def student_rollouts(
         marks = excess_repeats(targets[r, scored].tolist(), reference)
         excess[r, scored] = torch.tensor(marks, dtype=torch.bool, device=excess.device)
     return Rollouts(rows, ids, mask, positions, excess, targets, int(positions.sum()))
+
+
+LOOP_SPAN = 8  # longest phrase (tokens) a synthetic loop repeats
+LOOP_REPEATS = (2, 5)  # how many extra times it is said, at least and at most
+
+
+def made_loop(text: list[int], rng: random.Random) -> list[int]:
+    """``text`` (a label's tokens between prompt and end of text) cut where a loop
+    starts, followed by the loop: the phrase just said, said again 2-5 more times
+    (at least 8 repeated tokens, so that 4-token phrases repeat beyond the label).
+
+    Half the loops start at the end of the text (a student that does not stop repeats
+    what it said last), the others anywhere in it.
+
+    >>> made_loop([10, 11, 12], random.Random(0))
+    [10, 11, 11, 11, 11, 11, 11, 11, 11, 11]
+    """
+    if not text:
+        return []
+    end = len(text) if rng.random() < 0.5 else rng.randint(1, len(text))
+    span = text[end - rng.randint(1, min(LOOP_SPAN, end)) : end]
+    repeats = max(rng.randint(*LOOP_REPEATS), -(-8 // len(span)))
+    return text[:end] + span * repeats
+
+
+def synthetic_loops(
+    decoder_input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    spec: OnPolicy,
+    seed: int,
+    ignore_index: int = -100,
+) -> Rollouts | None:
+    """Loops made from the batch's own labels, no decoding (None when no row is
+    without timestamps): each picked row's label is cut where a loop starts and the
+    phrase before the cut is said again several times (:func:`made_loop`); the
+    surplus repeats are marked against the label as in :func:`student_rollouts`.
+
+    What the student's own rollouts find only while it still loops (and at the cost
+    of a greedy decoding per step), these sequences show it on every step: teacher
+    forced on a prefix that already repeats itself, it learns not to say the phrase
+    yet again. ``seed`` makes the loops of a step reproducible (a resumed run draws
+    the same).
+    """
+    labelled = labels != ignore_index
+    rows, length = _pick_rows(decoder_input_ids, labelled, spec)
+    if rows.numel() == 0:
+        return None
+    rng = random.Random(seed)
+    loops = []
+    for row in rows.tolist():
+        full = labels[row][labelled[row]].tolist()  # the prompt's rest, text, end of text
+        text = full[length - 1 :]
+        if text and text[-1] == spec.eos_id:
+            text = text[:-1]
+        loops.append(made_loop(text, rng) or [spec.eos_id])
+    generated = torch.full(
+        (len(loops), max(map(len, loops))), spec.eos_id, dtype=torch.long, device=labels.device
+    )
+    for r, loop in enumerate(loops):
+        generated[r, : len(loop)] = torch.tensor(loop, dtype=torch.long, device=labels.device)
+    prompt = decoder_input_ids[rows, :length]
+    return _marked(rows, prompt, generated, labels, labelled, spec.eos_id)
 
 
 def unlikelihood(

@@ -30,7 +30,13 @@ from distilray.distill.losses import (
     hidden_state_loss,
     masked_kl,
 )
-from distilray.distill.on_policy import OnPolicy, pad_to, student_rollouts, unlikelihood
+from distilray.distill.on_policy import (
+    OnPolicy,
+    pad_to,
+    student_rollouts,
+    synthetic_loops,
+    unlikelihood,
+)
 from distilray.inference.words import eager_attention
 from distilray.text import WerStats, corpus_wer
 
@@ -250,12 +256,14 @@ def train_step(
     hidden: HiddenAlignment | None = None,
     on_policy: OnPolicy | None = None,
     attention: AttentionAlignment | None = None,
+    seed: int = 0,
 ) -> dict[str, float]:
     """One optimizer step on ``batch``; returns ``loss``, ``kl``, ``ce``, ``grad_norm``, ``lr``
     (``hidden``, the hidden-state term, when ``hidden`` aligns layers; ``on_policy_kl``
     when ``on_policy`` adds the KL on the student's own transcripts and ``repetition``
     when it adds the unlikelihood of their surplus repeats, :mod:`.on_policy`;
-    ``attention``, the cross-attention term, when ``attention`` aligns layers)."""
+    ``attention``, the cross-attention term, when ``attention`` aligns layers).
+    ``seed`` draws the loops of ``on_policy.synthetic``."""
     device = batch["input_features"].device
     extra: dict[str, float] = {}
     labels = batch["labels"]
@@ -269,7 +277,9 @@ def train_step(
             states = _encode(student, batch, encoder_cache)
             ids, mask = batch["decoder_input_ids"], batch["decoder_attention_mask"]
             rolled = None
-            if on_policy is not None:
+            if on_policy is not None and on_policy.synthetic:
+                rolled = synthetic_loops(ids, labels, on_policy, seed)
+            elif on_policy is not None:
                 rolled = student_rollouts(unwrap(student), states, ids, labels, on_policy)
                 if rolled is not None and on_policy.weight == 0:
                     # the repetition term alone reads the surplus tokens' logits only
@@ -287,19 +297,25 @@ def train_step(
                 labelled = positions.clone()
                 labelled[labels.shape[0] :] = False
                 states = torch.cat([states, states[rolled.rows]])
+            # the teacher reads the student's sequences only for the on-policy KL
+            rows = len(labels) if rolled is None or on_policy.weight == 0 else len(ids)
             with torch.no_grad():
                 teacher_logits, teacher_hidden, teacher_attn = decode_at(
                     teacher,
-                    states.to(teacher.dtype),
-                    ids,
-                    mask,
-                    positions,
+                    states[:rows].to(teacher.dtype),
+                    ids[:rows],
+                    mask[:rows],
+                    positions[:rows],
                     output_hidden_states=hidden is not None,
                     output_attentions=attention is not None,
                 )
             student_logits, student_hidden, student_attn = _head(student)(
                 states, ids, mask, positions, hidden is not None, attention is not None
             )
+            if rows < len(ids):  # the alignment terms compare the labelled rows only
+                student_hidden = student_hidden and tuple(h[:rows] for h in student_hidden)
+                student_attn = student_attn and tuple(a[:rows] for a in student_attn)
+                labelled = labelled[:rows]
         # (n, vocab) logits of the labelled positions: one row of n for the loss
         n = int(labelled.sum())
         out = loss_fn(

@@ -567,9 +567,9 @@ def test_synthetic_loops_repeat_a_phrase_of_the_label_mark_its_surplus_and_go_on
             assert marks[:loop_end] == excess_repeats(said, reference)[:loop_end]
             # the label's own words are never marked, before the loop or after it
             assert not any(marks[:cut]) and not any(marks[loop_end:]) and any(marks)
-            # what follows the loop (the rest of the label, its end of text) is to be said
+            # the first token after the loop (the label's next, or its end) is to be said
             recover = loops.recover[r][loops.positions[r]].tolist()
-            assert recover == [False] * loop_end + [True] * (len(text) - cut + 1)
+            assert recover == [False] * loop_end + [True] + [False] * (len(text) - cut)
             # teacher forcing: each input is the target before it
             assert torch.equal(loops.input_ids[r, 1:], loops.targets[r, :-1])
     # loops at the end of the text and inside it, on both rows

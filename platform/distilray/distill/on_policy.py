@@ -276,14 +276,15 @@ def synthetic_loops(
     without timestamps): in each picked row's label the phrase before a cut is said
     again several times and the label goes on after it (:func:`made_loop`); the
     surplus repeats are marked against the label as in :func:`student_rollouts`, and
-    what follows the loop (the rest of the label and its end of text) is marked in
-    ``recover``.
+    the first token after the loop (the label's next word, or its end of text) is
+    marked in ``recover``.
 
     What the student's own rollouts find only while it still loops (and at the cost
     of a greedy decoding per step), these sequences show it on every step: teacher
     forced on a prefix that already repeats itself, it learns not to say the phrase
     yet again (the repetition term) and to go on with what was said after it (a
-    cross-entropy on ``recover``), rather than to stop where a loop began.
+    cross-entropy on ``recover``) rather than stop where a loop began, which it
+    learns when only pushed away from the repeat.
     ``seed`` makes the loops of a step reproducible (a resumed run draws the same).
     """
     labelled = labels != ignore_index
@@ -309,9 +310,11 @@ def synthetic_loops(
     marked = _marked(rows, prompt, generated, labels, labelled, spec.eos_id)
     # generated token t is predicted at position length - 1 + t
     index = torch.arange(marked.positions.shape[1], device=labels.device)[None]
-    after = index >= (length - 1 + torch.tensor(ends, device=labels.device))[:, None]
-    excess = marked.excess & ~after  # the label's own words after the loop are no surplus
-    return dataclasses.replace(marked, excess=excess, recover=marked.positions & after)
+    first = (length - 1 + torch.tensor(ends, device=labels.device))[:, None]
+    excess = marked.excess & (index < first)  # the label's words after the loop are no surplus
+    # only the first token after the loop is taught: the rest of the label follows a
+    # prefix longer than the audio's, and trained on whole it made the student worse
+    return dataclasses.replace(marked, excess=excess, recover=marked.positions & (index == first))
 
 
 def unlikelihood(

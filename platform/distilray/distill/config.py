@@ -163,10 +163,8 @@ class LossSection(StageConfig):
         description="where the repetition term finds loops: `rollout`, the student's own "
         "greedy transcripts (a decoding per step: the loops it really makes, while it "
         "makes them); `synthetic`, loops made from the rows' pseudo-labels (a phrase of "
-        "the label said again 2-5 more times, half of them at its end, then the rest of "
-        "the label), teacher-forced with no decoding, plus a cross-entropy (weight "
-        "`pl_weight`) on the label's first token after the loop, so the student learns "
-        "to go on rather than stop; acts on every step it runs for the cost of a few "
+        "the label said again 2-5 more times, half of them at its end), teacher-forced "
+        "with no decoding, so the term acts on every step it runs for the cost of a few "
         "more rows",
     )
     on_policy_every: int = Field(

@@ -450,7 +450,7 @@ class _Window:
 
 
 # loss terms only some configurations or steps add, as train_step names them
-OPTIONAL_TERMS = ("hidden", "attention", "on_policy_kl", "repetition", "recovery")
+OPTIONAL_TERMS = ("hidden", "attention", "on_policy_kl", "repetition")
 
 # the loss's terms as the progress line names them, and their keys in a window's summary
 TERMS = [
@@ -460,7 +460,6 @@ TERMS = [
     ("attention", "train_attention"),
     ("on-policy kl", "train_on_policy_kl"),
     ("repetition", "train_repetition"),
-    ("recovery", "train_recovery"),
 ]
 
 

@@ -27,7 +27,6 @@ backward, so DistributedDataParallel sees an ordinary step).
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -61,26 +60,21 @@ class Rollouts:
     excess: torch.Tensor  # (r, L) bool: of those, the predictions of surplus repeats
     targets: torch.Tensor  # (r, L) the token each position predicts (its next input)
     scored: int  # generated tokens of all the rollouts (the repetition term's denominator)
-    # (r, L) bool: predictions of what was said after a synthetic loop (cross-entropy)
-    recover: torch.Tensor | None = None
 
     def surplus_only(self) -> Rollouts | None:
-        """Only the rows with surplus repeats, scored only there and where they recover
-        from a synthetic loop (None when no row has any): what the repetition term
-        alone needs, without projecting every token."""
+        """Only the rows with surplus repeats, scored only there (None when no row has
+        any): what the repetition term alone needs, without projecting every token."""
         keep = self.excess.any(dim=1)
         if not bool(keep.any()):
             return None
-        scored = self.excess if self.recover is None else self.excess | self.recover
         return Rollouts(
             self.rows[keep],
             self.input_ids[keep],
             self.attention_mask[keep],
-            scored[keep],
+            self.excess[keep],
             self.excess[keep],
             self.targets[keep],
             self.scored,
-            None if self.recover is None else self.recover[keep],
         )
 
 
@@ -244,25 +238,23 @@ LOOP_SPAN = 8  # longest phrase (tokens) a synthetic loop repeats
 LOOP_REPEATS = (2, 5)  # how many extra times it is said, at least and at most
 
 
-def made_loop(text: list[int], rng: random.Random) -> tuple[list[int], int]:
-    """``text`` (a label's tokens between prompt and end of text) with a loop in it:
-    cut where the loop starts, the phrase just said is said again 2-5 more times (at
-    least 8 repeated tokens, so that 4-token phrases repeat beyond the label), then
-    the rest of the text follows. Returns the tokens and where the loop ends.
+def made_loop(text: list[int], rng: random.Random) -> list[int]:
+    """``text`` (a label's tokens between prompt and end of text) cut where a loop
+    starts, followed by the loop: the phrase just said, said again 2-5 more times
+    (at least 8 repeated tokens, so that 4-token phrases repeat beyond the label).
 
     Half the loops start at the end of the text (a student that does not stop repeats
     what it said last), the others anywhere in it.
 
     >>> made_loop([10, 11, 12], random.Random(0))
-    ([10, 11, 11, 11, 11, 11, 11, 11, 11, 11, 12], 10)
+    [10, 11, 11, 11, 11, 11, 11, 11, 11, 11]
     """
     if not text:
-        return [], 0
+        return []
     end = len(text) if rng.random() < 0.5 else rng.randint(1, len(text))
     span = text[end - rng.randint(1, min(LOOP_SPAN, end)) : end]
     repeats = max(rng.randint(*LOOP_REPEATS), -(-8 // len(span)))
-    loop = text[:end] + span * repeats
-    return loop + text[end:], len(loop)
+    return text[:end] + span * repeats
 
 
 def synthetic_loops(
@@ -273,48 +265,35 @@ def synthetic_loops(
     ignore_index: int = -100,
 ) -> Rollouts | None:
     """Loops made from the batch's own labels, no decoding (None when no row is
-    without timestamps): in each picked row's label the phrase before a cut is said
-    again several times and the label goes on after it (:func:`made_loop`); the
-    surplus repeats are marked against the label as in :func:`student_rollouts`, and
-    the first token after the loop (the label's next word, or its end of text) is
-    marked in ``recover``.
+    without timestamps): each picked row's label is cut where a loop starts and the
+    phrase before the cut is said again several times (:func:`made_loop`); the
+    surplus repeats are marked against the label as in :func:`student_rollouts`.
 
     What the student's own rollouts find only while it still loops (and at the cost
     of a greedy decoding per step), these sequences show it on every step: teacher
     forced on a prefix that already repeats itself, it learns not to say the phrase
-    yet again (the repetition term) and to go on with what was said after it (a
-    cross-entropy on ``recover``) rather than stop where a loop began, which it
-    learns when only pushed away from the repeat.
-    ``seed`` makes the loops of a step reproducible (a resumed run draws the same).
+    yet again. ``seed`` makes the loops of a step reproducible (a resumed run draws
+    the same).
     """
     labelled = labels != ignore_index
     rows, length = _pick_rows(decoder_input_ids, labelled, spec)
     if rows.numel() == 0:
         return None
     rng = random.Random(seed)
-    loops, ends = [], []
+    loops = []
     for row in rows.tolist():
         full = labels[row][labelled[row]].tolist()  # the prompt's rest, text, end of text
         text = full[length - 1 :]
         if text and text[-1] == spec.eos_id:
             text = text[:-1]
-        loop, end = made_loop(text, rng)
-        loops.append([*loop, spec.eos_id])
-        ends.append(end)
+        loops.append(made_loop(text, rng) or [spec.eos_id])
     generated = torch.full(
         (len(loops), max(map(len, loops))), spec.eos_id, dtype=torch.long, device=labels.device
     )
     for r, loop in enumerate(loops):
         generated[r, : len(loop)] = torch.tensor(loop, dtype=torch.long, device=labels.device)
     prompt = decoder_input_ids[rows, :length]
-    marked = _marked(rows, prompt, generated, labels, labelled, spec.eos_id)
-    # generated token t is predicted at position length - 1 + t
-    index = torch.arange(marked.positions.shape[1], device=labels.device)[None]
-    first = (length - 1 + torch.tensor(ends, device=labels.device))[:, None]
-    excess = marked.excess & (index < first)  # the label's words after the loop are no surplus
-    # only the first token after the loop is taught: the rest of the label follows a
-    # prefix longer than the audio's, and trained on whole it made the student worse
-    return dataclasses.replace(marked, excess=excess, recover=marked.positions & (index == first))
+    return _marked(rows, prompt, generated, labels, labelled, spec.eos_id)
 
 
 def unlikelihood(

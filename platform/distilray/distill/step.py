@@ -350,14 +350,6 @@ def train_step(
             )
             total = total + on_policy.repetition_weight * term
             extra["repetition"] = term.item()
-        if rolled.recover is not None:
-            # after a synthetic loop, what the label says next: cross-entropy, as its CE
-            recover = rolled.recover[rolled.positions]
-            term = torch.nn.functional.cross_entropy(
-                own[0][recover].float(), rolled.targets[rolled.positions][recover]
-            )
-            total = total + loss_fn.pl_weight * term
-            extra["recovery"] = term.item()
     if hidden is not None:
         term = hidden_state_loss(student_hidden, teacher_hidden, hidden.pairs, labelled)
         total = total + hidden.weight * term

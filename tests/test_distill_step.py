@@ -515,7 +515,6 @@ def test_export_keeps_the_lowest_validation_wer_and_the_later_checkpoint_on_a_ti
         choose_checkpoint(SimpleNamespace(best_checkpoints=[], checkpoint=None, metrics={}), "best")
 
 
-
 def _text_batch(processor, texts: list[list[int]]) -> dict[str, torch.Tensor]:
     """A batch whose rows are labelled ``<|notimestamps|> text <|endoftext|>``."""
     rng = np.random.default_rng(1)
@@ -525,6 +524,7 @@ def _text_batch(processor, texts: list[list[int]]) -> dict[str, torch.Tensor]:
         "input_features": torch.from_numpy(log_mel(processor.feature_extractor, audios)),
         **pad_labels(seqs, pad_token_id=50256, decoder_start_token_id=50257, max_tokens=448),
     }
+
 
 def _loop_shape(loop: list[int], text: list[int]) -> tuple[int, int, int] | None:
     """(cut, span, repeats) when ``loop`` is ``text[:cut]`` followed by its last

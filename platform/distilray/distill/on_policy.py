@@ -236,6 +236,7 @@ def _marked(
 
 LOOP_SPAN = 8  # longest phrase (tokens) a synthetic loop repeats
 LOOP_REPEATS = (2, 5)  # how many extra times it is said, at least and at most
+LOOP_TOKENS = 2 * REPEAT_NGRAM  # fewest repeated tokens: its 4-token phrases then repeat
 
 
 def made_loop(text: list[int], rng: random.Random) -> list[int]:
@@ -253,7 +254,7 @@ def made_loop(text: list[int], rng: random.Random) -> list[int]:
         return []
     end = len(text) if rng.random() < 0.5 else rng.randint(1, len(text))
     span = text[end - rng.randint(1, min(LOOP_SPAN, end)) : end]
-    repeats = max(rng.randint(*LOOP_REPEATS), -(-8 // len(span)))
+    repeats = max(rng.randint(*LOOP_REPEATS), -(-LOOP_TOKENS // len(span)))
     return text[:end] + span * repeats
 
 

@@ -277,10 +277,12 @@ def train_step(
             states = _encode(student, batch, encoder_cache)
             ids, mask = batch["decoder_input_ids"], batch["decoder_attention_mask"]
             rolled = None
-            if on_policy is not None and on_policy.synthetic:
-                rolled = synthetic_loops(ids, labels, on_policy, seed)
-            elif on_policy is not None:
-                rolled = student_rollouts(unwrap(student), states, ids, labels, on_policy)
+            if on_policy is not None:
+                rolled = (
+                    synthetic_loops(ids, labels, on_policy, seed)
+                    if on_policy.synthetic
+                    else student_rollouts(unwrap(student), states, ids, labels, on_policy)
+                )
                 if rolled is not None and on_policy.weight == 0:
                     # the repetition term alone reads the surplus tokens' logits only
                     rolled = rolled.surplus_only()

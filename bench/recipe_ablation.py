@@ -87,18 +87,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "loss.on_policy_pick=shortest",
         ],
     ),
-    "repetition-synthetic-no-stop": (
-        "+ the repetition term on loops made from the labels, end of text pushed down too "
-        "where a loop is cut inside the label",
-        [
-            "loss.repetition_weight=1.0",
-            "loss.repetition_source=synthetic",
-            "loss.repetition_no_early_stop=true",
-            "loss.on_policy_every=1",
-            "loss.on_policy_rows=4",
-            "loss.on_policy_pick=shortest",
-        ],
-    ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

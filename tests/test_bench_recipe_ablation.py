@@ -68,6 +68,3 @@ def test_repetition_variant_turns_on_the_unlikelihood_term_with_rollouts(ablatio
     synthetic = loss("repetition-synthetic")
     assert synthetic.repetition_source == "synthetic" and synthetic.on_policy_every == 1
     assert loss("repetition-short").repetition_source == "rollout"
-    no_stop = loss("repetition-synthetic-no-stop")
-    assert no_stop.repetition_source == "synthetic" and no_stop.repetition_no_early_stop
-    assert not synthetic.repetition_no_early_stop

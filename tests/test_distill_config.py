@@ -73,10 +73,6 @@ def test_paper_defaults_and_overrides():
             "needs the student's own transcripts",
         ),
         ("loss.repetition_source=loops", "loss.repetition_source"),
-        (
-            "loss.repetition_no_early_stop=true loss.repetition_weight=1",
-            "needs loss.repetition_source: synthetic",
-        ),
     ],
 )
 def test_config_mistakes_are_reported(override, message):

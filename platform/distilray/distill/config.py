@@ -167,14 +167,6 @@ class LossSection(StageConfig):
         "with no decoding, so the term acts on every step it runs for the cost of a few "
         "more rows",
     )
-    repetition_no_early_stop: bool = Field(
-        False,
-        description="with `repetition_source: synthetic`: where a loop is cut inside the "
-        "label (the audio goes on after it), the end of text is pushed down together with "
-        "each surplus repeat, so the student learns to go on with the audio rather than "
-        "to stop where a loop would begin (pushing the repeat down alone made the demo "
-        "student truncate: README ablation row 48)",
-    )
     on_policy_every: int = Field(
         1,
         ge=1,
@@ -392,11 +384,6 @@ class DistillConfig(StageConfig):
             )
         if self.loss.kl_weight == 0 and self.loss.pl_weight == 0:
             raise ConfigError("loss.kl_weight and loss.pl_weight are both 0: nothing to learn")
-        if self.loss.repetition_no_early_stop and self.loss.repetition_source != "synthetic":
-            raise ConfigError(
-                "loss.repetition_no_early_stop needs loss.repetition_source: synthetic "
-                "(only loops made from the labels know where the audio goes on)"
-            )
         if self.loss.repetition_source == "synthetic" and self.loss.on_policy_weight > 0:
             raise ConfigError(
                 "loss.repetition_source: synthetic makes loops for the repetition term only; "

@@ -196,7 +196,6 @@ class DistillRecipe:
             loss.on_policy_rows,
             loss.on_policy_pick == "shortest",
             loss.repetition_source == "synthetic",
-            loss.repetition_no_early_stop,
         )
 
     def _augment(self) -> FeatureAugment | None:

@@ -27,7 +27,6 @@ backward, so DistributedDataParallel sees an ordinary step).
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -48,7 +47,6 @@ class OnPolicy:
     max_rows: int | None = None  # rows transcribed per rollout (None: all)
     shortest: bool = False  # max_rows takes the rows with the shortest labels, not the first
     synthetic: bool = False  # the repetition term's loops are made from the labels (no rollout)
-    no_early_stop: bool = False  # synthetic loops inside the text also push down end of text
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,6 @@ class Rollouts:
     excess: torch.Tensor  # (r, L) bool: of those, the predictions of surplus repeats
     targets: torch.Tensor  # (r, L) the token each position predicts (its next input)
     scored: int  # generated tokens of all the rollouts (the repetition term's denominator)
-    stops: torch.Tensor | None = None  # (r, L) bool: surplus repeats where ending is wrong too
 
     def surplus_only(self) -> Rollouts | None:
         """Only the rows with surplus repeats, scored only there (None when no row has
@@ -78,7 +75,6 @@ class Rollouts:
             self.excess[keep],
             self.targets[keep],
             self.scored,
-            None if self.stops is None else self.stops[keep],
         )
 
 
@@ -243,24 +239,23 @@ LOOP_REPEATS = (2, 5)  # how many extra times it is said, at least and at most
 LOOP_TOKENS = 2 * REPEAT_NGRAM  # fewest repeated tokens: its 4-token phrases then repeat
 
 
-def made_loop(text: list[int], rng: random.Random) -> tuple[list[int], bool]:
+def made_loop(text: list[int], rng: random.Random) -> list[int]:
     """``text`` (a label's tokens between prompt and end of text) cut where a loop
     starts, followed by the loop: the phrase just said, said again 2-5 more times
-    (at least 8 repeated tokens, so that 4-token phrases repeat beyond the label);
-    and whether the cut is inside the text (the audio goes on after the loop).
+    (at least 8 repeated tokens, so that 4-token phrases repeat beyond the label).
 
     Half the loops start at the end of the text (a student that does not stop repeats
     what it said last), the others anywhere in it.
 
     >>> made_loop([10, 11, 12], random.Random(0))
-    ([10, 11, 11, 11, 11, 11, 11, 11, 11, 11], True)
+    [10, 11, 11, 11, 11, 11, 11, 11, 11, 11]
     """
     if not text:
-        return [], False
+        return []
     end = len(text) if rng.random() < 0.5 else rng.randint(1, len(text))
     span = text[end - rng.randint(1, min(LOOP_SPAN, end)) : end]
     repeats = max(rng.randint(*LOOP_REPEATS), -(-LOOP_TOKENS // len(span)))
-    return text[:end] + span * repeats, end < len(text)
+    return text[:end] + span * repeats
 
 
 def synthetic_loops(
@@ -279,51 +274,35 @@ def synthetic_loops(
     of a greedy decoding per step), these sequences show it on every step: teacher
     forced on a prefix that already repeats itself, it learns not to say the phrase
     yet again. ``seed`` makes the loops of a step reproducible (a resumed run draws
-    the same). With ``spec.no_early_stop`` the surplus of a loop cut inside the text
-    is also marked in ``stops``: there the audio goes on, so ending the transcript is
-    as wrong as repeating (without it, pushing the repeat down teaches the student to
-    stop where a loop would begin, and it truncates).
+    the same).
     """
     labelled = labels != ignore_index
     rows, length = _pick_rows(decoder_input_ids, labelled, spec)
     if rows.numel() == 0:
         return None
     rng = random.Random(seed)
-    loops, inside = [], []
+    loops = []
     for row in rows.tolist():
         full = labels[row][labelled[row]].tolist()  # the prompt's rest, text, end of text
         text = full[length - 1 :]
         if text and text[-1] == spec.eos_id:
             text = text[:-1]
-        loop, cut_inside = made_loop(text, rng)
-        loops.append(loop or [spec.eos_id])
-        inside.append(cut_inside)
+        loops.append(made_loop(text, rng) or [spec.eos_id])
     generated = torch.full(
         (len(loops), max(map(len, loops))), spec.eos_id, dtype=torch.long, device=labels.device
     )
     for r, loop in enumerate(loops):
         generated[r, : len(loop)] = torch.tensor(loop, dtype=torch.long, device=labels.device)
     prompt = decoder_input_ids[rows, :length]
-    loops = _marked(rows, prompt, generated, labels, labelled, spec.eos_id)
-    if not spec.no_early_stop:
-        return loops
-    inside_rows = torch.tensor(inside, dtype=torch.bool, device=labels.device)[:, None]
-    return dataclasses.replace(loops, stops=loops.excess & inside_rows)
+    return _marked(rows, prompt, generated, labels, labelled, spec.eos_id)
 
 
 def unlikelihood(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    marked: torch.Tensor,
-    total: int | None = None,
-    stop_id: int | None = None,
-    stops: torch.Tensor | None = None,
+    logits: torch.Tensor, targets: torch.Tensor, marked: torch.Tensor, total: int | None = None
 ) -> torch.Tensor:
     """``-log(1 - p(target))`` summed over the ``marked`` rows of ``logits`` and divided
-    by ``total`` (default: all rows) (``logits``: (n, vocab); ``targets``, ``marked``,
-    ``stops``: (n,)); 0 when none is marked. On the rows marked in ``stops`` too, the
-    probability of ``stop_id`` counts with the target's: ``-log(1 - p(target) - p(stop))``,
-    so the mass taken from the repeat does not go to ending the transcript.
+    by ``total`` (default: all rows) (``logits``: (n, vocab); ``targets``, ``marked``:
+    (n,)); 0 when none is marked.
 
     >>> import torch
     >>> logits = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
@@ -334,9 +313,6 @@ def unlikelihood(
         return logits.sum() * 0.0  # keeps the graph (DDP expects every step's gradients)
     probs = torch.softmax(logits[marked].float(), dim=-1)
     p = probs.gather(1, targets[marked][:, None]).squeeze(1)
-    if stop_id is not None and stops is not None:
-        also = stops[marked] & (targets[marked] != stop_id)
-        p = p + torch.where(also, probs[:, stop_id], torch.zeros_like(p))
     return -torch.log1p(-p.clamp(max=1 - 1e-6)).sum() / (total or logits.shape[0])
 
 

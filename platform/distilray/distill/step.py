@@ -349,8 +349,6 @@ def train_step(
                 rolled.targets[rolled.positions],
                 rolled.excess[rolled.positions],
                 rolled.scored,
-                on_policy.eos_id,
-                None if rolled.stops is None else rolled.stops[rolled.positions],
             )
             total = total + on_policy.repetition_weight * term
             extra["repetition"] = term.item()

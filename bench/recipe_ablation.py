@@ -87,6 +87,17 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "loss.on_policy_pick=shortest",
         ],
     ),
+    "repetition-synthetic-end": (
+        "+ the repetition term on loops made from the labels, all starting where the label ends",
+        [
+            "loss.repetition_weight=1.0",
+            "loss.repetition_source=synthetic",
+            "loss.repetition_loops_at=end",
+            "loss.on_policy_every=1",
+            "loss.on_policy_rows=4",
+            "loss.on_policy_pick=shortest",
+        ],
+    ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

@@ -68,3 +68,6 @@ def test_repetition_variant_turns_on_the_unlikelihood_term_with_rollouts(ablatio
     synthetic = loss("repetition-synthetic")
     assert synthetic.repetition_source == "synthetic" and synthetic.on_policy_every == 1
     assert loss("repetition-short").repetition_source == "rollout"
+    at_end = loss("repetition-synthetic-end")
+    assert at_end.repetition_source == "synthetic" and at_end.repetition_loops_at == "end"
+    assert synthetic.repetition_loops_at == "anywhere"

@@ -570,6 +570,25 @@ def test_synthetic_loops_repeat_a_phrase_of_the_label_and_mark_only_its_surplus(
     assert torch.equal(again.input_ids, synthetic_loops(ids, labels, spec, seed=3).input_ids)
 
 
+def test_synthetic_loops_can_all_start_where_the_label_ends():
+    from distilray.distill.on_policy import OnPolicy, synthetic_loops
+
+    texts = [[400, 401, 402, 403, 404, 405, 406, 407, 408, 409], [410, 411, 412, 413]]
+    seqs = [[50257, 50362, *t, 50256] for t in texts]
+    padded = pad_labels(seqs, pad_token_id=50256, decoder_start_token_id=50257, max_tokens=448)
+    ids, labels = padded["decoder_input_ids"], padded["labels"]
+    spec = OnPolicy(0.0, 128, 50362, 50256, 1.0, synthetic=True, loops_at_end=True)
+    for seed in range(20):
+        loops = synthetic_loops(ids, labels, spec, seed=seed)
+        for r, text in enumerate(texts):
+            said = loops.targets[r][loops.positions[r]].tolist()
+            while said and said[-1] == 50256:
+                said.pop()
+            cut, span, repeats = _loop_shape(said, text)
+            assert cut == len(text) and repeats >= 2 and span * repeats >= 8
+            assert any(loops.excess[r])
+
+
 def test_synthetic_loops_skip_timestamped_rows_and_honour_on_policy_rows():
     from distilray.distill.on_policy import OnPolicy, synthetic_loops
 

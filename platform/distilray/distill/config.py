@@ -167,6 +167,14 @@ class LossSection(StageConfig):
         "with no decoding, so the term acts on every step it runs for the cost of a few "
         "more rows",
     )
+    repetition_loops_at: Literal["anywhere", "end"] = Field(
+        "anywhere",
+        description="with `repetition_source: synthetic`, where a made loop starts: "
+        "`anywhere`, half of them at the label's end and half inside it; `end`, only "
+        "where the label ends, the one place where ending the transcript is the right way "
+        "out of a loop (loops cut inside the label taught the demo student to stop where "
+        "a loop began: README ablation row 48)",
+    )
     on_policy_every: int = Field(
         1,
         ge=1,
@@ -384,6 +392,14 @@ class DistillConfig(StageConfig):
             )
         if self.loss.kl_weight == 0 and self.loss.pl_weight == 0:
             raise ConfigError("loss.kl_weight and loss.pl_weight are both 0: nothing to learn")
+        if (
+            self.loss.repetition_loops_at != "anywhere"
+            and self.loss.repetition_source != "synthetic"
+        ):
+            raise ConfigError(
+                "loss.repetition_loops_at places loops made from the labels: it needs "
+                "loss.repetition_source: synthetic"
+            )
         if self.loss.repetition_source == "synthetic" and self.loss.on_policy_weight > 0:
             raise ConfigError(
                 "loss.repetition_source: synthetic makes loops for the repetition term only; "

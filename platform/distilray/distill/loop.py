@@ -196,6 +196,7 @@ class DistillRecipe:
             loss.on_policy_rows,
             loss.on_policy_pick == "shortest",
             loss.repetition_source == "synthetic",
+            loss.repetition_loops_at == "end",
         )
 
     def _augment(self) -> FeatureAugment | None:

@@ -47,6 +47,7 @@ class OnPolicy:
     max_rows: int | None = None  # rows transcribed per rollout (None: all)
     shortest: bool = False  # max_rows takes the rows with the shortest labels, not the first
     synthetic: bool = False  # the repetition term's loops are made from the labels (no rollout)
+    loops_at_end: bool = False  # synthetic loops start only where the label ends
 
 
 @dataclass(frozen=True)
@@ -239,20 +240,23 @@ LOOP_REPEATS = (2, 5)  # how many extra times it is said, at least and at most
 LOOP_TOKENS = 2 * REPEAT_NGRAM  # fewest repeated tokens: its 4-token phrases then repeat
 
 
-def made_loop(text: list[int], rng: random.Random) -> list[int]:
+def made_loop(text: list[int], rng: random.Random, at_end: bool = False) -> list[int]:
     """``text`` (a label's tokens between prompt and end of text) cut where a loop
     starts, followed by the loop: the phrase just said, said again 2-5 more times
     (at least 8 repeated tokens, so that 4-token phrases repeat beyond the label).
 
     Half the loops start at the end of the text (a student that does not stop repeats
-    what it said last), the others anywhere in it.
+    what it said last), the others anywhere in it; with ``at_end`` all of them start
+    at its end, where ending the transcript is the right way out of the loop.
 
     >>> made_loop([10, 11, 12], random.Random(0))
     [10, 11, 11, 11, 11, 11, 11, 11, 11, 11]
+    >>> made_loop([10, 11, 12], random.Random(0), at_end=True)[:7]
+    [10, 11, 12, 11, 12, 11, 12]
     """
     if not text:
         return []
-    end = len(text) if rng.random() < 0.5 else rng.randint(1, len(text))
+    end = len(text) if at_end or rng.random() < 0.5 else rng.randint(1, len(text))
     span = text[end - rng.randint(1, min(LOOP_SPAN, end)) : end]
     repeats = max(rng.randint(*LOOP_REPEATS), -(-LOOP_TOKENS // len(span)))
     return text[:end] + span * repeats
@@ -287,7 +291,7 @@ def synthetic_loops(
         text = full[length - 1 :]
         if text and text[-1] == spec.eos_id:
             text = text[:-1]
-        loops.append(made_loop(text, rng) or [spec.eos_id])
+        loops.append(made_loop(text, rng, spec.loops_at_end) or [spec.eos_id])
     generated = torch.full(
         (len(loops), max(map(len, loops))), spec.eos_id, dtype=torch.long, device=labels.device
     )

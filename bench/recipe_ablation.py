@@ -28,6 +28,11 @@ logger = logging.getLogger("bench.recipe_ablation")
 # recipe's two training label folders.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "recipe": ("the recipe as configured", []),
+    "seed-1": (
+        "the recipe with another training seed (the shuffle order, which labels keep "
+        "their timestamps, augmentation draws): the spread of a single run",
+        ["train.seed=1"],
+    ),
     "no-real-audio": ("synthetic speech only", ["data.train=[{train_synth}]"]),
     "real-audio-only": ("real unlabelled speech only", ["data.train=[{train_real}]"]),
     "no-frozen-embeddings": (

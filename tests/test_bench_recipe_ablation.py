@@ -68,6 +68,8 @@ def test_repetition_variant_turns_on_the_unlikelihood_term_with_rollouts(ablatio
     synthetic = loss("repetition-synthetic")
     assert synthetic.repetition_source == "synthetic" and synthetic.on_policy_every == 1
     assert loss("repetition-short").repetition_source == "rollout"
+    seeded = load_config(DistillConfig, "configs/tiny/distill.yaml", ablation.VARIANTS["seed-1"][1])
+    assert seeded.train.seed == 1 and seeded.loss == loss("recipe")
     at_end = loss("repetition-synthetic-end")
     assert at_end.repetition_source == "synthetic" and at_end.repetition_loops_at == "end"
     assert synthetic.repetition_loops_at == "anywhere"

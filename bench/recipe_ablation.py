@@ -26,8 +26,18 @@ logger = logging.getLogger("bench.recipe_ablation")
 
 # name -> (what it changes, distill overrides). `{train_synth}` / `{train_real}` are the
 # recipe's two training label folders.
+# the recipe's own repetition term (loops made from the labels), replaced by rollouts
+ROLLOUTS = ["loss.repetition_source=rollout", "loss.repetition_loops_at=anywhere"]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "recipe": ("the recipe as configured", []),
+    "no-repetition": (
+        "without the repetition term (the demo recipe of rows 32-51)",
+        [
+            "loss.repetition_weight=0",
+            "loss.repetition_source=rollout",
+            "loss.repetition_loops_at=anywhere",
+        ],
+    ),
     "seed-1": (
         "the recipe with another training seed (the shuffle order, which labels keep "
         "their timestamps, augmentation draws): the spread of a single run",
@@ -57,12 +67,25 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "no-dropout": ("no decoder dropout", ["model.decoder_dropout=0"]),
     "on-policy": (
         "+ on-policy KL on the student's own greedy transcripts (weight 1, every 2nd step)",
-        ["loss.on_policy_weight=1.0", "loss.on_policy_every=2"],
+        [
+            "loss.on_policy_weight=1.0",
+            "loss.on_policy_every=2",
+            "loss.repetition_weight=0",
+            "loss.on_policy_rows=null",
+            "loss.on_policy_pick=first",
+            *ROLLOUTS,
+        ],
     ),
     "repetition": (
         "+ unlikelihood of the surplus repeats in the student's own greedy transcripts "
         "(weight 1, every 2nd step)",
-        ["loss.repetition_weight=1.0", "loss.on_policy_every=2", "loss.on_policy_rows=null"],
+        [
+            "loss.repetition_weight=1.0",
+            "loss.on_policy_every=2",
+            "loss.on_policy_rows=null",
+            "loss.on_policy_pick=first",
+            *ROLLOUTS,
+        ],
     ),
     "repetition-light": (
         "+ the repetition term on 2 rows of every 2nd batch (a third of the rollouts)",
@@ -70,6 +93,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "loss.repetition_weight=1.0",
             "loss.on_policy_every=2",
             "loss.on_policy_rows=2",
+            "loss.on_policy_pick=first",
+            *ROLLOUTS,
         ],
     ),
     "repetition-short": (
@@ -79,6 +104,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "loss.on_policy_every=2",
             "loss.on_policy_rows=2",
             "loss.on_policy_pick=shortest",
+            *ROLLOUTS,
         ],
     ),
     "repetition-synthetic": (
@@ -87,6 +113,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         [
             "loss.repetition_weight=1.0",
             "loss.repetition_source=synthetic",
+            "loss.repetition_loops_at=anywhere",
             "loss.on_policy_every=1",
             "loss.on_policy_rows=4",
             "loss.on_policy_pick=shortest",

@@ -73,3 +73,18 @@ def test_repetition_variant_turns_on_the_unlikelihood_term_with_rollouts(ablatio
     at_end = loss("repetition-synthetic-end")
     assert at_end.repetition_source == "synthetic" and at_end.repetition_loops_at == "end"
     assert synthetic.repetition_loops_at == "anywhere"
+    assert loss("no-repetition").repetition_weight == 0
+
+
+def test_every_variant_is_a_valid_change_of_the_demo_recipe(ablation):
+    """The recipe's own settings (its repetition term included) never make a variant's
+    change invalid: each one loads on top of the demo's distill config."""
+    from distilray.config import load_config
+    from distilray.distill.config import DistillConfig
+
+    fields = {"train_synth": "a", "train_real": "b", "steps2": 520}
+    for name, (_, changes) in ablation.VARIANTS.items():
+        config = load_config(
+            DistillConfig, "configs/tiny/distill.yaml", [c.format(**fields) for c in changes]
+        )
+        assert config.run.name, name

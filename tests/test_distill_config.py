@@ -73,7 +73,7 @@ def test_paper_defaults_and_overrides():
             "needs the student's own transcripts",
         ),
         ("loss.repetition_source=loops", "loss.repetition_source"),
-        ("loss.repetition_loops_at=end loss.repetition_weight=1", "needs loss.repetition_source"),
+        ("loss.repetition_source=rollout", "needs loss.repetition_source: synthetic"),
     ],
 )
 def test_config_mistakes_are_reported(override, message):

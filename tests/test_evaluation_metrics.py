@@ -288,6 +288,11 @@ def test_loops_are_counted_on_the_raw_transcript_against_the_speakers_own_repeat
     assert longest_run(raw_words("a b c d e a b c d e")) == 1
     assert is_loop("ha ha ha ha ha") and not is_loop("ha ha ha ha")
     assert longest_run([]) == 0 and not is_loop("")
+    # a run of punctuation with no word (the mass taken from a repeat went to "..."):
+    # invisible to WER, 5-grams and word repeats, a loop here; ordinary punctuation is not
+    dots = "Here's some more word... word... ...word... ...... " + "." * 40
+    assert longest_run(raw_words(dots)) == 3 and is_loop(dots, "word")
+    assert not is_loop('Well... I don\'t know?! ... Maybe -- "yes".', "well i don't know maybe yes")
 
     utterances = [
         Utterance("montreal forced um aligner", filler, 5.0, 1.0, 110),

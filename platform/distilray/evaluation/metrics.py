@@ -74,19 +74,39 @@ def longest_run(words: Sequence[str], max_phrase: int = LOOP_PHRASE_WORDS) -> in
     return best
 
 
+PUNCTUATION_LOOP_CHARS = 16  # a stretch of text without a letter or digit this long
+
+
+def longest_punctuation(text: str | None) -> int:
+    """The most punctuation characters ``text`` has in a row with no letter or digit
+    between them (whitespace not counted).
+
+    >>> longest_punctuation("Montreal... ... ...... forced")
+    12
+    """
+    stretches = re.split(r"[a-z0-9]+", (text or "").lower())
+    return max((len(re.sub(r"\s+", "", s)) for s in stretches), default=0)
+
+
 def is_loop(hypothesis: str | None, reference: str | None = None) -> bool:
     """Whether ``hypothesis`` repeats a phrase of up to four words at least
     ``LOOP_EXCESS`` more times in a row than ``reference`` repeats any phrase (without
-    a reference: at least ``LOOP_EXCESS + 1`` times). Fillers count: a student that
-    says "um" 51 times where the speaker said it once loops, although Whisper's
-    normaliser hides it from WER and the 5-gram count; a speaker who says "word" five
-    times, transcribed six times, does not.
+    a reference: at least ``LOOP_EXCESS + 1`` times), or runs on with punctuation and
+    no word (``PUNCTUATION_LOOP_CHARS`` or more in a row: "... ... ......"). Fillers
+    count: a student that says "um" 51 times where the speaker said it once loops,
+    although Whisper's normaliser hides it from WER and the 5-gram count; a speaker
+    who says "word" five times, transcribed six times, does not. A punctuation loop
+    is invisible to both too (the normaliser drops punctuation).
 
     >>> is_loop("montreal forced um um um um um um aligner", "montreal forced um aligner")
     True
     >>> is_loop("word word word word word word", "word word word word word")
     False
+    >>> is_loop("Montreal... " + "... " * 6, "montreal forced aligner")
+    True
     """
+    if longest_punctuation(hypothesis) >= PUNCTUATION_LOOP_CHARS:
+        return True
     excess = longest_run(raw_words(hypothesis)) - max(longest_run(raw_words(reference)), 1)
     return excess >= LOOP_EXCESS
 

@@ -66,7 +66,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "dropout-0.1": ("decoder dropout 0.1 while training", ["model.decoder_dropout=0.1"]),
     "no-dropout": ("no decoder dropout", ["model.decoder_dropout=0"]),
     "on-policy": (
-        "+ on-policy KL on the student's own greedy transcripts (weight 1, every 2nd step)",
+        "on-policy KL on the student's own greedy transcripts (weight 1, every 2nd step) "
+        "instead of the recipe's repetition term",
         [
             "loss.on_policy_weight=1.0",
             "loss.on_policy_every=2",
@@ -77,8 +78,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "repetition": (
-        "+ unlikelihood of the surplus repeats in the student's own greedy transcripts "
-        "(weight 1, every 2nd step)",
+        "the repetition term on the student's own greedy transcripts (every row, every "
+        "2nd step) instead of loops made from the labels",
         [
             "loss.repetition_weight=1.0",
             "loss.on_policy_every=2",
@@ -88,7 +89,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "repetition-light": (
-        "+ the repetition term on 2 rows of every 2nd batch (a third of the rollouts)",
+        "the repetition term on the student's own greedy transcripts of 2 rows of every "
+        "2nd batch instead of loops made from the labels",
         [
             "loss.repetition_weight=1.0",
             "loss.on_policy_every=2",
@@ -98,7 +100,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "repetition-short": (
-        "+ the repetition term on the 2 rows with the shortest labels of every 2nd batch",
+        "the repetition term on the student's own greedy transcripts of the 2 rows with "
+        "the shortest labels of every 2nd batch (the quality recipe's)",
         [
             "loss.repetition_weight=1.0",
             "loss.on_policy_every=2",

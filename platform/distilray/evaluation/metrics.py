@@ -79,12 +79,14 @@ PUNCTUATION_LOOP_CHARS = 16  # a stretch of text without a letter or digit this 
 
 def longest_punctuation(text: str | None) -> int:
     """The most punctuation characters ``text`` has in a row with no letter or digit
-    between them (whitespace not counted).
+    of any script between them (whitespace not counted).
 
     >>> longest_punctuation("Montreal... ... ...... forced")
     12
+    >>> longest_punctuation("Привет, как дела?")
+    1
     """
-    stretches = re.split(r"[a-z0-9]+", (text or "").lower())
+    stretches = re.split(r"[^\W_]+", text or "")
     return max((len(re.sub(r"\s+", "", s)) for s in stretches), default=0)
 
 

@@ -294,7 +294,9 @@ def test_loops_are_counted_on_the_raw_transcript_against_the_speakers_own_repeat
     assert longest_run(raw_words(dots)) == 3 and is_loop(dots, "word")
     assert not is_loop('Well... I don\'t know?! ... Maybe -- "yes".', "well i don't know maybe yes")
     # letters of any script are words: a transcript in another script is no punctuation run
-    assert not is_loop("Привет, как дела? Хорошо, спасибо.") and not is_loop("日本語のテキストです。" * 3)
+    assert not is_loop("Привет, как дела? Хорошо, спасибо.") and not is_loop(
+        "日本語のテキストです。" * 3
+    )
 
     utterances = [
         Utterance("montreal forced um aligner", filler, 5.0, 1.0, 110),

@@ -24,19 +24,23 @@ from pathlib import Path
 
 logger = logging.getLogger("bench.recipe_ablation")
 
+# the repetition term on rollouts: what replaces the demo's loops made from the labels
+ROLLOUTS = ["loss.repetition_source=rollout", "loss.repetition_loops_at=anywhere"]
+# the repetition term on loops made from the labels of the 4 shortest rows of every batch
+SYNTHETIC_LOOPS = [
+    "loss.repetition_weight=1.0",
+    "loss.repetition_source=synthetic",
+    "loss.on_policy_every=1",
+    "loss.on_policy_rows=4",
+    "loss.on_policy_pick=shortest",
+]
 # name -> (what it changes, distill overrides). `{train_synth}` / `{train_real}` are the
 # recipe's two training label folders.
-# the recipe's own repetition term (loops made from the labels), replaced by rollouts
-ROLLOUTS = ["loss.repetition_source=rollout", "loss.repetition_loops_at=anywhere"]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "recipe": ("the recipe as configured", []),
     "no-repetition": (
         "without the repetition term (the demo recipe of rows 32-51)",
-        [
-            "loss.repetition_weight=0",
-            "loss.repetition_source=rollout",
-            "loss.repetition_loops_at=anywhere",
-        ],
+        ["loss.repetition_weight=0", *ROLLOUTS],
     ),
     "seed-1": (
         "the recipe with another training seed (the shuffle order, which labels keep "
@@ -113,25 +117,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "repetition-synthetic": (
         "+ the repetition term on loops made from the labels of the 4 rows with the "
         "shortest labels of every batch (no rollout)",
-        [
-            "loss.repetition_weight=1.0",
-            "loss.repetition_source=synthetic",
-            "loss.repetition_loops_at=anywhere",
-            "loss.on_policy_every=1",
-            "loss.on_policy_rows=4",
-            "loss.on_policy_pick=shortest",
-        ],
+        [*SYNTHETIC_LOOPS, "loss.repetition_loops_at=anywhere"],
     ),
     "repetition-synthetic-end": (
         "+ the repetition term on loops made from the labels, all starting where the label ends",
-        [
-            "loss.repetition_weight=1.0",
-            "loss.repetition_source=synthetic",
-            "loss.repetition_loops_at=end",
-            "loss.on_policy_every=1",
-            "loss.on_policy_rows=4",
-            "loss.on_policy_pick=shortest",
-        ],
+        [*SYNTHETIC_LOOPS, "loss.repetition_loops_at=end"],
     ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",

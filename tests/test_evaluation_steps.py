@@ -94,3 +94,41 @@ def test_evaluation_rows_reach_the_actors_in_blocks_of_a_batch():
     assert [b.num_rows for b in blocks] == [8, 8, 3]
     assert pa.concat_tables(blocks).equals(table)
     assert [b.num_rows for b in row_blocks(table.slice(0, 0), 8)] == [0]
+
+
+def test_noisy_copies_go_only_to_the_noise_modes(tiny_en, student_dir, synth_clips, tmp_path):
+    row = json.loads(synth_clips.read_text().splitlines()[0])
+    table = pa.table(
+        {
+            "dataset": ["synth"],
+            "id": [row["id"]],
+            "text": [row["text"]],
+            "audio_bytes": pa.array([None], pa.binary()),
+            "audio_path": [str(synth_clips.parent / row["audio"])],
+        }
+    )
+    noisy = decode_rows(table, [None, 10.0], seed=0)  # the clip clean and at 10 dB
+    config = _config(
+        tiny_en,
+        student_dir,
+        tmp_path,
+        modes=["teacher", "student", "speculative"],
+        noise={"snr_db": [None, 10.0], "modes": ["teacher", "student"]},
+    )
+    assert config.noisy_modes() == ["teacher", "student"]
+    cells = {(r["mode"], r["snr_db"] == r["snr_db"]) for r in EvalWorker(config)(noisy).to_pylist()}
+    # (mode, noisy): speculative decoding runs on the clean clip only
+    assert cells == {
+        ("teacher", False),
+        ("teacher", True),
+        ("student", False),
+        ("student", True),
+        ("speculative", False),
+    }
+
+
+def test_noise_modes_narrow_the_evaluated_modes_only(tiny_en, student_dir, tmp_path):
+    assert _config(tiny_en, student_dir, tmp_path).noisy_modes() == ["teacher", "student"]
+    # a config that names speculative for noise still evaluates only its own modes
+    narrowed = _config(tiny_en, student_dir, tmp_path, noise={"modes": ["speculative", "student"]})
+    assert narrowed.noisy_modes() == ["student"]

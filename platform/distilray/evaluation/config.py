@@ -55,6 +55,13 @@ class NoiseConfig(StageConfig):
         description="signal-to-noise ratios in dB; null = the clean audio",
     )
     seed: int = Field(0, description="noise seed (each clip and SNR gets its own stream)")
+    modes: list[Mode] | None = Field(
+        None,
+        description="of `modes`, those that also transcribe the noisy copies (null: all; "
+        "others listed here are ignored, so that `modes` can be narrowed alone); e.g. "
+        "[teacher, student] leaves out speculative decoding, whose output is the "
+        "teacher's by construction, and the cost of its noisy cells",
+    )
 
 
 class RuntimeConfig(StageConfig):
@@ -148,6 +155,12 @@ class EvalConfig(StageConfig):
         if len(set(values)) != len(values):
             raise ValueError("entries must be unique")
         return values
+
+    def noisy_modes(self) -> list[str]:
+        """The modes that transcribe the noisy copies (clean audio: every mode)."""
+        if self.noise.modes is None:
+            return list(self.modes)
+        return [m for m in self.modes if m in self.noise.modes]
 
     @model_validator(mode="after")
     def _student_needed(self) -> EvalConfig:

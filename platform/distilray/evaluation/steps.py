@@ -138,6 +138,7 @@ class EvalWorker:
             for mode in cfg.modes
         }
         self.forms = list(cfg.forms)
+        self.noisy_modes = set(cfg.noisy_modes())
         self.word_timestamps = cfg.word_timestamps
         if self.word_timestamps:
             _check_word_timestamps(self.transcribers, cfg)
@@ -171,9 +172,12 @@ class EvalWorker:
         audios = [np.frombuffer(r["audio"], dtype=np.float32) for r in good]
         short = [i for i, a in enumerate(audios) if not is_long_form(len(a))]
         long = [i for i, a in enumerate(audios) if is_long_form(len(a))]
+        clean = {i for i, r in enumerate(good) if math.isnan(r["snr_db"])}
         for mode, transcriber in self.transcribers.items():
             for form in self.forms:
                 chosen = short if form == "short" else long
+                if mode not in self.noisy_modes:
+                    chosen = [i for i in chosen if i in clean]
                 if not chosen:
                     continue
                 long_form = "chunked" if form == "short" else form

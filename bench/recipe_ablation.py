@@ -26,6 +26,20 @@ logger = logging.getLogger("bench.recipe_ablation")
 
 # the repetition term on rollouts: what replaces the demo's loops made from the labels
 ROLLOUTS = ["loss.repetition_source=rollout", "loss.repetition_loops_at=anywhere"]
+
+
+def rollout_repetition(rows: str, pick: str) -> list[str]:
+    """The repetition term on the student's own greedy transcripts of ``rows`` rows
+    (``null``: all) of every 2nd batch, the ``pick`` ones (first or shortest)."""
+    return [
+        "loss.repetition_weight=1.0",
+        "loss.on_policy_every=2",
+        f"loss.on_policy_rows={rows}",
+        f"loss.on_policy_pick={pick}",
+        *ROLLOUTS,
+    ]
+
+
 # the repetition term on loops made from the labels of the 4 shortest rows of every batch
 SYNTHETIC_LOOPS = [
     "loss.repetition_weight=1.0",
@@ -84,35 +98,17 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "repetition": (
         "the repetition term on the student's own greedy transcripts (every row, every "
         "2nd step) instead of loops made from the labels",
-        [
-            "loss.repetition_weight=1.0",
-            "loss.on_policy_every=2",
-            "loss.on_policy_rows=null",
-            "loss.on_policy_pick=first",
-            *ROLLOUTS,
-        ],
+        rollout_repetition("null", "first"),
     ),
     "repetition-light": (
         "the repetition term on the student's own greedy transcripts of 2 rows of every "
         "2nd batch instead of loops made from the labels",
-        [
-            "loss.repetition_weight=1.0",
-            "loss.on_policy_every=2",
-            "loss.on_policy_rows=2",
-            "loss.on_policy_pick=first",
-            *ROLLOUTS,
-        ],
+        rollout_repetition("2", "first"),
     ),
     "repetition-short": (
         "the repetition term on the student's own greedy transcripts of the 2 rows with "
-        "the shortest labels of every 2nd batch (the quality recipe's)",
-        [
-            "loss.repetition_weight=1.0",
-            "loss.on_policy_every=2",
-            "loss.on_policy_rows=2",
-            "loss.on_policy_pick=shortest",
-            *ROLLOUTS,
-        ],
+        "the shortest labels of every 2nd batch (the quality recipe's until ablation row 58)",
+        rollout_repetition("2", "shortest"),
     ),
     "repetition-synthetic": (
         "+ the repetition term on loops made from the labels of the 4 rows with the "

@@ -24,20 +24,24 @@ def student_dir(tiny_en, tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def decoded(synth_clips) -> pa.Table:
-    """Two clean clips as ``decode_rows`` hands them to the actor."""
-    rows = [json.loads(line) for line in synth_clips.read_text().splitlines()][:2]
-    table = pa.table(
+def _clips(synth_clips, count: int) -> pa.Table:
+    """The first ``count`` synthetic clips as manifest rows of the dataset ``synth``."""
+    rows = [json.loads(line) for line in synth_clips.read_text().splitlines()][:count]
+    return pa.table(
         {
-            "dataset": ["synth"] * 2,
+            "dataset": ["synth"] * count,
             "id": [r["id"] for r in rows],
             "text": [r["text"] for r in rows],
-            "audio_bytes": pa.array([None, None], pa.binary()),
+            "audio_bytes": pa.array([None] * count, pa.binary()),
             "audio_path": [str(synth_clips.parent / r["audio"]) for r in rows],
         }
     )
-    return decode_rows(table, [None], seed=0)
+
+
+@pytest.fixture(scope="module")
+def decoded(synth_clips) -> pa.Table:
+    """Two clean clips as ``decode_rows`` hands them to the actor."""
+    return decode_rows(_clips(synth_clips, 2), [None], seed=0)
 
 
 def _config(tiny_en, student_dir, tmp_path, **extra) -> EvalConfig:
@@ -97,17 +101,7 @@ def test_evaluation_rows_reach_the_actors_in_blocks_of_a_batch():
 
 
 def test_noisy_copies_go_only_to_the_noise_modes(tiny_en, student_dir, synth_clips, tmp_path):
-    row = json.loads(synth_clips.read_text().splitlines()[0])
-    table = pa.table(
-        {
-            "dataset": ["synth"],
-            "id": [row["id"]],
-            "text": [row["text"]],
-            "audio_bytes": pa.array([None], pa.binary()),
-            "audio_path": [str(synth_clips.parent / row["audio"])],
-        }
-    )
-    noisy = decode_rows(table, [None, 10.0], seed=0)  # the clip clean and at 10 dB
+    noisy = decode_rows(_clips(synth_clips, 1), [None, 10.0], seed=0)  # clean and at 10 dB
     config = _config(
         tiny_en,
         student_dir,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from distilray.distill.config import DistillConfig
@@ -144,6 +145,9 @@ def test_failure_recovers_from_checkpoint_with_same_step_count(
     cfg.data.cache_features = True
     cfg.train.encoder_cache_gb = 0.25
     cfg.train.augment.probability = 0.5
+    # ... and so must the weight average, which has to survive the restart
+    cfg.train.average.decay = 0.9
+    cfg.train.average.start_step = 4
     outcome = run_distillation(cfg)
     history = _history(outcome.run_path)
     clean = _history(uninterrupted.run_path)
@@ -152,6 +156,21 @@ def test_failure_recovers_from_checkpoint_with_same_step_count(
     assert [h["attempt_start_step"] for h in history] == [0, 8]
     assert outcome.steps == uninterrupted.steps == 16
     assert history[-1]["samples"] == clean[-1]["samples"] == 16 * 2 * 2
+    # The step-16 checkpoint holds the average of steps 4-16 (5 before the restart, 8
+    # after: the resumed run went on with the saved average) and training's raw weights.
+    from safetensors.torch import load_file
+
+    final = Path(outcome.run_path) / "checkpoint_step_00000016"
+    state = torch.load(final / "train_state.pt", weights_only=True)
+    assert state["average"]["count"] == 13
+    averaged, raw = load_file(final / "model.safetensors"), state["average"]["raw"]
+    assert raw and all(name in averaged for name in raw)
+    assert any(not torch.equal(averaged[name], raw[name]) for name in raw)
+    exported = load_file(Path(outcome.student) / "model.safetensors")
+    chosen = Path(outcome.run_path) / f"checkpoint_step_{outcome.exported_step:08d}"
+    assert all(
+        torch.equal(exported[k], v) for k, v in load_file(chosen / "model.safetensors").items()
+    )
 
 
 def test_rerun_after_failed_fit_resumes(tiny_random, student, labels, tmp_path):

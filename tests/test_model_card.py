@@ -76,3 +76,13 @@ def test_card_names_models_without_machine_paths(tmp_path, teacher, base_model, 
     assert f"Teacher: `{shown}`" in body and "Student initialisation: `student-2l`" in body
     assert str(tmp_path) not in text
     assert not re.search(r"(^|[\s`(])/[\w.-]+/", text), "an absolute path leaked into the card"
+
+
+def test_card_says_when_the_weights_are_an_average(tmp_path):
+    cfg = config(tmp_path, "openai/whisper-small.en")
+    _, body = split_card(model_card(cfg, SUMMARY, {"eval_wer": 0.1, "step": 200}, INIT))
+    assert "running average" not in body
+    cfg.train.average.decay, cfg.train.average.start_step = 0.99, 60
+    _, body = split_card(model_card(cfg, SUMMARY, {"eval_wer": 0.1, "step": 200}, INIT))
+    assert "- Weights: running average of the training steps' weights from step 60" in body
+    assert "EMA decay 0.99" in body

@@ -35,8 +35,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: TrainState,
+    extra: dict | None = None,
 ) -> None:
-    """Write the student (safetensors) and the training state to folder ``out``."""
+    """Write the student (safetensors) and the training state to folder ``out``;
+    ``extra`` (tensors and numbers only) is kept in the state file beside it."""
     out.mkdir(parents=True, exist_ok=True)
     student.save_pretrained(out)
     torch.save(
@@ -44,6 +46,7 @@ def save_checkpoint(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "state": asdict(state),
+            **(extra or {}),
         },
         out / STATE_FILE,
     )

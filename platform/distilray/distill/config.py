@@ -246,6 +246,26 @@ class AugmentSection(StageConfig):
     )
 
 
+class AverageSection(StageConfig):
+    """A running average of the student's weights (not in the paper; Polyak averaging,
+    "stochastic weight averaging", Izmailov et al. 2018), which evaluation, checkpoints
+    and the export use in place of the last step's weights."""
+
+    decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="EMA decay per step once 1/(1-decay) steps are averaged (a plain mean "
+        "of the steps before that); null: off, the last step's weights are the student",
+    )
+    start_step: int = Field(
+        0,
+        ge=0,
+        description="first step whose weights enter the average (the first steps are "
+        "still close to the untrained student)",
+    )
+
+
 class TrainSection(StageConfig):
     """Steps, batches, evaluation and checkpoint cadence."""
 
@@ -285,6 +305,10 @@ class TrainSection(StageConfig):
     augment: AugmentSection = Field(
         default_factory=AugmentSection,
         description="consistent feature augmentation for teacher and student (off by default)",
+    )
+    average: AverageSection = Field(
+        default_factory=AverageSection,
+        description="evaluate and export a running average of the weights (off by default)",
     )
     seed: int = Field(0, description="seed of the shuffle, the augmentation and torch")
     autocast: Literal["auto", "off", "bf16"] = Field(

@@ -2,9 +2,10 @@
 
 The maths lives in :mod:`distilray.distill.step`; this module only sets up and
 loops. Every ``train.eval_every`` steps rank 0 evaluates the student (greedy WER on
-the held-out rows) and writes a checkpoint, and every worker reports. A worker
-that starts with a checkpoint (a retried attempt, or the same run name rerun)
-restores the student, optimizer, scheduler and its place in the data.
+the held-out rows) and writes a checkpoint, and every worker reports; with
+``train.average`` both see the running average of the weights, not the last step's.
+A worker that starts with a checkpoint (a retried attempt, or the same run name
+rerun) restores the student, optimizer, scheduler, average and its place in the data.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from distilray.distill.augment import FeatureAugment, augment_batch
+from distilray.distill.average import WeightAverage, restore_raw
 from distilray.distill.checkpoint import (
     TrainState,
     apply_train_state,
@@ -124,6 +128,7 @@ class DistillRecipe:
         )
         self.teacher.requires_grad_(False)
         self._freeze(student)
+        self.average = self._weight_average(student, (saved or {}).get("average"))
         # DDP wraps the head so that its forward (logits at labelled positions only) syncs
         self.student = ray.train.torch.prepare_model(StudentHead(student))
         self.optimizer, self.scheduler = build_optimizer(
@@ -152,6 +157,20 @@ class DistillRecipe:
         self.augment = self._augment()
         self.train_shard = ray.train.get_dataset_shard("train")
         self.eval_shard = ray.train.get_dataset_shard("eval")
+
+    def _weight_average(self, student, kept: dict | None) -> WeightAverage | None:
+        """The running average of ``train.average`` (None when off), resumed from a
+        checkpoint's ``kept`` state; a checkpoint of an averaged run always gives its
+        raw weights back to training."""
+        settings = self.cfg.train.average
+        average = (
+            WeightAverage(student, settings.decay, settings.start_step) if settings.decay else None
+        )
+        if kept is not None and average is not None:
+            average.resume(student, kept)
+        elif kept is not None:
+            restore_raw(student, kept)
+        return average
 
     def _hidden_alignment(self) -> HiddenAlignment | None:
         """The layer pairs of ``loss.hidden_weight`` (None when the term is off)."""
@@ -322,6 +341,8 @@ class DistillRecipe:
             seed=seed,
         )
         self.state.step += 1
+        if self.average is not None:
+            self.average.update(unwrap(self.student), self.state.step)
         self.state.batch_in_epoch += 1
         self.state.samples += batch["input_features"].shape[0]
         self.window.add(metrics, batch["input_features"].shape[0])
@@ -331,10 +352,31 @@ class DistillRecipe:
             if self.encoder_cache is not None:
                 self._log("%s", self.encoder_cache.describe())
         if step % train.eval_every == 0 or step == train.max_steps:
-            self.report({**self.window.summary(), "eval_wer": self.evaluate()}, checkpoint=True)
+            with self._averaged() as extra:  # evaluated and saved: the average, if any
+                self.report(
+                    {**self.window.summary(), "eval_wer": self.evaluate()},
+                    checkpoint=True,
+                    extra=extra,
+                )
             self.window = _Window(self.world_size)
         if train.fail_at_step == step and self.started_fresh:
             raise InjectedFailure(f"train.fail_at_step={step}: failing on purpose")
+
+    @contextmanager
+    def _averaged(self) -> Iterator[dict | None]:
+        """Inside: the student holds its averaged weights (when ``train.average`` is on);
+        yields what the checkpoint must keep to resume (None when off)."""
+        if self.average is None:
+            yield None
+            return
+        with self.average.applied(unwrap(self.student)) as raw:
+            if self.average.count:
+                self._log(
+                    "step %d: evaluating the average of the last %d steps' weights",
+                    self.state.step,
+                    self.average.count,
+                )
+            yield {"average": self.average.state_dict(raw)}
 
     def evaluate(self) -> float:
         """Greedy WER of the student on the held-out rows (rank 0; other ranks return nan)."""
@@ -361,8 +403,9 @@ class DistillRecipe:
         )
         return stats.wer
 
-    def report(self, metrics: dict, *, checkpoint: bool) -> None:
-        """``ray.train.report`` from every worker; rank 0 attaches the checkpoint."""
+    def report(self, metrics: dict, *, checkpoint: bool, extra: dict | None = None) -> None:
+        """``ray.train.report`` from every worker; rank 0 attaches the checkpoint (with
+        ``extra`` in its state file)."""
         import ray.train
 
         metrics = {
@@ -380,7 +423,7 @@ class DistillRecipe:
             return
         with tempfile.TemporaryDirectory(prefix="distilray-ckpt-") as tmp:
             save_checkpoint(
-                Path(tmp), unwrap(self.student), self.optimizer, self.scheduler, self.state
+                Path(tmp), unwrap(self.student), self.optimizer, self.scheduler, self.state, extra
             )
             ray.train.report(
                 metrics,

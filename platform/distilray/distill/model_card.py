@@ -114,12 +114,24 @@ def model_card(cfg: DistillConfig, summary: DataSummary, metrics: dict, init: di
         f"- Steps: {metrics.get('step', '?')} of {cfg.train.max_steps}, "
         f"batch {cfg.train.batch_size} x {cfg.scaling.num_workers} workers, "
         f"peak learning rate {cfg.optim.learning_rate}",
+        *_average_line(cfg),
         f"- Eval WER (greedy, held-out): {percent(metrics.get('eval_wer'))}",
         "",
         "Produced by `distilray distill`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _average_line(cfg: DistillConfig) -> list[str]:
+    """The card's line on ``train.average`` (none when it is off)."""
+    average = cfg.train.average
+    if average.decay is None:
+        return []
+    return [
+        f"- Weights: running average of the training steps' weights from step "
+        f"{average.start_step} (EMA decay {average.decay}), not the last step's"
+    ]
 
 
 def percent(value) -> str:

@@ -61,19 +61,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "their timestamps, augmentation draws): the spread of a single run",
         ["train.seed=1"],
     ),
-    "average": (
-        "evaluate and export a running average of the weights (EMA with a 100-step "
-        "horizon from step 60; a plain mean before it)",
-        ["train.average.decay=0.99", "train.average.start_step=60"],
-    ),
-    "average-quality": (
-        "the average at the quality recipe's scale (EMA with a 500-step horizon from step "
-        "300; a plain mean before it)",
-        ["train.average.decay=0.998", "train.average.start_step=300"],
-    ),
-    "average-seed-1": (
-        "the average variant with another training seed",
-        ["train.average.decay=0.99", "train.average.start_step=60", "train.seed=1"],
+    "no-average": (
+        "the last step's weights instead of the running average (train.average off)",
+        ["train.average.decay=null"],
     ),
     "no-real-audio": ("synthetic speech only", ["data.train=[{train_synth}]"]),
     "real-audio-only": ("real unlabelled speech only", ["data.train=[{train_real}]"]),

@@ -60,6 +60,12 @@ def test_paper_defaults_and_overrides():
     assert large.run.storage.startswith("s3://")
 
 
+def test_an_average_that_never_starts_is_reported(caplog):
+    cfg = load_config(DistillConfig, CONFIGS / "tiny/distill.yaml", ["train.max_steps=20"])
+    assert cfg.train.average.decay == 0.99  # the shortened run keeps its setting
+    assert "no step enters the average" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -74,6 +80,7 @@ def test_paper_defaults_and_overrides():
         ),
         ("loss.repetition_source=loops", "loss.repetition_source"),
         ("loss.repetition_source=rollout", "needs loss.repetition_source: synthetic"),
+        ("train.average.decay=1", "train.average.decay"),
     ],
 )
 def test_config_mistakes_are_reported(override, message):

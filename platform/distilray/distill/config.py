@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from distilray.config import StageConfig
 from distilray.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 class DataSection(StageConfig):
@@ -413,6 +416,15 @@ class DistillConfig(StageConfig):
         if self.data.eval is None and self.data.eval_fraction == 0:
             raise ConfigError(
                 "no evaluation data: set data.eval to a labelled Parquet or data.eval_fraction > 0"
+            )
+        average = self.train.average
+        if average.decay is not None and average.start_step >= self.train.max_steps:
+            # a shortened run (a smoke test) is fine: it just has no average to use
+            logger.warning(
+                "train.average.start_step (%d) is not below train.max_steps (%d): no step "
+                "enters the average, the student is the last step's weights",
+                average.start_step,
+                self.train.max_steps,
             )
         if self.loss.kl_weight == 0 and self.loss.pl_weight == 0:
             raise ConfigError("loss.kl_weight and loss.pl_weight are both 0: nothing to learn")

@@ -19,12 +19,17 @@ def _set(model: torch.nn.Module, value: float) -> None:
         model[0].weight.fill_(value)
 
 
+def _train(average: WeightAverage, model: torch.nn.Module, values, first_step: int = 1) -> None:
+    """Steps ``first_step``, ``first_step + 1``, ... whose weights are ``values``."""
+    for step, value in enumerate(values, start=first_step):
+        _set(model, value)
+        average.update(model, step)
+
+
 def test_mean_of_the_steps_from_start_step_then_ema():
     model = _model()
     average = WeightAverage(model, decay=0.5, start_step=3)  # horizon: 2 steps
-    for step, value in enumerate([100.0, 100.0, 1.0, 3.0, 5.0], start=1):
-        _set(model, value)
-        average.update(model, step)
+    _train(average, model, [100.0, 100.0, 1.0, 3.0, 5.0])
     # steps 1-2 left out; steps 3-4 a plain mean (2.0); step 5 at weight 1 - decay
     assert average.count == 3
     assert torch.allclose(average.average["0.weight"], torch.full((2, 2), 0.5 * 2.0 + 0.5 * 5.0))
@@ -34,9 +39,7 @@ def test_mean_of_the_steps_from_start_step_then_ema():
 def test_applied_swaps_the_average_in_and_the_raw_weights_back():
     model = _model()
     average = WeightAverage(model, decay=0.9)
-    for step, value in enumerate([1.0, 3.0], start=1):
-        _set(model, value)
-        average.update(model, step)
+    _train(average, model, [1.0, 3.0])
     frozen = model[1].weight.detach().clone()
     with average.applied(model) as raw:
         assert torch.all(model[0].weight == 2.0)
@@ -48,8 +51,7 @@ def test_applied_swaps_the_average_in_and_the_raw_weights_back():
 def test_before_start_step_the_model_is_its_raw_self():
     model = _model()
     average = WeightAverage(model, decay=0.9, start_step=10)
-    _set(model, 4.0)
-    average.update(model, 1)
+    _train(average, model, [4.0])
     with average.applied(model) as raw:
         assert torch.all(model[0].weight == 4.0) and torch.all(raw["0.weight"] == 4.0)
     assert average.state_dict(raw)["count"] == 0
@@ -58,9 +60,7 @@ def test_before_start_step_the_model_is_its_raw_self():
 def test_resume_keeps_the_average_and_trains_on_from_the_raw_weights():
     model = _model()
     average = WeightAverage(model, decay=0.5)
-    for step, value in enumerate([2.0, 4.0], start=1):
-        _set(model, value)
-        average.update(model, step)
+    _train(average, model, [2.0, 4.0])
     with average.applied(model) as raw:
         saved_model = {k: v.clone() for k, v in model.state_dict().items()}  # the checkpoint
         state = average.state_dict(raw)
@@ -71,8 +71,7 @@ def test_resume_keeps_the_average_and_trains_on_from_the_raw_weights():
     again.resume(resumed, state)
     assert torch.all(resumed[0].weight == 4.0)  # training goes on from the raw weights
     assert torch.all(again.average["0.weight"] == 3.0) and again.count == 2
-    _set(resumed, 6.0)
-    again.update(resumed, 3)
+    _train(again, resumed, [6.0], first_step=3)
     assert torch.all(again.average["0.weight"] == 4.5)  # the EMA continues, not restarts
 
     plain = _model()

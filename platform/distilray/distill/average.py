@@ -63,15 +63,11 @@ class WeightAverage:
         if not self.average:
             yield raw
             return
-        with torch.no_grad():
-            for name in self.names:
-                params[name].copy_(self.average[name])
+        _copy_into(model, self.average)
         try:
             yield raw
         finally:
-            with torch.no_grad():
-                for name in self.names:
-                    params[name].copy_(raw[name])
+            _copy_into(model, raw)
 
     def state_dict(self, raw: dict[str, torch.Tensor]) -> dict:
         """What a checkpoint keeps besides the averaged model: the raw weights and the count."""
@@ -90,7 +86,12 @@ class WeightAverage:
 def restore_raw(model: torch.nn.Module, state: dict) -> None:
     """Put the raw weights of a checkpoint's :meth:`WeightAverage.state_dict` into ``model``
     (also when averaging is off now: training goes on from where it was, not from the average)."""
+    _copy_into(model, state["raw"])
+
+
+def _copy_into(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Overwrite ``model``'s parameters named in ``weights`` with their values, in place."""
     params = dict(model.named_parameters())
     with torch.no_grad():
-        for name, value in state["raw"].items():
+        for name, value in weights.items():
             params[name].copy_(value)

@@ -216,6 +216,7 @@ class DistillRecipe:
             loss.on_policy_pick == "shortest",
             loss.repetition_source == "synthetic",
             loss.repetition_loops_at == "end",
+            loss.repetition_exit_weight,
         )
 
     def _augment(self) -> FeatureAugment | None:
@@ -494,7 +495,7 @@ class _Window:
 
 
 # loss terms only some configurations or steps add, as train_step names them
-OPTIONAL_TERMS = ("hidden", "attention", "on_policy_kl", "repetition")
+OPTIONAL_TERMS = ("hidden", "attention", "on_policy_kl", "repetition", "repetition_exit")
 
 # the loss's terms as the progress line names them, and their keys in a window's summary
 TERMS = [
@@ -504,6 +505,7 @@ TERMS = [
     ("attention", "train_attention"),
     ("on-policy kl", "train_on_policy_kl"),
     ("repetition", "train_repetition"),
+    ("way out", "train_repetition_exit"),
 ]
 
 

@@ -123,17 +123,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "+ the repetition term on loops made from the labels, all starting where the label ends",
         [*SYNTHETIC_LOOPS, "loss.repetition_loops_at=end"],
     ),
-    "repetition-way-out": (
-        "+ the way out of the loops: half of them made inside the label, and at each "
-        "surplus repeat the student is also taught the label's next word (end of text "
-        "for loops at its end; `loss.repetition_exit_weight` 1)",
-        [*SYNTHETIC_LOOPS, "loss.repetition_loops_at=anywhere", "loss.repetition_exit_weight=1.0"],
-    ),
-    "repetition-end-way-out": (
-        "+ the way out of the recipe's loops at the label's end: each surplus repeat also "
-        "taught the end of text (`loss.repetition_exit_weight` 1)",
-        [*SYNTHETIC_LOOPS, "loss.repetition_loops_at=end", "loss.repetition_exit_weight=1.0"],
-    ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

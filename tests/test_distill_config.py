@@ -81,8 +81,6 @@ def test_an_average_that_never_starts_is_reported(caplog):
         ("loss.repetition_source=loops", "loss.repetition_source"),
         ("loss.repetition_source=rollout", "needs loss.repetition_source: synthetic"),
         ("train.average.decay=1", "train.average.decay"),
-        ("loss.repetition_exit_weight=1 loss.repetition_weight=0", "repetition_weight > 0"),
-        ("loss.repetition_exit_weight=-1", "loss.repetition_exit_weight"),
     ],
 )
 def test_config_mistakes_are_reported(override, message):

@@ -589,35 +589,6 @@ def test_synthetic_loops_can_all_start_where_the_label_ends():
             assert any(loops.excess[r])
 
 
-def test_each_surplus_repeat_of_a_made_loop_is_given_the_labels_way_out():
-    from distilray.distill.on_policy import OnPolicy, synthetic_loops
-
-    texts = [[400, 401, 402, 403, 404, 405, 406, 407, 408, 409], [410, 411, 412, 413]]
-    seqs = [[50257, 50362, *t, 50256] for t in texts]
-    padded = pad_labels(seqs, pad_token_id=50256, decoder_start_token_id=50257, max_tokens=448)
-    ids, labels = padded["decoder_input_ids"], padded["labels"]
-    spec = OnPolicy(0.0, 128, 50362, 50256, 1.0, synthetic=True, exit_weight=1.0)
-    ways_out = set()
-    for seed in range(20):
-        loops = synthetic_loops(ids, labels, spec, seed=seed)
-        for r, text in enumerate(texts):
-            said = loops.targets[r][loops.positions[r]].tolist()
-            while said and said[-1] == 50256:
-                said.pop()
-            cut, _, _ = _loop_shape(said, text)
-            way_out = text[cut] if cut < len(text) else 50256  # the next word, or the end
-            exits = loops.exits[r]
-            assert set(exits[loops.excess[r]].tolist()) == {way_out}
-            assert (exits[~loops.excess[r]] == -100).all()  # only the surplus repeats
-            ways_out.add(way_out == 50256)
-        # scored positions in row-major order: a way out wherever one is not the repeat
-        flat = loops.exit_targets()
-        assert flat.shape == loops.targets[loops.positions].shape
-        assert ((flat != -100) <= loops.excess[loops.positions]).all()
-    assert ways_out == {True, False}  # loops inside the label go on with it
-    assert synthetic_loops(ids, labels, spec, seed=3).surplus_only().exits is not None
-
-
 def test_synthetic_loops_skip_timestamped_rows_and_honour_on_policy_rows():
     from distilray.distill.on_policy import OnPolicy, synthetic_loops
 
@@ -658,78 +629,6 @@ def test_train_step_with_synthetic_loops_adds_the_repetition_term_without_a_roll
     # the labelled rows' terms are those of a step without loops
     for term in ("kl", "ce", "hidden"):
         assert out[term] == pytest.approx(plain[term], rel=1e-3)  # wider padding only
-
-
-def test_train_step_adds_the_way_out_of_made_loops_with_its_weight(models):
-    from distilray.distill import on_policy as module
-
-    student, teacher, processor = models
-    batch = _text_batch(processor, [[400, 401, 402, 403, 404], [410, 411, 412]])
-    spec = module.OnPolicy(0.0, 24, 50362, 50256, 2.0, synthetic=True, exit_weight=0.5)
-    out = _step_on_copy(student, teacher, batch, on_policy=spec, seed=5)
-    assert out["repetition_exit"] > 0
-    assert out["loss"] == pytest.approx(
-        0.8 * out["kl"] + out["ce"] + 2.0 * out["repetition"] + 0.5 * out["repetition_exit"],
-        rel=1e-4,
-    )
-    without = module.OnPolicy(0.0, 24, 50362, 50256, 2.0, synthetic=True)
-    plain = _step_on_copy(student, teacher, batch, on_policy=without, seed=5)
-    assert "repetition_exit" not in plain
-    assert plain["repetition"] == pytest.approx(out["repetition"], rel=1e-5)  # the same loops
-
-
-def test_training_on_the_way_out_teaches_the_student_to_go_on_after_a_loop(models):
-    import copy
-
-    from distilray.distill.on_policy import OnPolicy, synthetic_loops
-    from distilray.distill.step import StudentHead
-
-    student, teacher, processor = models
-    batch = _text_batch(processor, [[400, 401, 402, 403, 404, 405], [410, 411, 412, 413, 414]])
-    with torch.no_grad():
-        states = student.model.encoder(batch["input_features"]).last_hidden_state
-    inside = OnPolicy(0.0, 24, 50362, 50256, 1.0, synthetic=True, exit_weight=1.0)
-    seeds = (3, 4, 5)  # the loops trained on, then probed
-    probes = [
-        synthetic_loops(batch["decoder_input_ids"], batch["labels"], inside, s) for s in seeds
-    ]
-
-    def way_out_nll(model) -> float:
-        """The mean negative log-probability of the way out at the probe loops' surplus
-        repeats (low: it leaves the loop for the label's next word)."""
-        nll = []
-        with torch.no_grad():
-            for probe in probes:
-                logits = StudentHead(model)(
-                    states[probe.rows], probe.input_ids, probe.attention_mask, probe.positions
-                ).logits
-                exits = probe.exit_targets()
-                keep = exits != -100
-                nll.append(
-                    torch.nn.functional.cross_entropy(logits[keep], exits[keep], reduction="none")
-                )
-        return torch.cat(nll).mean().item()
-
-    trained = {}
-    for name, weight in (("not to repeat", 0.0), ("the way out", 1.0)):
-        model = copy.deepcopy(student)
-        optim = OptimSection(learning_rate=1e-2, warmup_steps=0, schedule="constant")
-        optimizer, scheduler = build_optimizer(model, optim, 20)
-        spec = OnPolicy(0.0, 24, 50362, 50256, 1.0, synthetic=True, exit_weight=weight)
-        for step in range(20):
-            train_step(
-                model,
-                teacher,
-                DistillationLoss(),
-                optimizer,
-                scheduler,
-                batch,
-                on_policy=spec,
-                seed=seeds[step % len(seeds)],
-            )
-        trained[name] = way_out_nll(model)
-    # pushing the repeat down alone does not say where to go; the way-out term does
-    assert trained["the way out"] < trained["not to repeat"] / 2, trained
 
 
 def test_training_on_synthetic_loops_teaches_the_student_not_to_go_on_repeating(models):

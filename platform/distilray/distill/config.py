@@ -178,15 +178,6 @@ class LossSection(StageConfig):
         "out of a loop (loops cut inside the label taught the demo student to stop where "
         "a loop began: README ablation row 48)",
     )
-    repetition_exit_weight: float = Field(
-        0.0,
-        ge=0,
-        description="with `repetition_source: synthetic`, weight of a cross-entropy term "
-        "at each surplus repeat of a made loop towards the way out of it: the label's "
-        "word after the cut (its end of text for a loop at its end), so that a student "
-        "that starts repeating inside a sentence learns to go on with the sentence "
-        "rather than only not to repeat (or to stop: README ablation row 48); 0: off",
-    )
     on_policy_every: int = Field(
         1,
         ge=1,
@@ -444,14 +435,6 @@ class DistillConfig(StageConfig):
             raise ConfigError(
                 "loss.repetition_loops_at places loops made from the labels: it needs "
                 "loss.repetition_source: synthetic"
-            )
-        if self.loss.repetition_exit_weight > 0 and (
-            self.loss.repetition_source != "synthetic" or self.loss.repetition_weight <= 0
-        ):
-            raise ConfigError(
-                "loss.repetition_exit_weight teaches the way out of loops made from the "
-                "labels: it needs loss.repetition_source: synthetic and "
-                "loss.repetition_weight > 0"
             )
         if self.loss.repetition_source == "synthetic" and self.loss.on_policy_weight > 0:
             raise ConfigError(

@@ -216,7 +216,6 @@ class DistillRecipe:
             loss.on_policy_pick == "shortest",
             loss.repetition_source == "synthetic",
             loss.repetition_loops_at == "end",
-            loss.repetition_exit_weight,
         )
 
     def _augment(self) -> FeatureAugment | None:
@@ -495,7 +494,7 @@ class _Window:
 
 
 # loss terms only some configurations or steps add, as train_step names them
-OPTIONAL_TERMS = ("hidden", "attention", "on_policy_kl", "repetition", "repetition_exit")
+OPTIONAL_TERMS = ("hidden", "attention", "on_policy_kl", "repetition")
 
 # the loss's terms as the progress line names them, and their keys in a window's summary
 TERMS = [
@@ -505,7 +504,6 @@ TERMS = [
     ("attention", "train_attention"),
     ("on-policy kl", "train_on_policy_kl"),
     ("repetition", "train_repetition"),
-    ("way out", "train_repetition_exit"),
 ]
 
 

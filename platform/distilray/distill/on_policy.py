@@ -27,15 +27,12 @@ backward, so DistributedDataParallel sees an ordinary step).
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections import Counter
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-
-from distilray.distill.losses import IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,6 @@ class OnPolicy:
     shortest: bool = False  # max_rows takes the rows with the shortest labels, not the first
     synthetic: bool = False  # the repetition term's loops are made from the labels (no rollout)
     loops_at_end: bool = False  # synthetic loops start only where the label ends
-    exit_weight: float = 0.0  # of the cross-entropy towards the way out of a synthetic loop
 
 
 @dataclass(frozen=True)
@@ -65,9 +61,6 @@ class Rollouts:
     excess: torch.Tensor  # (r, L) bool: of those, the predictions of surplus repeats
     targets: torch.Tensor  # (r, L) the token each position predicts (its next input)
     scored: int  # generated tokens of all the rollouts (the repetition term's denominator)
-    # (r, L) synthetic loops: at each surplus repeat, the token that leaves the loop (the
-    # label's word after the cut, or end of text), IGNORE_INDEX where there is none; rollouts: None
-    exits: torch.Tensor | None = None
 
     def surplus_only(self) -> Rollouts | None:
         """Only the rows with surplus repeats, scored only there (None when no row has
@@ -83,17 +76,7 @@ class Rollouts:
             self.excess[keep],
             self.targets[keep],
             self.scored,
-            None if self.exits is None else self.exits[keep],
         )
-
-    def exit_targets(self) -> torch.Tensor | None:
-        """For each scored position in row-major order: the token that leaves the loop
-        there, ``IGNORE_INDEX`` where none does or where it is the repeat itself (None for
-        rollouts)."""
-        if self.exits is None:
-            return None
-        exits = self.exits[self.positions]
-        return torch.where(exits == self.targets[self.positions], IGNORE_INDEX, exits)
 
 
 REPEAT_NGRAM = 4  # tokens: " um", ",", " um", "," is one unit of a filler loop
@@ -257,14 +240,6 @@ LOOP_REPEATS = (2, 5)  # how many extra times it is said, at least and at most
 LOOP_TOKENS = 2 * REPEAT_NGRAM  # fewest repeated tokens: its 4-token phrases then repeat
 
 
-def loop_cut(text: list[int], rng: random.Random, at_end: bool = False) -> tuple[int, int, int]:
-    """Where a loop made from ``text`` starts, how many tokens its phrase has and how
-    many more times it is said: ``(cut, span, repeats)`` for :func:`made_loop`."""
-    end = len(text) if at_end or rng.random() < 0.5 else rng.randint(1, len(text))
-    span = rng.randint(1, min(LOOP_SPAN, end))
-    return end, span, max(rng.randint(*LOOP_REPEATS), -(-LOOP_TOKENS // span))
-
-
 def made_loop(text: list[int], rng: random.Random, at_end: bool = False) -> list[int]:
     """``text`` (a label's tokens between prompt and end of text) cut where a loop
     starts, followed by the loop: the phrase just said, said again 2-5 more times
@@ -281,8 +256,10 @@ def made_loop(text: list[int], rng: random.Random, at_end: bool = False) -> list
     """
     if not text:
         return []
-    end, span, repeats = loop_cut(text, rng, at_end)
-    return text[:end] + text[end - span : end] * repeats
+    end = len(text) if at_end or rng.random() < 0.5 else rng.randint(1, len(text))
+    span = text[end - rng.randint(1, min(LOOP_SPAN, end)) : end]
+    repeats = max(rng.randint(*LOOP_REPEATS), -(-LOOP_TOKENS // len(span)))
+    return text[:end] + span * repeats
 
 
 def synthetic_loops(
@@ -295,9 +272,7 @@ def synthetic_loops(
     """Loops made from the batch's own labels, no decoding (None when no row is
     without timestamps): each picked row's label is cut where a loop starts and the
     phrase before the cut is said again several times (:func:`made_loop`); the
-    surplus repeats are marked against the label as in :func:`student_rollouts`, and
-    each is given the way out of its loop (``exits``): the label's token after the cut,
-    or end of text where the loop starts at the label's end.
+    surplus repeats are marked against the label as in :func:`student_rollouts`.
 
     What the student's own rollouts find only while it still loops (and at the cost
     of a greedy decoding per step), these sequences show it on every step: teacher
@@ -310,29 +285,20 @@ def synthetic_loops(
     if rows.numel() == 0:
         return None
     rng = random.Random(seed)
-    loops, ways_out = [], []
+    loops = []
     for row in rows.tolist():
         full = labels[row][labelled[row]].tolist()  # the prompt's rest, text, end of text
         text = full[length - 1 :]
         if text and text[-1] == spec.eos_id:
             text = text[:-1]
-        if not text:
-            loops.append([spec.eos_id])
-            ways_out.append(spec.eos_id)
-            continue
-        cut, span, repeats = loop_cut(text, rng, spec.loops_at_end)
-        loops.append(text[:cut] + text[cut - span : cut] * repeats)
-        ways_out.append(text[cut] if cut < len(text) else spec.eos_id)
+        loops.append(made_loop(text, rng, spec.loops_at_end) or [spec.eos_id])
     generated = torch.full(
         (len(loops), max(map(len, loops))), spec.eos_id, dtype=torch.long, device=labels.device
     )
     for r, loop in enumerate(loops):
         generated[r, : len(loop)] = torch.tensor(loop, dtype=torch.long, device=labels.device)
     prompt = decoder_input_ids[rows, :length]
-    marked = _marked(rows, prompt, generated, labels, labelled, spec.eos_id)
-    out = torch.tensor(ways_out, dtype=torch.long, device=labels.device)[:, None]
-    exits = torch.where(marked.excess, out.expand_as(marked.excess), IGNORE_INDEX)
-    return dataclasses.replace(marked, exits=exits)
+    return _marked(rows, prompt, generated, labels, labelled, spec.eos_id)
 
 
 def unlikelihood(

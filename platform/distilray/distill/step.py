@@ -352,14 +352,6 @@ def train_step(
             )
             total = total + on_policy.repetition_weight * term
             extra["repetition"] = term.item()
-        exits = rolled.exit_targets() if on_policy.exit_weight > 0 else None
-        if exits is not None:
-            # at each surplus repeat the label's way out of the loop: its next word
-            term = torch.nn.functional.cross_entropy(
-                own[0].float(), exits, ignore_index=IGNORE_INDEX, reduction="sum"
-            ) / max(rolled.scored, 1)
-            total = total + on_policy.exit_weight * term
-            extra["repetition_exit"] = term.item()
     if hidden is not None:
         term = hidden_state_loss(student_hidden, teacher_hidden, hidden.pairs, labelled)
         total = total + hidden.weight * term

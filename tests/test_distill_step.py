@@ -291,6 +291,22 @@ def test_checkpoint_round_trip(models, tmp_path):
     torch.testing.assert_close(next(iter(opt2.state.values()))["exp_avg"], first["exp_avg"])
 
 
+def test_a_resumed_worker_loads_its_checkpoint_without_a_progress_bar(models, tmp_path, capfd):
+    from transformers.utils import logging as hf_logging
+
+    student = models[0]
+    save_checkpoint(tmp_path, student, *build_optimizer(student, OptimSection(), 10), TrainState())
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # a fresh worker process: nothing has turned them off yet
+    try:
+        capfd.readouterr()
+        load_student(tmp_path)
+        err = capfd.readouterr().err
+    finally:
+        (hf_logging.enable_progress_bar if was_on else hf_logging.disable_progress_bar)()
+    assert "Loading weights" not in err and "%|" not in err
+
+
 def test_on_policy_sequences_score_each_generated_token_up_to_its_end_of_text():
     from distilray.distill.on_policy import prompt_rows, scored_sequences
 

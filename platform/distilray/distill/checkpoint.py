@@ -56,6 +56,9 @@ def load_student(folder: Path, dtype: torch.dtype = torch.float32):
     """The student saved in a checkpoint folder; only its safetensors weights are read."""
     from transformers import WhisperForConditionalGeneration
 
+    from distilray.models.upstream_logs import quiet_model_io
+
+    quiet_model_io()  # a resumed worker loads here first: no "Loading weights" bar
     try:
         return WhisperForConditionalGeneration.from_pretrained(
             folder, dtype=dtype, use_safetensors=True

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,7 +17,12 @@ import yaml
 
 from distilray.distill.config import DistillConfig
 from distilray.distill.history import HISTORY_FILE, read_history
-from distilray.distill.trainer import TrainingFailed, run_distillation
+from distilray.distill.trainer import (
+    TrainingFailed,
+    interrupted_message,
+    resumable_step,
+    run_distillation,
+)
 from labelled import labelled_table
 
 pytestmark = pytest.mark.ray
@@ -185,3 +196,73 @@ def test_rerun_after_failed_fit_resumes(tiny_random, student, labels, tmp_path):
     history = _history(outcome.run_path)
     assert [(h["step"], h["attempt_start_step"]) for h in history] == [(4, 0), (8, 4)]
     assert history[-1]["samples"] == 8 * 2 * 2
+
+
+def test_ctrl_c_stops_the_run_says_what_is_kept_and_the_rerun_resumes(
+    tiny_random, student, labels, tmp_path, caplog
+):
+    # Long enough that the run is still going when the interrupt comes.
+    cfg = _config(tiny_random, student, labels, tmp_path, "ctrl-c", max_steps=400, eval_every=4)
+    run = tmp_path / "ctrl-c"
+    before = signal.getsignal(signal.SIGINT)
+    sent = threading.Event()
+
+    def checkpointed() -> bool:
+        try:
+            return resumable_step(str(run)) is not None
+        except ValueError:  # the index is being written
+            return False
+
+    def press_ctrl_c() -> None:  # as a terminal does, once a checkpoint is registered
+        deadline = time.monotonic() + 300
+        while not checkpointed() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if checkpointed():
+            sent.set()
+            os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    # the CLI's exit 130 and "interrupted", where Ray's wait used to exit 1 silently
+    with caplog.at_level(logging.WARNING, logger="distilray"), pytest.raises(KeyboardInterrupt):
+        run_distillation(cfg)
+    presser.join()
+    assert sent.is_set()
+    # Ray Train's own handler (abort the run) does not outlive the run.
+    assert signal.getsignal(signal.SIGINT) is before
+    kept = resumable_step(str(run))
+    assert kept and kept % 4 == 0 and kept < cfg.train.max_steps
+    assert (run / f"checkpoint_step_{kept:08d}").is_dir()
+    [message] = [r.getMessage() for r in caplog.records if "interrupted" in r.getMessage()]
+    assert f"latest checkpoint (step {kept}) is in {run}" in message
+    assert "rerun the same command to resume" in message
+    # The same command again goes on from that checkpoint.
+    cfg.train.max_steps = kept + 4
+    outcome = run_distillation(cfg)
+    history = _history(outcome.run_path)
+    assert history[-1]["step"] == outcome.steps == kept + 4
+    assert history[-1]["attempt_start_step"] == kept
+
+
+def test_an_interrupted_run_is_described_by_the_checkpoint_it_resumes_from(tmp_path):
+    cfg = DistillConfig.model_validate(
+        {
+            "data": {"train": "labels"},
+            "model": {"teacher": "tiny.en", "student": "student"},
+            "train": {"max_steps": 10, "eval_every": 5},
+            "run": {"name": "r", "storage": str(tmp_path)},
+        }
+    )
+    run = tmp_path / "r"
+    run.mkdir()
+    assert "before its first checkpoint (step 5)" in interrupted_message(cfg)
+    # a folder written but not yet in Ray's index is not what a rerun resumes from
+    (run / "checkpoint_step_00000010").mkdir()
+    index = {"latest_checkpoint_result": {"checkpoint_dir_name": "checkpoint_step_00000005",
+                                          "metrics": {"step": 5}}}  # fmt: skip
+    (run / "checkpoint_manager_snapshot.json").write_text(json.dumps(index))
+    assert f"latest checkpoint (step 5) is in {run}" in interrupted_message(cfg)
+    (run / "checkpoint_manager_snapshot.json").write_text(json.dumps({"results": []}))
+    assert interrupted_message(cfg) == (
+        f"training interrupted; rerun the same command to resume from {run}"
+    )

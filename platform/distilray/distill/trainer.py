@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,13 +260,74 @@ def run_distillation(cfg: DistillConfig) -> DistillOutcome:
     ensure_ray()
     trainer = build_trainer(cfg, build_datasets(cfg, shape), use_gpu(cfg))
     try:
-        result = trainer.fit()
+        with sigint_handler_restored():
+            result = trainer.fit()
     except TrainingFailedError as exc:
         raise TrainingFailed(
             f"training failed ({_cause(exc)}); rerun the same command to resume from the "
             "latest checkpoint"
         ) from exc
+    except SystemExit as exc:
+        # Ctrl-C inside fit(): Ray Train's own SIGINT handler aborts the run, then the
+        # interrupted wait raises SystemExit(1), silently. Say what happened and what
+        # is kept, and let the CLI exit as an interruption (130), not a failure.
+        logger.warning(interrupted_message(cfg))
+        raise KeyboardInterrupt from exc
     return export_student(cfg, result, summary)
+
+
+@contextlib.contextmanager
+def sigint_handler_restored():
+    """Put back the process's Ctrl-C handler after ``fit()``: Ray Train installs its own
+    (abort this run) and leaves it there, so a later Ctrl-C in the same process (a
+    notebook, a second fit) would try to abort a run that has ended and exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; Ray installs none here either
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler not set from Python, left as it is
+            signal.signal(signal.SIGINT, previous)
+
+
+RAY_CHECKPOINT_INDEX = "checkpoint_manager_snapshot.json"  # what Ray Train resumes from
+
+
+def interrupted_message(cfg: DistillConfig) -> str:
+    """What an interrupted run keeps (the checkpoint a rerun resumes from), and how."""
+    run = f"{str(cfg.run.storage).rstrip('/')}/{cfg.run.name}"
+    try:
+        step = resumable_step(run)
+    except ValueError:  # an index this code does not know: do not guess its step
+        return f"training interrupted; rerun the same command to resume from {run}"
+    if step is None:
+        return (
+            f"training interrupted before its first checkpoint (step {cfg.train.eval_every}); "
+            "rerun the same command to start it again"
+        )
+    return (
+        f"training interrupted; its latest checkpoint (step {step}) is in {run}: "
+        "rerun the same command to resume from it"
+    )
+
+
+def resumable_step(run: str) -> int | None:
+    """The step of the checkpoint Ray Train resumes ``run`` from (None: none yet).
+
+    Read from Ray's checkpoint index, not from the folders: a checkpoint written just
+    before the interrupt but not yet registered there is not resumed from. ValueError
+    when the index is not one this code can read.
+    """
+    uri = f"{run}/{RAY_CHECKPOINT_INDEX}"
+    if not storage.exists(uri):
+        return None
+    try:
+        latest = json.loads(storage.read_bytes(uri))["latest_checkpoint_result"]
+        return int(latest["metrics"]["step"]) if latest else None
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"unknown checkpoint index {uri}") from exc
 
 
 def _cause(exc: BaseException) -> str:

@@ -123,6 +123,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "+ the repetition term on loops made from the labels, all starting where the label ends",
         [*SYNTHETIC_LOOPS, "loss.repetition_loops_at=end"],
     ),
+    "repetition-synthetic-seed-1": (
+        "loops made from the labels anywhere in them, with another training seed",
+        [*SYNTHETIC_LOOPS, "loss.repetition_loops_at=anywhere", "train.seed=1"],
+    ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

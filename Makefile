@@ -50,7 +50,7 @@ system-deps:
 
 setup: $(VENV)/.installed system-deps
 
-## The whole pipeline end to end on the embedded tiny.en teacher (CPU, < 20 min).
+## The whole pipeline end to end on the embedded tiny.en teacher (2-core CPU: 19-22 min measured, budget 20).
 demo: setup
 	$(PY) jobs/demo.py --config configs/tiny/demo.yaml
 

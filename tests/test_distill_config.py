@@ -79,7 +79,10 @@ def test_an_average_that_never_starts_is_reported(caplog):
             "needs the student's own transcripts",
         ),
         ("loss.repetition_source=loops", "loss.repetition_source"),
-        ("loss.repetition_source=rollout", "needs loss.repetition_source: synthetic"),
+        (
+            "loss.repetition_source=rollout loss.repetition_loops_at=end",
+            "needs loss.repetition_source: synthetic",
+        ),
         ("train.average.decay=1", "train.average.decay"),
     ],
 )

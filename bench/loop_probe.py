@@ -89,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     from distilray.errors import DistilrayError
     from distilray.features import log_mel
     from distilray.inference.decoder import GreedyDecoder
+    from distilray.inference.windows import is_long_form
     from distilray.models import load_whisper
 
     try:
         audio = decode_audio(str(args.audio))
-        if len(audio) > 30 * 16000:
+        if is_long_form(len(audio)):
             raise DistilrayError("the probe reads one window: give a clip of at most 30 s")
         teacher, processor = load_whisper(args.teacher)
         student, _ = load_whisper(args.student)

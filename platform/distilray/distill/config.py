@@ -444,6 +444,10 @@ class DistillConfig(StageConfig):
             )
         return self
 
+    def run_uri(self) -> str:
+        """The run's folder: its checkpoints, Ray's index of them and its history."""
+        return f"{self.run.storage.rstrip('/')}/{self.run.name}"
+
     def export_uri(self) -> str:
         """Where the final student goes."""
-        return self.run.export_to or f"{self.run.storage.rstrip('/')}/{self.run.name}/student"
+        return self.run.export_to or f"{self.run_uri()}/student"

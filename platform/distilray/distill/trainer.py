@@ -297,7 +297,7 @@ RAY_CHECKPOINT_INDEX = "checkpoint_manager_snapshot.json"  # what Ray Train resu
 
 def interrupted_message(cfg: DistillConfig) -> str:
     """What an interrupted run keeps (the checkpoint a rerun resumes from), and how."""
-    run = f"{str(cfg.run.storage).rstrip('/')}/{cfg.run.name}"
+    run = cfg.run_uri()
     try:
         step = resumable_step(run)
     except ValueError:  # an index this code does not know: do not guess its step

@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 # for laptops/CI; GPU images bring their own CUDA torch.
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# dotted overrides for `make demo` / `make quality`, e.g. DEMO_ARGS=untrained_baseline=true
+DEMO_ARGS ?=
 
 .PHONY: setup system-deps demo quality test test-all lint bench clean
 
@@ -52,11 +54,11 @@ setup: $(VENV)/.installed system-deps
 
 ## The whole pipeline end to end on the embedded tiny.en teacher (2-core CPU: 19-22 min measured, budget 20).
 demo: setup
-	$(PY) jobs/demo.py --config configs/tiny/demo.yaml
+	$(PY) jobs/demo.py --config configs/tiny/demo.yaml $(DEMO_ARGS)
 
 ## The quality recipe: the demo's stages at a larger scale (2-core CPU: 79-96 min measured, budget 90).
 quality: setup
-	$(PY) jobs/demo.py --config configs/tiny/quality.yaml
+	$(PY) jobs/demo.py --config configs/tiny/quality.yaml $(DEMO_ARGS)
 
 ## The test suite (fast: tiny models, short audio, one local Ray instance).
 ## Multi-node fault, S3-pipeline and other end-to-end tests are `slow`: `make test-all`.

@@ -67,3 +67,44 @@ def test_headline_orders_clean_rows_per_dataset_and_adds_the_untrained_baseline(
     assert "without the 1 clips or recordings on which that model made the most errors" in table
     assert "synth      teacher      SNR  10.0 dB: 40.0" in table
     assert "transcribed clip.wav in 0.50 s: 'hello'" in table
+
+
+def test_the_untrained_baseline_is_evaluated_only_when_the_recipe_asks(monkeypatch):
+    """It costs a minute of a 20-minute demo: off by default, on with
+    `untrained_baseline=true`, and then it scores the init on clean short clips only."""
+    from pathlib import Path
+
+    from distilray import demo
+    from distilray.config import load_config
+    from distilray.evaluation import run as evaluation_run
+
+    root = Path(__file__).resolve().parents[1]
+    ran = []
+
+    class Result:
+        def __init__(self, cfg):
+            self.cells = [{"mode": "student", "model": cfg.models.student}]
+
+    def fake_run(cfg):
+        ran.append(cfg)
+        return Result(cfg)
+
+    monkeypatch.setattr(evaluation_run, "run_evaluation", fake_run)
+    cfg = load_config(demo.DemoConfig, root / "configs/tiny/demo.yaml")
+    assert cfg.untrained_baseline is False
+    stages = demo.Stages.load(cfg)
+    evaluated, baseline = demo.evaluate(cfg, stages)
+    assert baseline == [] and ran == [stages.eval]
+
+    ran.clear()
+    cfg = load_config(
+        demo.DemoConfig, root / "configs/tiny/demo.yaml", ["untrained_baseline=true"]
+    )
+    evaluated, baseline = demo.evaluate(cfg, stages)
+    assert ran[0] is stages.eval
+    init = ran[1]
+    assert init.models.student == stages.init_student.out
+    assert init.modes == ["student"] and init.forms == ["short"]
+    assert init.noise.snr_db == [None] and all(d.snr_db is None for d in init.datasets)
+    assert init.output_dir != stages.eval.output_dir
+    assert baseline == [{"mode": "student", "model": stages.init_student.out}]

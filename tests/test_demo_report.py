@@ -97,9 +97,7 @@ def test_the_untrained_baseline_is_evaluated_only_when_the_recipe_asks(monkeypat
     assert baseline == [] and ran == [stages.eval]
 
     ran.clear()
-    cfg = load_config(
-        demo.DemoConfig, root / "configs/tiny/demo.yaml", ["untrained_baseline=true"]
-    )
+    cfg = load_config(demo.DemoConfig, root / "configs/tiny/demo.yaml", ["untrained_baseline=true"])
     evaluated, baseline = demo.evaluate(cfg, stages)
     assert ran[0] is stages.eval
     init = ran[1]

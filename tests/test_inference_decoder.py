@@ -31,7 +31,7 @@ def test_speculative_sequential_equals_teacher_on_multi_window_audio(models, cli
     from distilray.inference.engine import Transcriber
 
     teacher, processor, student = models
-    audio = np.concatenate(clips * 2)[: 45 * 16000]  # two windows at least
+    audio = np.concatenate(clips * 2)[: 35 * 16000]  # two windows at least
     assert len(audio) > 30 * 16000
     torch.manual_seed(0)
     [alone] = Transcriber(teacher, processor).transcribe(
@@ -56,8 +56,8 @@ def test_sequential_fallback_sampling_is_seeded_per_recording(models, clips):
     from distilray.inference.longform import SequentialOptions
 
     teacher, processor, student = models
-    audio = np.concatenate(clips * 2)[: 45 * 16000]
-    other = np.concatenate(clips[::-1] * 2)[: 35 * 16000]
+    audio = np.concatenate(clips * 2)[: 35 * 16000]  # two windows
+    other = np.concatenate(clips[::-1])[: 8 * 16000]  # batched with it, decoded apart
     # every window's text "compresses" above 0.5: each one is sampled again at T = 1
     options = SequentialOptions(temperatures=(0.0, 1.0), compression_ratio_threshold=0.5)
 
@@ -147,6 +147,27 @@ def test_speculative_fallback_equals_the_teachers(models, clips):
     )
     greedy = GreedyDecoder(teacher, processor, max_new_tokens=40).decode(features)
     assert drafted.ids == alone.ids and alone.ids != greedy.ids
+
+
+def test_a_fallback_ladder_encodes_the_batch_once(models, clips):
+    """Greedy pass, scores and every sampled temperature share one encoder pass."""
+    from distilray.features import log_mel
+    from distilray.inference.decoder import DecodeOptions, Fallback, GreedyDecoder
+
+    teacher, processor, _ = models
+    features = log_mel(processor.feature_extractor, clips[:2])
+    calls = []
+    hook = teacher.model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        for logprob in (None, 0.0):  # compression ratio alone, then with the log-prob test
+            calls.clear()
+            rule = Fallback((0.5, 1.0), compression_ratio_threshold=0.1, logprob_threshold=logprob)
+            GreedyDecoder(teacher, processor, max_new_tokens=8).decode(
+                features, options=DecodeOptions(fallback=rule)
+            )
+            assert len(calls) == 1, logprob  # every row failed up the whole ladder
+    finally:
+        hook.remove()
 
 
 def test_fallback_temperatures_are_checked():

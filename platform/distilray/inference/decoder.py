@@ -179,10 +179,15 @@ class BaseDecoder:
             )
         features = torch.as_tensor(features)
         began = time.perf_counter()
+        falls_back = settings.fallback is not None and settings.temperature == 0
+        if falls_back and encoder_hidden_states is None:
+            # one encoder pass for the greedy pass, the fallback's scores and every
+            # temperature of its ladder (the rows sampled again reuse their states)
+            encoder_hidden_states = self._encode(features)
         prompts, ids, stats = self._generate(
             features, return_timestamps, encoder_hidden_states, settings
         )
-        if settings.fallback is not None and settings.temperature == 0:
+        if falls_back:
             prompts, ids, stats = self._fall_back(
                 features, return_timestamps, encoder_hidden_states, settings, prompts, ids, stats
             )
@@ -267,20 +272,15 @@ class BaseDecoder:
         """Rows that fail :class:`Fallback`'s tests, sampled again up its ladder."""
         rule = settings.fallback
         prompts, ids, stats = list(prompts), list(ids), list(stats)
-        if rule.logprob_threshold is not None and encoder_states is None:
-            with torch.inference_mode():
-                encoder_states = self.model.model.encoder(to_model(self.model, features))[0]
+        if encoder_states is None:
+            encoder_states = self._encode(features)
         todo = self._failing(rule, encoder_states, range(len(ids)), prompts, ids)
         for step, temperature in enumerate(rule.temperatures):
             if not todo:
                 break
             rows = torch.tensor(todo)
             sampled = replace(settings, temperature=temperature)
-            states = (
-                encoder_states[rows.to(encoder_states.device)]
-                if encoder_states is not None
-                else None
-            )
+            states = encoder_states[rows.to(encoder_states.device)]
             with torch.random.fork_rng(devices=_cuda_devices(self.model)):
                 torch.manual_seed(rule.seed + step)
                 again = self._greedy(features[rows], return_timestamps, states, sampled)
@@ -289,6 +289,11 @@ class BaseDecoder:
                 stats[row] = None  # sampled by the model alone: no speculative counters
             todo = self._failing(rule, encoder_states, todo, prompts, ids)
         return prompts, ids, stats
+
+    def _encode(self, features) -> torch.Tensor:
+        """The encoder's output for a batch of log-mel ``features``."""
+        with torch.inference_mode():
+            return self.model.model.encoder(to_model(self.model, features))[0]
 
     def _failing(self, rule: Fallback, encoder_states, rows, prompts, ids) -> list[int]:
         """Those of ``rows`` that loop or are too unsure (:class:`Fallback`)."""

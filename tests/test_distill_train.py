@@ -184,36 +184,33 @@ def test_failure_recovers_from_checkpoint_with_same_step_count(
     )
 
 
-def test_rerun_after_failed_fit_resumes(tiny_random, student, labels, tmp_path):
-    cfg = _config(
-        tiny_random, student, labels, tmp_path, "resume", max_steps=8, eval_every=4, fail_at_step=6
-    )
-    cfg.run.max_failures = 0
-    with pytest.raises(TrainingFailed, match="rerun the same command"):
-        run_distillation(cfg)
-    cfg.train.fail_at_step = None
-    outcome = run_distillation(cfg)
-    history = _history(outcome.run_path)
-    assert [(h["step"], h["attempt_start_step"]) for h in history] == [(4, 0), (8, 4)]
-    assert history[-1]["samples"] == 8 * 2 * 2
-
-
-def test_ctrl_c_stops_the_run_says_what_is_kept_and_the_rerun_resumes(
+def test_a_failed_or_interrupted_run_resumes_when_the_same_command_runs_again(
     tiny_random, student, labels, tmp_path, caplog
 ):
+    """One run, stopped twice the ways a user meets: a failure that exhausts
+    ``max_failures``, then Ctrl-C; each rerun goes on from the latest checkpoint."""
     # Long enough that the run is still going when the interrupt comes.
-    cfg = _config(tiny_random, student, labels, tmp_path, "ctrl-c", max_steps=400, eval_every=4)
-    run = tmp_path / "ctrl-c"
+    cfg = _config(
+        tiny_random, student, labels, tmp_path, "resume", max_steps=400, eval_every=4,
+        fail_at_step=6,
+    )  # fmt: skip
+    cfg.run.max_failures = 0
+    run = tmp_path / "resume"
+    with pytest.raises(TrainingFailed, match="rerun the same command"):
+        run_distillation(cfg)
+    assert resumable_step(str(run)) == 4
+
+    cfg.train.fail_at_step = None
     before = signal.getsignal(signal.SIGINT)
     sent = threading.Event()
 
-    def checkpointed() -> bool:
+    def checkpointed() -> bool:  # past the failed attempt's step 4
         try:
-            return resumable_step(str(run)) is not None
+            return (resumable_step(str(run)) or 0) > 4
         except ValueError:  # the index is being written
             return False
 
-    def press_ctrl_c() -> None:  # as a terminal does, once a checkpoint is registered
+    def press_ctrl_c() -> None:  # as a terminal does, once a new checkpoint is registered
         deadline = time.monotonic() + 300
         while not checkpointed() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -231,7 +228,7 @@ def test_ctrl_c_stops_the_run_says_what_is_kept_and_the_rerun_resumes(
     # Ray Train's own handler (abort the run) does not outlive the run.
     assert signal.getsignal(signal.SIGINT) is before
     kept = resumable_step(str(run))
-    assert kept and kept % 4 == 0 and kept < cfg.train.max_steps
+    assert kept and kept > 4 and kept % 4 == 0 and kept < cfg.train.max_steps
     assert (run / f"checkpoint_step_{kept:08d}").is_dir()
     [message] = [r.getMessage() for r in caplog.records if "interrupted" in r.getMessage()]
     assert f"latest checkpoint (step {kept}) is in {run}" in message
@@ -240,8 +237,11 @@ def test_ctrl_c_stops_the_run_says_what_is_kept_and_the_rerun_resumes(
     cfg.train.max_steps = kept + 4
     outcome = run_distillation(cfg)
     history = _history(outcome.run_path)
+    assert (history[0]["step"], history[0]["attempt_start_step"]) == (4, 0)
+    assert history[1]["attempt_start_step"] == 4  # the first rerun
     assert history[-1]["step"] == outcome.steps == kept + 4
     assert history[-1]["attempt_start_step"] == kept
+    assert history[-1]["samples"] == (kept + 4) * 2 * 2
 
 
 def test_an_interrupted_run_is_described_by_the_checkpoint_it_resumes_from(tmp_path):

@@ -170,6 +170,34 @@ def test_a_fallback_ladder_encodes_the_batch_once(models, clips):
         hook.remove()
 
 
+def test_a_scored_transcription_encodes_each_batch_once(models, clips):
+    """Serving's rules (no-speech test, fallback) and the windows' scores, greedy or
+    speculative: one encoder pass per batch serves decoding, fallback and scores."""
+    from distilray.inference.decoder import DecodeOptions, Fallback
+    from distilray.inference.engine import Transcriber
+
+    teacher, processor, student = models
+    calls = []
+    hook = teacher.model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        for assistant in (None, student):
+            calls.clear()
+            transcriber = Transcriber(
+                teacher,
+                processor,
+                assistant,
+                max_new_tokens=8,
+                batch_size=2,
+                no_speech_threshold=0.6,
+                fallback=Fallback(),
+            )
+            results = transcriber.transcribe(clips[:4], options=DecodeOptions(scores=True))
+            assert all(r.windows for r in results)  # each clip's window was scored
+            assert len(calls) == 2, assistant is not None  # two batches of two clips
+    finally:
+        hook.remove()
+
+
 def test_fallback_temperatures_are_checked():
     from distilray.errors import DistilrayError
     from distilray.inference.decoder import Fallback

@@ -69,6 +69,11 @@ class CT2Decoder(BaseDecoder):
             options=options,
         )
 
+    def encode(self, features):
+        """CTranslate2's encoder output for ``features``, as :meth:`decode` takes it
+        (not the transformers model's: ``capabilities.encoder_states`` is off)."""
+        return self.engine.encode(torch.as_tensor(features).cpu().numpy())
+
     def settings(self, options: DecodeOptions | None) -> DecodeOptions:
         settings = super().settings(options)
         if settings.temperature > 0:
@@ -86,7 +91,7 @@ class CT2Decoder(BaseDecoder):
     def _generate(self, features, return_timestamps, encoder_hidden_states, settings):
         encoded = encoder_hidden_states
         if encoded is None:
-            encoded = self.engine.encode(torch.as_tensor(features).cpu().numpy())
+            encoded = self.encode(features)
         prompt = prompt_ids(
             self.model.generation_config, settings.language, settings.task, return_timestamps
         )

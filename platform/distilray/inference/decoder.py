@@ -80,6 +80,10 @@ class Capabilities:
     timestamps: bool  # segment timestamps (every Whisper decoder)
     sequential: bool  # Whisper's sequential long-form algorithm (window sliding, fallback)
     word_timestamps: bool  # word timings: the model has alignment heads it really has
+    # decode takes the model's own (transformers) encoder output as encoder_hidden_states,
+    # as :meth:`BaseDecoder.encode` returns it: a caller that also scores the windows
+    # encodes a batch once for both
+    encoder_states: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,10 @@ class Decoder(Protocol):
         options: DecodeOptions | None = None,
     ) -> Decoded: ...
 
+    def encode(self, features: torch.Tensor | np.ndarray):
+        """The encoder output :meth:`decode` takes as ``encoder_hidden_states``."""
+        ...
+
     def sequential(
         self,
         audios: Sequence[np.ndarray],
@@ -156,7 +164,10 @@ class BaseDecoder:
         self._check(DecodeOptions(language=language, task=task))
         self.timestamp_begin = timestamp_begin_id(model.generation_config)
         self.capabilities = Capabilities(
-            timestamps=True, sequential=True, word_timestamps=has_alignment_heads(model)
+            timestamps=True,
+            sequential=True,
+            word_timestamps=has_alignment_heads(model),
+            encoder_states=True,
         )
 
     def decode(
@@ -183,7 +194,7 @@ class BaseDecoder:
         if falls_back and encoder_hidden_states is None:
             # one encoder pass for the greedy pass, the fallback's scores and every
             # temperature of its ladder (the rows sampled again reuse their states)
-            encoder_hidden_states = self._encode(features)
+            encoder_hidden_states = self.encode(features)
         prompts, ids, stats = self._generate(
             features, return_timestamps, encoder_hidden_states, settings
         )
@@ -273,7 +284,7 @@ class BaseDecoder:
         rule = settings.fallback
         prompts, ids, stats = list(prompts), list(ids), list(stats)
         if encoder_states is None:
-            encoder_states = self._encode(features)
+            encoder_states = self.encode(features)
         todo = self._failing(rule, encoder_states, range(len(ids)), prompts, ids)
         for step, temperature in enumerate(rule.temperatures):
             if not todo:
@@ -290,8 +301,9 @@ class BaseDecoder:
             todo = self._failing(rule, encoder_states, todo, prompts, ids)
         return prompts, ids, stats
 
-    def _encode(self, features) -> torch.Tensor:
-        """The encoder's output for a batch of log-mel ``features``."""
+    def encode(self, features) -> torch.Tensor:
+        """The model's encoder output for a batch of log-mel ``features``, as
+        :meth:`decode` takes it (``encoder_hidden_states``)."""
         with torch.inference_mode():
             return self.model.model.encoder(to_model(self.model, features))[0]
 

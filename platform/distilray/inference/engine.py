@@ -276,16 +276,21 @@ class Transcriber:
         for the no-speech rule (None otherwise)."""
         options = self._rules(options)
         scored = options.scores or self.no_speech_threshold is not None
+        # the scores are the teacher's: its decoder's encoder output serves both
+        shared = self.decoder.capabilities.encoder_states and self.decoder.model is self.teacher
         parts: list[Decoded] = []
         scores: list[Score | None] = []
         for start in range(0, len(clips), self.batch_size):
             batch = list(clips[start : start + self.batch_size])
             features = torch.from_numpy(log_mel(self.processor.feature_extractor, batch))
+            # one encoder pass for decoding (fallback included) and the windows' scores
+            encoded = self.decoder.encode(features) if scored and shared else None
             decoded = self.decoder.decode(
                 features,
                 return_timestamps=return_timestamps,
                 word_timestamps=word_timestamps,
                 end_times=[len(c) / SAMPLING_RATE for c in batch],
+                encoder_hidden_states=encoded,
                 options=options,
             )
             batch_scores: list[Score | None] = [None] * len(batch)
@@ -297,6 +302,7 @@ class Transcriber:
                         decoded.ids,
                         prompts=decoded.prompts,
                         max_new_tokens=self.max_new_tokens,
+                        encoded=encoded,
                     )
                 )
             if self.no_speech_threshold is not None:

@@ -11,6 +11,7 @@ teacher's greedy text either way.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -284,7 +285,11 @@ class Transcriber:
             batch = list(clips[start : start + self.batch_size])
             features = torch.from_numpy(log_mel(self.processor.feature_extractor, batch))
             # one encoder pass for decoding (fallback included) and the windows' scores
-            encoded = self.decoder.encode(features) if scored and shared else None
+            encoded, encode_s = None, 0.0
+            if scored and shared:
+                began = time.perf_counter()
+                encoded = self.decoder.encode(features)
+                encode_s = time.perf_counter() - began
             decoded = self.decoder.decode(
                 features,
                 return_timestamps=return_timestamps,
@@ -293,6 +298,10 @@ class Transcriber:
                 encoder_hidden_states=encoded,
                 options=options,
             )
+            if encode_s:  # the rows' decoding time includes the encoder pass they shared
+                share = encode_s / len(batch)
+                stats = [replace(s, compute_s=s.compute_s + share) for s in decoded.stats]
+                decoded = replace(decoded, stats=stats)
             batch_scores: list[Score | None] = [None] * len(batch)
             if scored:
                 batch_scores = list(
@@ -421,8 +430,6 @@ class Transcriber:
     def _sequential(
         self, audios: list[np.ndarray], timestamps: bool, options: DecodeOptions
     ) -> list[TranscriptResult]:
-        import time
-
         results = []
         for start in range(0, len(audios), self.batch_size):
             batch = audios[start : start + self.batch_size]

@@ -27,9 +27,8 @@ from distilray.inference.shortform import (
     generate_prompted,
     segments_from_ids,
     timestamp_begin_id,
-    to_model,
 )
-from distilray.inference.speculative import SCHEDULES, SpeculativeStats, check_assistant
+from distilray.inference.speculative import SCHEDULES, SpeculativeStats, check_assistant, encode
 
 TASKS = ("transcribe", "translate")
 
@@ -283,8 +282,6 @@ class BaseDecoder:
         """Rows that fail :class:`Fallback`'s tests, sampled again up its ladder."""
         rule = settings.fallback
         prompts, ids, stats = list(prompts), list(ids), list(stats)
-        if encoder_states is None:
-            encoder_states = self.encode(features)
         todo = self._failing(rule, encoder_states, range(len(ids)), prompts, ids)
         for step, temperature in enumerate(rule.temperatures):
             if not todo:
@@ -305,7 +302,7 @@ class BaseDecoder:
         """The model's encoder output for a batch of log-mel ``features``, as
         :meth:`decode` takes it (``encoder_hidden_states``)."""
         with torch.inference_mode():
-            return self.model.model.encoder(to_model(self.model, features))[0]
+            return encode(self.model, features)
 
     def _failing(self, rule: Fallback, encoder_states, rows, prompts, ids) -> list[int]:
         """Those of ``rows`` that loop or are too unsure (:class:`Fallback`)."""

@@ -73,13 +73,13 @@ def window_scores(
     encoder pass (``features`` may then be None)."""
     from distilray.inference.confidence import no_speech_token_id, sequence_scores
     from distilray.inference.prompt import end_of_text, full_sequence, transcript_start
-    from distilray.inference.shortform import to_model
+    from distilray.inference.speculative import encode
 
     config = model.generation_config
     eos = end_of_text(config)
     if encoded is None:
         with torch.inference_mode():
-            encoded = model.model.encoder(to_model(model, features)).last_hidden_state
+            encoded = encode(model, features)
     # Generation stops at max_new_tokens or at the last decoder position, whichever
     # comes first (a long text prompt leaves fewer): no end of text after a cut row.
     positions = model.config.max_target_positions

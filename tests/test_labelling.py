@@ -60,6 +60,10 @@ def test_config_rejects_bad_values(tmp_path):
         load_config(LabelConfig, None, [*base, "batchsize=4"])
     with pytest.raises(ConfigError, match="inside it"):
         load_config(LabelConfig, None, ["input=s3://b/data/", "output=s3://b/data/labels"])
+    with pytest.raises(ConfigError, match="pack_gap_s"):
+        load_config(LabelConfig, None, [*base, "pack_gap_s=[2.0, 1.0]"])
+    with pytest.raises(ConfigError, match="pack_gap_s"):
+        load_config(LabelConfig, None, [*base, "max_chunk_s=10", "pack_gap_s=[0, 10]"])
 
 
 @pytest.mark.parametrize(
@@ -127,6 +131,41 @@ def test_pack_joins_consecutive_clips_up_to_the_limit():
     assert by_id["bad"].error == "corrupt" and by_id["c"].text is None
     # A chunk of a labelled and an unlabelled clip has no reference.
     assert pack([clip("a", 2), clip("c", 2, None)], 10)[0].text is None
+
+
+def test_packed_clips_are_separated_by_pauses_of_silence_or_room_noise():
+    """Pauses go between the parts (never before the first), count towards the limit,
+    add no words, and are the same in every run."""
+    room = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.01
+    speech = np.concatenate([room, tone(2)])  # quiet room, then a loud sentence
+    clips = [Clip([f"c{i:02d}"], f"w{i}", speech.copy()) for i in range(30)]
+    packed = pack(clips, max_chunk_s=30, gap_s=(1.0, 2.0))
+    again = pack(clips, max_chunk_s=30, gap_s=(1.0, 2.0))
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(packed, again, strict=True))
+    assert sorted(i for c in packed for i in c.ids) == [c.ids[0] for c in clips]  # each once
+    kinds = set()
+    for chunk in packed:
+        assert chunk.text == " ".join(f"w{i[1:].lstrip('0') or '0'}" for i in chunk.ids)
+        assert chunk.audio.size <= 30 * 16000
+        assert chunk.audio[: speech.size].tolist() == speech.tolist()  # starts with a part
+        pauses = (chunk.audio.size - len(chunk.ids) * speech.size) / 16000
+        assert 1.0 * (len(chunk.ids) - 1) - 1e-3 <= pauses <= 2.0 * (len(chunk.ids) - 1) + 1e-3
+        start = speech.size
+        for _ in chunk.ids[1:]:  # each pause: digital silence or the previous part's floor
+            rest = chunk.audio[start:]
+            length = next(
+                n for n in range(16000, 32001) if rest[n : n + 16].tolist() == speech[:16].tolist()
+            )
+            pause = rest[:length]
+            if not pause.any():
+                kinds.add("silence")
+            else:
+                kinds.add("noise")
+                assert 0.005 < float(np.sqrt((pause**2).mean())) < 0.02  # the room, not the voice
+            start += length + speech.size
+    assert kinds == {"silence", "noise"}
+    # Without a pause range the parts are joined end to end, as before.
+    assert pack(clips[:2], 30)[0].audio.size == 2 * speech.size
 
 
 def test_pack_mix_packs_a_share_and_keeps_the_rest_single():

@@ -92,6 +92,13 @@ class LabelConfig(StageConfig, ManifestColumnFields):
     max_chunk_s: float = Field(
         WHISPER_WINDOW_S, gt=0, le=WHISPER_WINDOW_S, description="longest packed chunk, seconds"
     )
+    pack_gap_s: tuple[float, float] = Field(
+        (0.0, 3.0),
+        description="with concatenate_audio: [shortest, longest] pause between the clips of "
+        "a packed chunk, seconds (drawn per clip by a hash of its id; half digital silence, "
+        "half the previous clip's noise floor; counts towards max_chunk_s): a student that "
+        "never heard a pause inside a window ends its transcript at the first one",
+    )
     return_timestamps: bool = Field(
         True,
         description="let the teacher predict timestamp tokens (kept in pseudo_label_ids); "
@@ -140,6 +147,12 @@ class LabelConfig(StageConfig, ManifestColumnFields):
     def _check(self) -> LabelConfig:
         if self.min_actors > self.max_actors:
             raise ValueError("min_actors must not exceed max_actors")
+        low, high = self.pack_gap_s
+        if not 0 <= low <= high < self.max_chunk_s:
+            raise ValueError(
+                f"pack_gap_s must be [shortest, longest] with 0 <= shortest <= longest < "
+                f"max_chunk_s ({self.max_chunk_s}), got {list(self.pack_gap_s)}"
+            )
         if self.engine == "transformers" and self.compute_type != "auto":
             raise ValueError(
                 "compute_type is CTranslate2's: set engine=ctranslate2 (or auto), or use "

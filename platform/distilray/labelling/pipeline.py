@@ -144,6 +144,7 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
             "concatenate": cfg.concatenate_audio,
             "max_chunk_s": cfg.max_chunk_s,
             "pack_fraction": cfg.pack_fraction,
+            "pack_gap_s": cfg.pack_gap_s,
         },
         batch_size=cfg.prepare_batch_size,
         batch_format="pyarrow",

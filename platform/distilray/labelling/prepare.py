@@ -53,32 +53,70 @@ def decode_row(row: dict, max_duration_s: float) -> Clip:
     return clip
 
 
-def pack(clips: list[Clip], max_chunk_s: float) -> list[Clip]:
+def pack(
+    clips: list[Clip], max_chunk_s: float, gap_s: tuple[float, float] = (0.0, 0.0)
+) -> list[Clip]:
     """Join consecutive decoded clips into chunks of at most ``max_chunk_s`` seconds.
 
     Failed clips pass through on their own. A chunk's text is its parts' texts
-    joined by spaces, or None when any part has no reference.
+    joined by spaces, or None when any part has no reference. Consecutive parts are
+    separated by a pause (:func:`pause_before`) of ``gap_s[0]``-``gap_s[1]`` seconds,
+    which counts towards the limit.
     """
     limit = int(max_chunk_s * SAMPLING_RATE)
     out: list[Clip] = []
     group: list[Clip] = []
+    size = 0
     for clip in clips:
         if clip.audio is None:
             out.append(clip)
             continue
-        if group and sum(c.audio.size for c in group) + clip.audio.size > limit:
+        pause = pause_before(clip.ids[0], group[-1].audio, gap_s) if group else None
+        extra = clip.audio.size + (pause.size if pause is not None else 0)
+        if group and size + extra > limit:
             out.append(_join(group))
-            group = []
+            group, size, pause, extra = [], 0, None, clip.audio.size
+        if pause is not None and pause.size:
+            group.append(Clip([], "", pause))  # silence: no id, no words
         group.append(clip)
+        size += extra
     if group:
         out.append(_join(group))
     return out
 
 
+def pause_before(clip_id: str, previous: np.ndarray, gap_s: tuple[float, float]) -> np.ndarray:
+    """The pause a packed chunk puts between ``previous`` and clip ``clip_id``.
+
+    Its length is drawn from ``gap_s`` by a stable hash of the id (the same clip gets
+    the same pause in every run). Real long recordings pause between sentences for a
+    second or more, and the student must go on transcribing after a pause instead of
+    ending the transcript there; clips packed end to end never show it one. Half the
+    pauses (by another hash) are digital silence, as in edited or joined recordings,
+    the other half Gaussian noise at ``previous``'s noise floor (the 10th percentile
+    of its 20 ms frame levels), as a room sounds between two sentences.
+    """
+    low, high = gap_s
+    samples = int(round((low + (high - low) * unit_hash(f"gap:{clip_id}")) * SAMPLING_RATE))
+    if samples <= 0:
+        return np.zeros(0, np.float32)
+    if unit_hash(f"gap-fill:{clip_id}") < 0.5:
+        return np.zeros(samples, np.float32)
+    frame = SAMPLING_RATE // 50
+    frames = previous[: previous.size // frame * frame].reshape(-1, frame)
+    floor = (
+        float(np.percentile(np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)), 10))
+        if frames.size
+        else 0.0
+    )
+    rng = np.random.default_rng(int(unit_hash(f"gap-noise:{clip_id}") * 2**32))
+    return (rng.standard_normal(samples) * floor).astype(np.float32)
+
+
 def _join(group: list[Clip]) -> Clip:
     if len(group) == 1:
         return group[0]
-    texts = [c.text for c in group]
+    texts = [c.text for c in group if c.ids]
     text = None if any(t is None for t in texts) else " ".join(t.strip() for t in texts)
     ids = [i for c in group for i in c.ids]
     return Clip(ids, text, np.concatenate([c.audio for c in group]))
@@ -93,7 +131,12 @@ def is_packed(row_id: str, fraction: float) -> bool:
     return unit_hash(f"pack:{row_id}") < fraction
 
 
-def mix_packed(clips: list[Clip], max_chunk_s: float, fraction: float) -> list[Clip]:
+def mix_packed(
+    clips: list[Clip],
+    max_chunk_s: float,
+    fraction: float,
+    gap_s: tuple[float, float] = (0.0, 0.0),
+) -> list[Clip]:
     """Pack the ``fraction`` of clips :func:`is_packed` picks; the others stay single.
 
     The paper trains on clips packed to 30 s; single clips are kept beside them so
@@ -101,7 +144,7 @@ def mix_packed(clips: list[Clip], max_chunk_s: float, fraction: float) -> list[C
     """
     chosen = [c for c in clips if is_packed(c.ids[0], fraction)]
     single = [c for c in clips if not is_packed(c.ids[0], fraction)]
-    return pack(chosen, max_chunk_s) + single
+    return pack(chosen, max_chunk_s, gap_s) + single
 
 
 def prepare_batch(
@@ -112,6 +155,7 @@ def prepare_batch(
     concatenate: bool = False,
     max_chunk_s: float = 30.0,
     pack_fraction: float = 1.0,
+    pack_gap_s: tuple[float, float] = (0.0, 0.0),
 ) -> pa.Table:
     """Manifest rows → ``id, source_ids, audio, duration_s, text, error, input_features``."""
     # Ray hands task arguments over zero-copy, as read-only arrays; torch warns about
@@ -120,7 +164,7 @@ def prepare_batch(
         feature_extractor.mel_filters = feature_extractor.mel_filters.copy()
     clips = [decode_row(row, max_duration_s) for row in batch.to_pylist()]
     if concatenate:
-        clips = mix_packed(clips, max_chunk_s, pack_fraction)
+        clips = mix_packed(clips, max_chunk_s, pack_fraction, pack_gap_s)
     return clips_table(clips, feature_extractor)
 
 

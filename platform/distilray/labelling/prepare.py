@@ -102,15 +102,16 @@ def pause_before(clip_id: str, previous: np.ndarray, gap_s: tuple[float, float])
         return np.zeros(0, np.float32)
     if unit_hash(f"gap-fill:{clip_id}") < 0.5:
         return np.zeros(samples, np.float32)
-    frame = SAMPLING_RATE // 50
-    frames = previous[: previous.size // frame * frame].reshape(-1, frame)
-    floor = (
-        float(np.percentile(np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)), 10))
-        if frames.size
-        else 0.0
-    )
+    floor = noise_floor(previous)
     rng = np.random.default_rng(int(unit_hash(f"gap-noise:{clip_id}") * 2**32))
     return (rng.standard_normal(samples) * floor).astype(np.float32)
+
+
+def noise_floor(audio: np.ndarray) -> float:
+    """RMS level of ``audio``'s quiet parts: the 10th percentile of its 20 ms frames'."""
+    frame = SAMPLING_RATE // 50
+    frames = audio[: audio.size // frame * frame].reshape(-1, frame).astype(np.float64)
+    return float(np.percentile(np.sqrt((frames**2).mean(axis=1)), 10)) if frames.size else 0.0
 
 
 def _join(group: list[Clip]) -> Clip:

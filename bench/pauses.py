@@ -12,7 +12,7 @@ windows *stopped at the pause* (at least half the second clip's words missing)::
     python bench/pauses.py --manifest runs/demo/real/test/manifest.jsonl \\
         --model teacher=tiny.en --model student=runs/demo/student
 
-The noise is at the level labelling's pauses use (``labelling.prepare.noise_floor``);
+The noise is at the level labelling's pauses use (``labelling.prepare.make_pause``);
 the lengths are the same for every pair (``--pauses``), not drawn per clip.
 """
 
@@ -60,26 +60,20 @@ def pairs(manifest: Path, limit: int) -> list[tuple[dict, np.ndarray, dict, np.n
 def window(first: np.ndarray, second: np.ndarray, seconds: float, kind: str) -> np.ndarray:
     """``first``, a pause of ``seconds`` (``silence`` or ``noise``), ``second``."""
     from distilray.audio import SAMPLING_RATE
-    from distilray.labelling.prepare import noise_floor
+    from distilray.labelling.prepare import make_pause
 
     samples = int(seconds * SAMPLING_RATE)
-    if kind == "silence":
-        pause = np.zeros(samples, np.float32)
-    else:
-        rng = np.random.default_rng(samples)
-        pause = (rng.standard_normal(samples) * noise_floor(first)).astype(np.float32)
+    pause = make_pause(samples, first, silent=kind == "silence", seed=samples)
     return np.concatenate([first, pause, second])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
 
     from distilray.inference.decoder import make_decoder
     from distilray.models import load_whisper
     from distilray.text import normalize, wer_stats
 
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     work = pairs(args.manifest, args.pairs)
     if not work:
         print(f"error: no pairs of short referenced clips in {args.manifest}", file=sys.stderr)

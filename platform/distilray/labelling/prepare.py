@@ -60,51 +60,56 @@ def pack(
 
     Failed clips pass through on their own. A chunk's text is its parts' texts
     joined by spaces, or None when any part has no reference. Consecutive parts are
-    separated by a pause (:func:`pause_before`) of ``gap_s[0]``-``gap_s[1]`` seconds,
-    which counts towards the limit.
+    separated by a pause (:func:`pause_length`, :func:`make_pause`) of
+    ``gap_s[0]``-``gap_s[1]`` seconds, which counts towards the limit.
     """
     limit = int(max_chunk_s * SAMPLING_RATE)
     out: list[Clip] = []
     group: list[Clip] = []
+    parts: list[np.ndarray] = []  # the group's audio: its clips and the pauses between them
     size = 0
     for clip in clips:
         if clip.audio is None:
             out.append(clip)
             continue
-        pause = pause_before(clip.ids[0], group[-1].audio, gap_s) if group else None
-        extra = clip.audio.size + (pause.size if pause is not None else 0)
-        if group and size + extra > limit:
-            out.append(_join(group))
-            group, size, pause, extra = [], 0, None, clip.audio.size
-        if pause is not None and pause.size:
-            group.append(Clip([], "", pause))  # silence: no id, no words
+        gap = pause_length(clip.ids[0], gap_s) if group else 0
+        if group and size + gap + clip.audio.size > limit:
+            out.append(_join(group, parts))
+            group, parts, size, gap = [], [], 0, 0
+        if gap:
+            silent = unit_hash(f"gap-fill:{clip.ids[0]}") < 0.5
+            seed = int(unit_hash(f"gap-noise:{clip.ids[0]}") * 2**32)
+            parts.append(make_pause(gap, group[-1].audio, silent=silent, seed=seed))
         group.append(clip)
-        size += extra
+        parts.append(clip.audio)
+        size += gap + clip.audio.size
     if group:
-        out.append(_join(group))
+        out.append(_join(group, parts))
     return out
 
 
-def pause_before(clip_id: str, previous: np.ndarray, gap_s: tuple[float, float]) -> np.ndarray:
-    """The pause a packed chunk puts between ``previous`` and clip ``clip_id``.
+def pause_length(clip_id: str, gap_s: tuple[float, float]) -> int:
+    """Samples of the pause a packed chunk puts before clip ``clip_id``.
 
-    Its length is drawn from ``gap_s`` by a stable hash of the id (the same clip gets
-    the same pause in every run). Real long recordings pause between sentences for a
-    second or more, and the student must go on transcribing after a pause instead of
-    ending the transcript there; clips packed end to end never show it one. Half the
-    pauses (by another hash) are digital silence, as in edited or joined recordings,
-    the other half Gaussian noise at ``previous``'s noise floor (the 10th percentile
-    of its 20 ms frame levels), as a room sounds between two sentences.
+    Drawn from ``gap_s`` by a stable hash of the id: the same clip gets the same
+    pause in every run. Real long recordings pause between sentences for a second
+    or more, and the student must go on transcribing after a pause instead of
+    ending the transcript there; clips packed end to end never show it one.
     """
     low, high = gap_s
-    samples = int(round((low + (high - low) * unit_hash(f"gap:{clip_id}")) * SAMPLING_RATE))
-    if samples <= 0:
-        return np.zeros(0, np.float32)
-    if unit_hash(f"gap-fill:{clip_id}") < 0.5:
-        return np.zeros(samples, np.float32)
-    floor = noise_floor(previous)
-    rng = np.random.default_rng(int(unit_hash(f"gap-noise:{clip_id}") * 2**32))
-    return (rng.standard_normal(samples) * floor).astype(np.float32)
+    return max(0, int(round((low + (high - low) * unit_hash(f"gap:{clip_id}")) * SAMPLING_RATE)))
+
+
+def make_pause(samples: int, previous: np.ndarray, *, silent: bool, seed: int) -> np.ndarray:
+    """A pause after ``previous``: digital silence, or the room between two sentences.
+
+    Packing makes half its pauses silent (as in edited or joined recordings), the
+    other half Gaussian noise at ``previous``'s noise floor (:func:`noise_floor`).
+    """
+    if silent or samples <= 0:
+        return np.zeros(max(samples, 0), np.float32)
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(samples) * noise_floor(previous)).astype(np.float32)
 
 
 def noise_floor(audio: np.ndarray) -> float:
@@ -114,13 +119,13 @@ def noise_floor(audio: np.ndarray) -> float:
     return float(np.percentile(np.sqrt((frames**2).mean(axis=1)), 10)) if frames.size else 0.0
 
 
-def _join(group: list[Clip]) -> Clip:
+def _join(group: list[Clip], parts: list[np.ndarray]) -> Clip:
+    """One chunk of ``group``'s clips, its audio ``parts`` (clips and pauses) in order."""
     if len(group) == 1:
         return group[0]
-    texts = [c.text for c in group if c.ids]
+    texts = [c.text for c in group]
     text = None if any(t is None for t in texts) else " ".join(t.strip() for t in texts)
-    ids = [i for c in group for i in c.ids]
-    return Clip(ids, text, np.concatenate([c.audio for c in group]))
+    return Clip([i for c in group for i in c.ids], text, np.concatenate(parts))
 
 
 def is_packed(row_id: str, fraction: float) -> bool:

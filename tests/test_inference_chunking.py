@@ -9,6 +9,7 @@ from distilray.inference.chunking import (
     chunk_spans,
     keep_owned_segments,
     merge_token_sequences,
+    shift_limit,
 )
 from distilray.inference.shortform import generated_part, split_timestamped
 
@@ -96,6 +97,49 @@ def test_windows_that_share_no_text_are_joined_end_to_end():
     # shifts; transformers' merge took the longest such shift (5 of 68 tokens equal)
     # and kept the first half of one window and the second half of the other.
     assert merge_token_sequences([EARLY_STOP, NEXT_WINDOW]) == EARLY_STOP + NEXT_WINDOW
+
+
+# A distilled student's transcripts of the first two windows (0-30 s and 25-55 s, 5 s
+# shared) of a real recording: the first ends "... and that should be all thanks.", the
+# second starts "Thanks. So this is the sick purpose ..." and goes on to words the first
+# never reached.
+FIRST_WINDOW = [
+    770, 318, 262, 26071, 35789, 13, 314, 1101, 3375, 2495, 3049, 994, 13, 1318, 338, 2147,
+    1016, 2073, 1016, 319, 13, 775, 821, 655, 345, 760, 11, 612, 338, 617, 4046, 8563, 11,
+    475, 16609, 13, 770, 318, 502, 3375, 1107, 3105, 290, 4622, 2793, 287, 12245, 13, 775,
+    821, 655, 2282, 617, 2456, 290, 994, 338, 617, 517, 2456, 2456, 13, 21039, 11, 290, 326,
+    815, 307, 477, 5176, 13,
+]  # fmt: skip
+SECOND_WINDOW = [
+    6930, 13, 1406, 428, 318, 262, 6639, 4007, 13, 314, 423, 257, 4692, 11, 523, 314, 1053,
+    2826, 1180, 621, 262, 26071, 35789, 13, 383, 6447, 2858, 318, 635, 2407, 1180, 13, 843,
+    314, 1101, 2282, 257, 7684, 286, 1180, 2456, 326, 314, 750, 407, 910, 290, 262, 2656,
+    530, 13, 843, 994, 338, 257, 890, 14985, 290, 314, 892, 428, 318, 2192, 922, 13, 40967,
+    11, 5176, 13, 40967, 11,
+]  # fmt: skip
+
+
+def test_an_alignment_longer_than_the_shared_audio_is_not_taken():
+    # Shifted by 68 tokens, 9 tokens (".", ",", " this", " is" ...) agree by chance:
+    # without the windows' places the merge takes it and keeps the first window up to
+    # "speech errors, but" and the second from "bunch of different words": 60 words lost.
+    chunks = chunk_spans(55 * 16000, 30 * 16000, int(2.5 * 16000))
+    unbounded = merge_token_sequences([FIRST_WINDOW, SECOND_WINDOW])
+    assert len(unbounded) < len(FIRST_WINDOW) // 2 + len(SECOND_WINDOW) // 2
+    merged = merge_token_sequences([FIRST_WINDOW, SECOND_WINDOW], chunks)
+    assert merged[: len(FIRST_WINDOW)] == FIRST_WINDOW
+    assert merged[-len(SECOND_WINDOW) + 2 :] == SECOND_WINDOW[2:]  # from ". So this is"
+
+
+def test_shift_limit_follows_the_shared_audio():
+    # 30 s windows sharing 5 s hold about a sixth of their tokens in common; twice that
+    # (speech is not spread evenly) plus a few tokens of slack.
+    left, right = Chunk(0, 30, 0, 2), Chunk(25, 55, 2, 0)
+    assert shift_limit(60, 60, left, right) == 2 * 10 + 4
+    assert shift_limit(60, 6, left, Chunk(25, 28, 2, 0)) == 2 * 10 + 4  # a short last window
+    assert shift_limit(60, 60, Chunk(0, 30, 0, 5), Chunk(20, 50, 5, 0)) == 2 * 20 + 4
+    with pytest.raises(ValueError, match="2 windows' tokens but 1 spans"):
+        merge_token_sequences([[1], [2]], [left])
 
 
 def test_merge_aligns_a_short_last_window_inside_the_overlap():

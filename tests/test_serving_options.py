@@ -98,8 +98,8 @@ def test_streamed_deltas_add_up_to_the_transcript(models):
     expected = engine.transcribe([audio])[0].text
     from distilray.inference.longform import split_windows
 
-    windows, _ = split_windows([audio], engine.chunk_length_s, engine.stride_s)
-    merge = StreamedMerge(engine)
+    windows, owners = split_windows([audio], engine.chunk_length_s, engine.stride_s)
+    merge = StreamedMerge(engine, [span for _, span in owners])
     deltas = []
     for i, window in enumerate(windows):
         ids = engine.decode_clips([window], False).ids

@@ -7,13 +7,15 @@ Windows of ``chunk`` samples start every ``chunk - 2 * stride`` samples, so
 neighbours overlap by ``2 * stride``. Text is merged at the overlap by aligning the
 end of the transcript so far with the start of the next window's tokens (the
 longest-common-sequence merge of transformers' ASR pipeline, guarded against windows
-that share no text: :func:`_best_overlap`); segments with
+that share no text and against alignments longer than the shared audio can hold:
+:func:`_best_overlap`); segments with
 timestamps are merged by time: each window owns the audio between the middles
 of its overlaps.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,8 +26,8 @@ class Chunk:
 
     start: int  # first sample of the window
     end: int  # one past its last sample
-    left: int  # samples at its start shared with the previous window (0 for the first)
-    right: int  # samples at its end shared with the next window (0 for the last)
+    left: int  # half the samples it shares with the previous window (0 for the first)
+    right: int  # half the samples it shares with the next window (0 for the last)
 
     @property
     def owned(self) -> tuple[int, int]:
@@ -57,21 +59,45 @@ def chunk_spans(num_samples: int, chunk: int, stride: int) -> list[Chunk]:
 
 SHIFT_SLACK = 4  # tokens a shift may reach past the shorter window's transcript
 MIN_AGREEMENT = 0.1  # share of equal tokens below which an alignment is chance
+RATE_SLACK = 2.0  # how much denser than its window's average the shared audio's speech may be
 
 
-def _best_overlap(left: Sequence[int], right: Sequence[int]) -> tuple[int, int, int, int]:
+def shift_limit(n_left: int, n_right: int, left: Chunk, right: Chunk) -> int:
+    """Most tokens two neighbouring windows' transcripts can share, from their audio.
+
+    Windows of 30 s overlapping by 5 s share about a sixth of their words, not most
+    of them: the tokens each window says per sample of its audio, times the shared
+    samples, times :data:`RATE_SLACK` (speech is not evenly spread), plus
+    :data:`SHIFT_SLACK`.
+
+    >>> shift_limit(60, 60, Chunk(0, 30, 0, 2), Chunk(25, 55, 2, 0))
+    24
+    """
+    shared = max(0, left.end - right.start)
+    rate = max(n_left / max(1, left.end - left.start), n_right / max(1, right.end - right.start))
+    return math.ceil(RATE_SLACK * rate * shared) + SHIFT_SLACK
+
+
+def _best_overlap(
+    left: Sequence[int], right: Sequence[int], max_shift: int | None = None
+) -> tuple[int, int, int, int]:
     """Alignment of ``left``'s end with ``right``'s start with the most agreeing tokens.
 
     Tries every shift ``i`` (``left``'s last ``i`` tokens against ``right``'s first
-    ``i``, clipped to both); scores it by the fraction of equal tokens over the shift
-    (plus a tiny bonus for longer shifts) and needs at least two matches. Returns the
-    aligned spans ``(left_start, left_stop, right_start, right_stop)``; without any
-    alignment, an empty span at the end of ``left`` and start of ``right``.
+    ``i``, clipped to both) up to ``max_shift``; scores it by the fraction of equal
+    tokens over the shift (plus a tiny bonus for longer shifts) and needs at least
+    two matches. Returns the aligned spans ``(left_start, left_stop, right_start,
+    right_stop)``; without any alignment, an empty span at the end of ``left`` and
+    start of ``right``.
 
-    Two guards that transformers' pipeline lacks, both for windows that share no
-    text (the earlier window stopped before the overlap, or looped to its token
-    limit), where its merge kept only a few tokens of the two:
+    Three guards that transformers' pipeline lacks, all for windows whose texts
+    agree by chance somewhere (the earlier window stopped before the overlap, or
+    looped to its token limit, or the overlap was heard differently), where its
+    merge kept the first part of one window and the last of the other and lost
+    everything between:
 
+    - ``max_shift`` (:func:`shift_limit`): a shift longer than the shared audio can
+      hold says that most of the two windows' audio was the same, which it is not;
     - ``i`` stops a few tokens past the shorter sequence (the windows tokenise the
       shared audio a little differently: a word cut at the edge, other punctuation);
       a longer shift would say that the later window heard words well before the
@@ -82,7 +108,10 @@ def _best_overlap(left: Sequence[int], right: Sequence[int]) -> tuple[int, int, 
     """
     n_left, n_right = len(left), len(right)
     best, spans = 0.0, (n_left, n_left, 0, 0)
-    for i in range(1, min(n_left + n_right, min(n_left, n_right) + SHIFT_SLACK + 1)):
+    longest = min(n_left + n_right - 1, min(n_left, n_right) + SHIFT_SLACK)
+    if max_shift is not None:
+        longest = min(longest, max_shift)
+    for i in range(1, longest + 1):
         left_start, left_stop = max(0, n_left - i), min(n_left, n_left + n_right - i)
         right_start, right_stop = max(0, i - n_left), min(n_right, i)
         matches = sum(
@@ -95,19 +124,28 @@ def _best_overlap(left: Sequence[int], right: Sequence[int]) -> tuple[int, int, 
     return spans
 
 
-def merge_token_sequences(sequences: Sequence[Sequence[int]]) -> list[int]:
+def merge_token_sequences(
+    sequences: Sequence[Sequence[int]], spans: Sequence[Chunk] | None = None
+) -> list[int]:
     """Join the text tokens of consecutive overlapping windows into one sequence.
 
     At each overlap the left window contributes the first half of the aligned
     span and the right window the rest: tokens near a window's edge, decoded from
-    cut-off audio, are the least reliable.
+    cut-off audio, are the least reliable. ``spans``, the windows' places in the
+    recording, bound each alignment by the audio the two windows share
+    (:func:`shift_limit`); without them any shift is tried.
     """
     if not sequences:
         return []
+    if spans is not None and len(spans) != len(sequences):
+        raise ValueError(f"{len(sequences)} windows' tokens but {len(spans)} spans")
     merged: list[int] = []
     left = list(sequences[0])
-    for right in sequences[1:]:
-        left_start, left_stop, right_start, right_stop = _best_overlap(left, right)
+    for k, right in enumerate(sequences[1:], start=1):
+        limit = None
+        if spans is not None:
+            limit = shift_limit(len(sequences[k - 1]), len(right), spans[k - 1], spans[k])
+        left_start, left_stop, right_start, right_stop = _best_overlap(left, right, limit)
         merged.extend(left[: (left_start + left_stop) // 2])
         left = list(right[(right_start + right_stop) // 2 :])
     merged.extend(left)

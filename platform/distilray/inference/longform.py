@@ -118,7 +118,7 @@ def _merge_recording(
     texts = [
         [t for t in decoded.ids[row] if t < timestamp_begin and t not in special] for row in rows
     ]
-    merged = merge_token_sequences(texts)
+    merged = merge_token_sequences(texts, [span for span, _ in parts])
     segments: list[Segment] = []
     if return_timestamps:
         # keep_owned_segments carries each segment along as the "text" of its triple

@@ -234,8 +234,8 @@ class WhisperModel:
             yield done_event(transcript.text)
             return
         options = decode_options(self.transcriber, request)
-        pieces = StreamedMerge(self.transcriber)
-        windows, _ = split_windows([audio], self.args.chunk_length_s, self.args.stride_s)
+        windows, owners = split_windows([audio], self.args.chunk_length_s, self.args.stride_s)
+        pieces = StreamedMerge(self.transcriber, [span for _, span in owners])
         step = self.args.stream_windows
         for start in range(0, len(windows), step):
             group = windows[start : start + step]

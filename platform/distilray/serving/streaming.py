@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from distilray.inference.chunking import merge_token_sequences
+from distilray.inference.chunking import Chunk, merge_token_sequences
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -30,7 +30,8 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class StreamedMerge:
     """Window ids in, text deltas out; :attr:`text` is the whole transcript so far."""
 
-    def __init__(self, transcriber) -> None:
+    def __init__(self, transcriber, spans: Sequence[Chunk]) -> None:
+        self.spans = list(spans)  # every window's place in the recording, in order
         self.tokenizer = transcriber.processor.tokenizer
         self.timestamp_begin = transcriber.timestamp_begin
         self.special = set(self.tokenizer.all_special_ids)
@@ -44,8 +45,9 @@ class StreamedMerge:
             self.windows.append(
                 [t for t in ids if t < self.timestamp_begin and t not in self.special]
             )
-        before = merge_token_sequences(self.windows[:-1])
-        merged = merge_token_sequences(self.windows)
+        count = len(self.windows)
+        before = merge_token_sequences(self.windows[:-1], self.spans[: count - 1])
+        merged = merge_token_sequences(self.windows, self.spans[:count])
         self.text = self._decode(merged)
         stable = merged if final else merged[: common_prefix(before, merged)]
         text = self.text if final else self._decode(stable)

@@ -131,6 +131,15 @@ def test_an_alignment_longer_than_the_shared_audio_is_not_taken():
     assert merged[-len(SECOND_WINDOW) + 2 :] == SECOND_WINDOW[2:]  # from ". So this is"
 
 
+def test_a_sentence_alone_in_the_shared_audio_is_still_aligned():
+    # Both windows are silent but for one sentence in their shared 10 s: 20 tokens
+    # over 30 s is below the pace shift_limit expects, yet every token agrees.
+    sentence = list(range(100, 120))
+    chunks = chunk_spans(50 * 16000, 30 * 16000, 5 * 16000)
+    assert shift_limit(20, 20, *chunks) < len(sentence)
+    assert merge_token_sequences([sentence, sentence], chunks) == sentence
+
+
 def test_shift_limit_follows_the_shared_audio():
     # 30 s windows sharing 5 s hold about a sixth of their tokens in common; twice that
     # (speech is not spread evenly) plus a few tokens of slack.

@@ -60,6 +60,7 @@ def chunk_spans(num_samples: int, chunk: int, stride: int) -> list[Chunk]:
 SHIFT_SLACK = 4  # tokens a shift may reach past the shorter window's transcript
 MIN_AGREEMENT = 0.1  # share of equal tokens below which an alignment is chance
 RATE_SLACK = 2.0  # how much denser than its window's average the shared audio's speech may be
+BEYOND_LIMIT_AGREEMENT = 0.5  # share of equal tokens a shift past shift_limit must reach
 
 
 def shift_limit(n_left: int, n_right: int, left: Chunk, right: Chunk) -> int:
@@ -84,9 +85,8 @@ def _best_overlap(
     """Alignment of ``left``'s end with ``right``'s start with the most agreeing tokens.
 
     Tries every shift ``i`` (``left``'s last ``i`` tokens against ``right``'s first
-    ``i``, clipped to both) up to ``max_shift``; scores it by the fraction of equal
-    tokens over the shift (plus a tiny bonus for longer shifts) and needs at least
-    two matches. Returns the aligned spans ``(left_start, left_stop, right_start,
+    ``i``, clipped to both); scores it by the fraction of equal tokens over the shift
+    (plus a tiny bonus for longer shifts) and needs at least two matches. Returns the aligned spans ``(left_start, left_stop, right_start,
     right_stop)``; without any alignment, an empty span at the end of ``left`` and
     start of ``right``.
 
@@ -96,8 +96,10 @@ def _best_overlap(
     merge kept the first part of one window and the last of the other and lost
     everything between:
 
-    - ``max_shift`` (:func:`shift_limit`): a shift longer than the shared audio can
-      hold says that most of the two windows' audio was the same, which it is not;
+    - past ``max_shift`` (:func:`shift_limit`) a shift says that the two windows
+      heard more words in common than their shared audio holds at their pace; it
+      is taken only where at least half its tokens agree (a sentence alone in the
+      shared audio, silence around it), never on chance agreements;
     - ``i`` stops a few tokens past the shorter sequence (the windows tokenise the
       shared audio a little differently: a word cut at the edge, other punctuation);
       a longer shift would say that the later window heard words well before the
@@ -109,8 +111,6 @@ def _best_overlap(
     n_left, n_right = len(left), len(right)
     best, spans = 0.0, (n_left, n_left, 0, 0)
     longest = min(n_left + n_right - 1, min(n_left, n_right) + SHIFT_SLACK)
-    if max_shift is not None:
-        longest = min(longest, max_shift)
     for i in range(1, longest + 1):
         left_start, left_stop = max(0, n_left - i), min(n_left, n_left + n_right - i)
         right_start, right_stop = max(0, i - n_left), min(n_right, i)
@@ -119,7 +119,8 @@ def _best_overlap(
             for a, b in zip(left[left_start:left_stop], right[right_start:right_stop], strict=True)
         )
         score = matches / i + i / 10000.0
-        if matches > 1 and matches >= MIN_AGREEMENT * i and score > best:
+        agreement = MIN_AGREEMENT if max_shift is None or i <= max_shift else BEYOND_LIMIT_AGREEMENT
+        if matches > 1 and matches >= agreement * i and score > best:
             best, spans = score, (left_start, left_stop, right_start, right_stop)
     return spans
 

@@ -54,16 +54,22 @@ def test_headline_orders_clean_rows_per_dataset_and_adds_the_untrained_baseline(
     }
     table = format_results(rows, noisy, served)
     assert (
-        "| synth | speculative | short | 20.0 | – | 0 | 0 | 0 | 1.30 | 4.0 | 100% | 0.80 |" in table
+        "| synth | speculative | short | 20.0 | – | – | 0 | 0 | 0 | 1.30 | 4.0 | 100% | 0.80 |"
+        in table
     )
     assert (
-        "| synth | student (untrained init) | short | 120.0 | – | 0 | 2 | 1 | – | 4.0 | – | – |"
+        "| synth | student (untrained init) | short | 120.0 | – | – | 0 | 2 | 1 | – | 4.0 | – | – |"
         in table
     )
     assert "w/o worst:" not in table  # the evaluation named none
     rows[1] |= {"wer_without_worst": 0.25, "worst": [{"id": "a", "errors": 9, "ref_words": 3}]}
+    rows[1] |= {"wer_vs_teacher": 0.1, "wer_vs_teacher_low": -0.02, "wer_vs_teacher_high": 0.2}
     table = format_results(rows, noisy, served)
-    assert "| synth | student | short | 30.0 | 25.0 | 0 | 2 | 1 | 0.60 |" in table
+    assert (
+        "| synth | student | short | 30.0 | +10.0 (-2.0, +20.0) | 25.0 | 0 | 2 | 1 | 0.60 |"
+        in table
+    )
+    assert "an interval across 0 is no measured difference" in table
     assert "without the 1 clips or recordings on which that model made the most errors" in table
     assert "synth      teacher      SNR  10.0 dB: 40.0" in table
     assert "transcribed clip.wav in 0.50 s: 'hello'" in table

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from distilray.config import load_config
-from distilray.distill.config import DistillConfig
+from distilray.distill.config import CHECKED_BEFORE, DistillConfig
 from distilray.distill.optim import lr_factor
 from distilray.errors import ConfigError
 from distilray.student import StudentInitConfig
@@ -64,6 +64,14 @@ def test_an_average_that_never_starts_is_reported(caplog):
     cfg = load_config(DistillConfig, CONFIGS / "tiny/distill.yaml", ["train.max_steps=20"])
     assert cfg.train.average.decay == 0.99  # the shortened run keeps its setting
     assert "no step enters the average" in caplog.text
+    # a Ray Train worker rebuilds the driver's config from its dump: said once, not per worker
+    caplog.clear()
+    dump = cfg.model_dump(mode="json")
+    rebuilt = DistillConfig.model_validate(dump, context={CHECKED_BEFORE: True})
+    assert rebuilt == cfg and not caplog.records
+    dump["loss"].update(kl_weight=0, pl_weight=0)  # errors are still errors there
+    with pytest.raises(ConfigError, match="nothing to learn"):
+        DistillConfig.model_validate(dump, context={CHECKED_BEFORE: True})
 
 
 @pytest.mark.parametrize(

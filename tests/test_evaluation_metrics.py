@@ -13,11 +13,13 @@ from distilray.evaluation.metrics import (
     Utterance,
     cell_metrics,
     corpus_repeated_ngrams,
+    paired_difference,
     relative_latency,
     repeated_ngrams,
     rtfx,
 )
 from distilray.evaluation.report import build_cells, markdown_table
+from distilray.text import WerStats
 
 
 @pytest.mark.parametrize(
@@ -110,6 +112,51 @@ def test_build_cells_groups_orders_and_relates_latency():
     table = markdown_table(cells)
     assert table.count("\n") == 5  # header, rule, three cells
     assert "| d | student | short | clean | 1 | 50.00 |" in table
+
+
+def _edits(errors: list[int], words: int = 10) -> dict[str, WerStats]:
+    return {f"u{i}": WerStats(substitutions=e, hits=words - e) for i, e in enumerate(errors)}
+
+
+def test_a_difference_from_the_teacher_comes_with_its_bootstrap_interval():
+    teacher = _edits([1, 3, 0, 2] * 10)
+    # one error more on every utterance: +10 points, and no resample says otherwise
+    worse = paired_difference(_edits([2, 4, 1, 3] * 10), teacher)
+    assert worse.points == pytest.approx(0.1) and worse.utterances == 40
+    assert worse.low == pytest.approx(0.1) and worse.high == pytest.approx(0.1)
+    # the same +10 points from 4 utterances of 40, 10 errors more each: far less certain
+    lumpy = [e + (10 if i % 10 == 0 else 0) for i, e in enumerate([1, 3, 0, 2] * 10)]
+    lumpy = paired_difference(_edits(lumpy, words=20), _edits([1, 3, 0, 2] * 10, words=20))
+    assert lumpy.points == pytest.approx(0.05)
+    assert lumpy.low < 0.025 and lumpy.high > 0.075
+    # a model that is better on some utterances and worse on others: 0 inside
+    mixed = paired_difference(_edits([0, 4, 1, 1] * 10), teacher)
+    assert mixed.points == 0 and mixed.low < 0 < mixed.high
+    # the same draw every run; only shared utterances count; nothing shared, no figure
+    assert paired_difference(_edits([0, 4, 1, 1] * 10), teacher) == mixed
+    assert paired_difference({**_edits([2]), "other": WerStats(10)}, _edits([1])).points == 0.1
+    assert paired_difference(_edits([1]), {"other": WerStats(hits=3)}) is None
+
+
+def test_cells_give_their_difference_from_the_teacher():
+    def row(mode, id_, hyp, snr=math.nan):
+        return {**_row(mode, snr, hyp, 1.0), "id": id_, "reference": "the cat sat down"}
+
+    rows = [row("teacher", f"c{i}", "the cat sat down") for i in range(6)]
+    rows += [row("student", f"c{i}", "the cat sat" if i < 3 else "the cat sat down")
+             for i in range(6)]  # fmt: skip
+    rows += [row("student", "c0", "the", snr=10.0)]  # no teacher cell at 10 dB
+    cells = {(c["mode"], c["snr_db"]): c for c in build_cells(rows)}
+    student = cells[("student", None)]
+    assert student["wer_vs_teacher"] == pytest.approx(3 / 24)
+    assert 0 < student["wer_vs_teacher_low"] < student["wer_vs_teacher"]
+    assert student["wer_vs_teacher_high"] > student["wer_vs_teacher"]
+    assert cells[("teacher", None)]["wer_vs_teacher"] is None
+    assert cells[("student", 10.0)]["wer_vs_teacher"] is None
+    low, high = 100 * student["wer_vs_teacher_low"], 100 * student["wer_vs_teacher_high"]
+    table = markdown_table(list(cells.values()))
+    assert "vs teacher, points (95 % CI)" in table
+    assert f"| +12.50 ({low:+.2f}, {high:+.2f}) |" in table
 
 
 def test_corpus_repeated_ngrams_count_across_utterances():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from distilray.config import StageConfig
 from distilray.errors import ConfigError
@@ -399,6 +399,11 @@ class CardSection(StageConfig):
     tags: list[str] = Field(default_factory=list, description="extra tags")
 
 
+# validation context of a config the driver validated already (a Ray Train worker
+# rebuilds it from its dump): errors still raise, warnings are not repeated
+CHECKED_BEFORE = "checked_before"
+
+
 class DistillConfig(StageConfig):
     """``distilray distill``: train a student on pseudo-labels with Ray Train."""
 
@@ -412,13 +417,18 @@ class DistillConfig(StageConfig):
     card: CardSection = Field(default_factory=CardSection, description="model card metadata")
 
     @model_validator(mode="after")
-    def _check(self) -> DistillConfig:
+    def _check(self, info: ValidationInfo) -> DistillConfig:
         if self.data.eval is None and self.data.eval_fraction == 0:
             raise ConfigError(
                 "no evaluation data: set data.eval to a labelled Parquet or data.eval_fraction > 0"
             )
         average = self.train.average
-        if average.decay is not None and average.start_step >= self.train.max_steps:
+        checked_before = (info.context or {}).get(CHECKED_BEFORE, False)
+        if (
+            average.decay is not None
+            and average.start_step >= self.train.max_steps
+            and not checked_before  # the driver warned; its workers stay quiet
+        ):
             # a shortened run (a smoke test) is fine: it just has no average to use
             logger.warning(
                 "train.average.start_step (%d) is not below train.max_steps (%d): no step "

@@ -30,7 +30,7 @@ from distilray.distill.checkpoint import (
     save_checkpoint,
 )
 from distilray.distill.collate import DistillCollate, TimestampMix
-from distilray.distill.config import DistillConfig
+from distilray.distill.config import CHECKED_BEFORE, DistillConfig
 from distilray.distill.encoder_cache import EncoderCache
 from distilray.distill.history import append_history, history_uri
 from distilray.distill.losses import DistillationLoss
@@ -61,7 +61,8 @@ def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point; ``config["cfg"]`` is a dumped :class:`DistillConfig`,
     ``config["ray_train_log_level"]`` the console level of Ray Train's own lines."""
     quiet_train_reports(config.get("ray_train_log_level", "INFO"))
-    recipe = DistillRecipe(DistillConfig.model_validate(config["cfg"]))
+    cfg = DistillConfig.model_validate(config["cfg"], context={CHECKED_BEFORE: True})
+    recipe = DistillRecipe(cfg)
     recipe.setup()
     recipe.train()
 

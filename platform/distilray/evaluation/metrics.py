@@ -5,7 +5,9 @@ summed over utterances) after Whisper's English normaliser. Hallucination is
 measured, as in the paper, by repeated 5-gram duplicates and the insertion error
 rate, and by loops counted on the raw transcript (:func:`is_loop`: Whisper's
 normaliser drops fillers, so "um, um, um, …" escapes the first two); speed by RTFx
-(audio seconds per compute second) and tokens per second.
+(audio seconds per compute second) and tokens per second. A model's WER difference
+from the teacher's comes with a paired bootstrap interval (:func:`paired_difference`):
+on a few dozen utterances a difference of several points can be chance.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from distilray.text import WerStats, normalize, wer_stats
 
@@ -148,8 +152,63 @@ def worst_utterances(stats: Sequence[WerStats], count: int) -> list[int]:
     return [i for i in order[:count] if stats[i].errors > 0]
 
 
+def scored_stats(utterances: Sequence[Utterance]) -> list[tuple[Utterance, WerStats]]:
+    """The utterances with a (non-empty after normalising) reference, with their edits."""
+    scored = [u for u in utterances if u.reference is not None and normalize(u.reference)]
+    return [(u, wer_stats(u.reference, u.hypothesis)) for u in scored]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One model's corpus WER minus another's on the same utterances, as fractions."""
+
+    points: float  # the difference itself
+    low: float  # its bootstrap interval
+    high: float
+    utterances: int  # how many utterances both have
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def paired_difference(
+    ours: dict[str, WerStats],
+    theirs: dict[str, WerStats],
+    *,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> Difference | None:
+    """Corpus WER of ``ours`` minus that of ``theirs`` over the utterance ids both
+    have, with a paired bootstrap percentile interval at ``level``.
+
+    Each resample draws utterances with replacement and scores both models on the
+    same draw, so what varies between utterances (some are hard for every model)
+    cancels out. ``None`` when they share no utterance with reference words.
+
+    >>> d = paired_difference({"a": WerStats(1, hits=9)}, {"a": WerStats(hits=10)})
+    >>> round(d.points, 2), round(d.low, 2), round(d.high, 2)
+    (0.1, 0.1, 0.1)
+    """
+    shared = sorted(set(ours) & set(theirs))
+    words = np.array([theirs[i].ref_words for i in shared], dtype=np.float64)
+    if not shared or words.sum() == 0:
+        return None
+    diff = np.array([ours[i].errors - theirs[i].errors for i in shared], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(shared), size=(resamples, len(shared)))
+    totals = words[draws].sum(axis=1)
+    valid = totals > 0
+    sampled = diff[draws].sum(axis=1)[valid] / totals[valid]
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(sampled, [tail, 100 - tail])
+    return Difference(float(diff.sum() / words.sum()), float(low), float(high), len(shared))
+
+
 def cell_metrics(
-    utterances: Sequence[Utterance], worst: int = 0
+    utterances: Sequence[Utterance],
+    worst: int = 0,
+    scored: Sequence[tuple[Utterance, WerStats]] | None = None,
 ) -> dict[str, float | int | None | list]:
     """Every metric of one (model, form, noise) cell over its utterances.
 
@@ -158,10 +217,12 @@ def cell_metrics(
     (``wer_without_worst``): a model that loops on one or two recordings shows up
     there, and the WER of the rest says how it does on everything else. Only cells of
     at least ``TRIM_MIN * worst`` scored utterances get that WER (four long-form
-    recordings without their worst three would be one recording's WER).
+    recordings without their worst three would be one recording's WER). ``scored``:
+    :func:`scored_stats` of ``utterances`` where the caller has it already.
     """
-    scored = [u for u in utterances if u.reference is not None and normalize(u.reference)]
-    per_utterance = [wer_stats(u.reference, u.hypothesis) for u in scored]
+    pairs = scored_stats(utterances) if scored is None else scored
+    scored = [u for u, _ in pairs]
+    per_utterance = [s for _, s in pairs]
     stats: WerStats = sum(per_utterance, WerStats())
     picked = worst_utterances(per_utterance, worst) if worst else []
     rest = sum((s for i, s in enumerate(per_utterance) if i not in picked), WerStats())

@@ -9,7 +9,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from distilray.evaluation.metrics import Utterance, cell_metrics, relative_latency
+from distilray.evaluation.metrics import (
+    Utterance,
+    cell_metrics,
+    paired_difference,
+    relative_latency,
+    scored_stats,
+)
+from distilray.text import WerStats
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +29,7 @@ MD_COLUMNS = [
     ("utterances", "n", "{}"),
     ("wer", "WER %", "{:.2f}"),
     ("wer_without_worst", "WER % w/o worst", "{:.2f}"),
+    ("wer_vs_teacher", "vs teacher, points (95 % CI)", "{:+.2f}"),
     ("substitution_rate", "sub %", "{:.2f}"),
     ("deletion_rate", "del %", "{:.2f}"),
     ("insertion_rate", "ins (IER) %", "{:.2f}"),
@@ -79,9 +87,13 @@ def build_cells(rows: Iterable[dict], worst: int = 0) -> list[dict]:
             )
         )
     cells = []
-    for (dataset, mode, form, snr), utterances in sorted(groups.items(), key=_order):
+    edits: dict[CellKey, dict[str, WerStats]] = {}
+    for key, utterances in sorted(groups.items(), key=_order):
+        dataset, mode, form, snr = key
         cell = {"dataset": dataset, "mode": mode, "form": form, "snr_db": snr}
-        cell.update(cell_metrics(utterances, worst))
+        scored = scored_stats(utterances)
+        edits[key] = {u.id: stats for u, stats in scored}
+        cell.update(cell_metrics(utterances, worst, scored))
         cells.append(cell)
     teacher = {
         (c["dataset"], c["form"], c["snr_db"]): c["compute_s"]
@@ -92,7 +104,27 @@ def build_cells(rows: Iterable[dict], worst: int = 0) -> list[dict]:
         base = teacher.get((cell["dataset"], cell["form"], cell["snr_db"]))
         cell["latency_vs_teacher"] = relative_latency(cell["compute_s"], base)
         cell["identical_to_teacher"] = _identical_share(hypotheses, cell)
+        cell.update(_versus_teacher(edits, cell))
     return cells
+
+
+def _versus_teacher(edits: dict[CellKey, dict[str, WerStats]], cell: dict) -> dict:
+    """The cell's WER minus the teacher's on the same utterances and audio, with its
+    95 % paired bootstrap interval (all None for the teacher's own cells, or where the
+    teacher did not run on that dataset, form and SNR)."""
+    none = {"wer_vs_teacher": None, "wer_vs_teacher_low": None, "wer_vs_teacher_high": None}
+    if cell["mode"] == "teacher":
+        return none
+    teacher = edits.get((cell["dataset"], "teacher", cell["form"], cell["snr_db"]))
+    own = edits[(cell["dataset"], cell["mode"], cell["form"], cell["snr_db"])]
+    difference = paired_difference(own, teacher) if teacher else None
+    if difference is None:
+        return none
+    return {
+        "wer_vs_teacher": difference.points,
+        "wer_vs_teacher_low": difference.low,
+        "wer_vs_teacher_high": difference.high,
+    }
 
 
 def _identical_share(hypotheses: dict[CellKey, dict[str, str]], cell: dict) -> float | None:
@@ -132,6 +164,9 @@ def markdown_table(cells: list[dict]) -> str:
             value = cell.get(key)
             if key == "snr_db" and value is None:
                 values.append("clean")
+            elif key == "wer_vs_teacher" and value is not None:
+                low, high = cell["wer_vs_teacher_low"], cell["wer_vs_teacher_high"]
+                values.append(f"{100 * value:+.2f} ({100 * low:+.2f}, {100 * high:+.2f})")
             elif value is None:
                 values.append("–")
             else:

@@ -1,0 +1,148 @@
+"""Is a recipe change a result or a draw? Two evaluations of the same test sets, compared
+utterance by utterance.
+
+Each ablation of the recipe ends in an evaluation (``distilray eval``); the WER of one
+against the WER of another says little on a few dozen clips, where a single hard clip
+moves a cell by points. This reads two evaluations' ``transcripts.jsonl``, pairs the
+utterances they share per dataset, form and SNR (one mode from each, ``student`` by
+default), and prints B's WER minus A's with a 95 % paired bootstrap interval, as the
+evaluation does against the teacher::
+
+    python bench/compare.py runs/demo/eval/transcripts.jsonl \\
+        runs/demo/eval-ts05/transcripts.jsonl --label row76 --label ts05
+
+An interval that takes in 0 means the two runs are not told apart on these clips; cells
+of fewer than 10 shared utterances (a handful of long recordings) are printed but not
+judged. Cells only one run has, or utterances only one scored, are left out and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from distilray.evaluation.metrics import paired_difference
+from distilray.text import WerStats, normalize, wer_stats
+
+Cell = tuple[str, str, str]  # dataset, form, SNR ("clean" or dB)
+FEW = 10  # below this many shared utterances a bootstrap interval tells nothing
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", type=Path, help="run A's transcripts.jsonl (the baseline)")
+    parser.add_argument("b", type=Path, help="run B's transcripts.jsonl (the change)")
+    parser.add_argument(
+        "--mode", default="student", help="mode of both runs to compare (default: student)"
+    )
+    parser.add_argument("--mode-b", default=None, help="B's mode, where it differs (teacher…)")
+    parser.add_argument(
+        "--label", action="append", default=None, help="names of A and B (twice), for the table"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="also write the table as JSON")
+    return parser.parse_args(argv)
+
+
+def edits(path: Path, mode: str) -> dict[Cell, dict[str, WerStats]]:
+    """``(dataset, form, SNR)`` -> utterance id -> its edits, for one mode of a run."""
+    cells: dict[Cell, dict[str, WerStats]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if row["mode"] != mode or not normalize(row.get("reference") or ""):
+                continue
+            snr = "clean" if row.get("snr_db") is None else f"{row['snr_db']:g} dB"
+            cell = (row["dataset"], row["form"], snr)
+            cells.setdefault(cell, {})[str(row["id"])] = wer_stats(
+                row["reference"], row.get("hypothesis") or ""
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not an evaluation transcript line ({exc})") from exc
+    return cells
+
+
+def compare(a: dict[Cell, dict], b: dict[Cell, dict]) -> list[dict]:
+    """One entry per cell both runs have: WERs, B - A and its interval, utterances."""
+    table = []
+    for cell in sorted(set(a) & set(b)):
+        difference = paired_difference(b[cell], a[cell])
+        if difference is None:
+            continue
+        shared = sorted(set(a[cell]) & set(b[cell]))
+        table.append(
+            {
+                "dataset": cell[0],
+                "form": cell[1],
+                "snr": cell[2],
+                "utterances": difference.utterances,
+                "unpaired": len(set(a[cell]) ^ set(b[cell])),
+                "wer_a": _wer(a[cell], shared),
+                "wer_b": _wer(b[cell], shared),
+                "difference": difference.points,
+                "low": difference.low,
+                "high": difference.high,
+            }
+        )
+    return table
+
+
+def _wer(stats: dict[str, WerStats], ids: list[str]) -> float:
+    return sum((stats[i] for i in ids), WerStats()).wer
+
+
+def markdown(table: list[dict], names: tuple[str, str]) -> str:
+    a, b = names
+    lines = [
+        f"| dataset | form | SNR | utterances | {a} WER % | {b} WER % | "
+        f"{b} - {a}, points (95 % CI) | told apart |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in table:
+        apart = "yes" if e["low"] > 0 or e["high"] < 0 else "no"
+        if e["utterances"] < FEW:
+            apart = f"too few to tell (< {FEW})"
+        lines.append(
+            f"| {e['dataset']} | {e['form']} | {e['snr']} | {e['utterances']} | "
+            f"{100 * e['wer_a']:.1f} | {100 * e['wer_b']:.1f} | {100 * e['difference']:+.1f} "
+            f"({100 * e['low']:+.1f}, {100 * e['high']:+.1f}) | {apart} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = tuple(args.label or ("A", "B"))
+    if len(names) != 2:
+        print("error: give --label twice (A's name, then B's) or not at all", file=sys.stderr)
+        return 2
+    for path in (args.a, args.b):
+        if not path.is_file():
+            print(f"error: {path} not found", file=sys.stderr)
+            return 2
+    try:
+        a, b = edits(args.a, args.mode), edits(args.b, args.mode_b or args.mode)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    table = compare(a, b)
+    if not table:
+        print(
+            f"error: no dataset, form and SNR with scored {args.mode} utterances in both runs",
+            file=sys.stderr,
+        )
+        return 2
+    print(markdown(table, names))
+    unpaired = sum(e["unpaired"] for e in table)
+    if unpaired:
+        print(f"\n{unpaired} utterances scored in one run only were left out")
+    if args.out:
+        args.out.write_text(json.dumps(table, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

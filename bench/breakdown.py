@@ -6,7 +6,8 @@ which of them a student falls behind its teacher on. This reads the
 ``transcripts.jsonl`` of an evaluation and the manifests it scored, groups the
 utterances by a manifest field (``source`` or ``speaker``), and prints, per dataset,
 form and SNR, each group's WER for every model (errors over reference words, as the
-evaluation counts them)::
+evaluation counts them) and each model's difference from the teacher in the group, with
+its 95 % paired bootstrap interval (a group of a few clips rarely tells models apart)::
 
     python bench/breakdown.py runs/demo/eval/transcripts.jsonl \\
         --manifest real-test=runs/demo/real/test/manifest.jsonl --by speaker
@@ -53,12 +54,16 @@ def groups(manifests: dict[str, Path], field: str) -> dict[tuple[str, str], str]
 
 
 def breakdown(rows: list[dict], group_of: dict[tuple[str, str], str]) -> dict[str, dict]:
-    """``dataset/form[@SNR]`` -> group -> mode -> utterances, errors, reference words."""
+    """``dataset/form[@SNR]`` -> group -> mode -> utterances, errors, reference words
+    (and, for every mode but the teacher's, ``vs_teacher``: its WER minus the teacher's
+    on the group's utterances both have, with the 95 % interval's ``low`` and ``high``)."""
+    from distilray.evaluation.metrics import paired_difference
     from distilray.text import wer_stats
 
     table: dict[str, dict] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(lambda: {"n": 0, "errors": 0, "words": 0}))
     )
+    edits: dict[tuple[str, str, str], dict] = defaultdict(dict)  # (cell, group, mode) -> id
     datasets = {dataset for dataset, _ in group_of}
     for row in rows:
         if row["dataset"] not in datasets or not row.get("reference"):
@@ -73,15 +78,34 @@ def breakdown(rows: list[dict], group_of: dict[tuple[str, str], str]) -> dict[st
         entry["n"] += 1
         entry["errors"] += stats.errors
         entry["words"] += stats.ref_words
+        edits[(cell, group_of[key], row["mode"])][key[1]] = stats
+    for (cell, group, mode), own in edits.items():
+        teacher = edits.get((cell, group, "teacher"))
+        difference = paired_difference(own, teacher) if teacher and mode != "teacher" else None
+        if difference is not None:
+            table[cell][group][mode]["vs_teacher"] = {
+                "points": difference.points,
+                "low": difference.low,
+                "high": difference.high,
+            }
     return {cell: {g: dict(modes) for g, modes in sorted(gs.items())} for cell, gs in table.items()}
+
+
+def versus_teacher(d: dict) -> str:
+    from distilray.evaluation.report import versus_teacher as formatted
+
+    keys = ("wer_vs_teacher", "wer_vs_teacher_low", "wer_vs_teacher_high")
+    return formatted(dict(zip(keys, (d["points"], d["low"], d["high"]), strict=True)))
 
 
 def markdown(cell: str, table: dict[str, dict], field: str) -> str:
     modes = [m for m in MODES if any(m in by_mode for by_mode in table.values())]
+    versus = [m for m in modes if any("vs_teacher" in b.get(m, {}) for b in table.values())]
+    titles = [f"{m} WER %" for m in modes] + [f"{m} - teacher (95 % CI)" for m in versus]
     lines = [
         f"{cell}",
-        f"| {field} | utterances | reference words | " + " | ".join(f"{m} WER %" for m in modes),
-        "|---|---|---|" + "---|" * len(modes),
+        f"| {field} | utterances | reference words | " + " | ".join(titles),
+        "|---|---|---|" + "---|" * len(titles),
     ]
     for group, by_mode in table.items():
         first = next(iter(by_mode.values()))
@@ -91,6 +115,9 @@ def markdown(cell: str, table: dict[str, dict], field: str) -> str:
             else "–"
             for m in modes
         ]
+        for m in versus:
+            d = by_mode.get(m, {}).get("vs_teacher")
+            wers.append("–" if d is None else versus_teacher(d))
         lines.append(f"| {group} | {first['n']} | {first['words']} | " + " | ".join(wers))
     return "\n".join(line + (" |" if line.startswith("| ") else "") for line in lines)
 

@@ -12,8 +12,8 @@ evaluation does against the teacher::
         runs/demo/eval-ts05/transcripts.jsonl --label row76 --label ts05
 
 An interval that takes in 0 means the two runs are not told apart on these clips; cells
-of fewer than 10 shared utterances (a handful of long recordings) are printed but not
-judged. Cells only one run has, or utterances only one scored, are left out and counted.
+of fewer than 10 shared utterances (a handful of long recordings) get the difference
+without an interval and are not judged. Cells only one run has, or utterances only one scored, are left out and counted.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ import json
 import sys
 from pathlib import Path
 
-from distilray.evaluation.metrics import paired_difference
+from distilray.evaluation.metrics import MIN_BOOTSTRAP_UTTERANCES, paired_difference
 from distilray.text import WerStats, normalize, wer_stats
 
 Cell = tuple[str, str, str]  # dataset, form, SNR ("clean" or dB)
-FEW = 10  # below this many shared utterances a bootstrap interval tells nothing
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -102,13 +101,16 @@ def markdown(table: list[dict], names: tuple[str, str]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for e in table:
-        apart = "yes" if e["low"] > 0 or e["high"] < 0 else "no"
-        if e["utterances"] < FEW:
-            apart = f"too few to tell (< {FEW})"
+        if e["low"] is None:
+            interval = f"(n < {MIN_BOOTSTRAP_UTTERANCES})"
+            apart = "too few to tell"
+        else:
+            interval = f"({100 * e['low']:+.1f}, {100 * e['high']:+.1f})"
+            apart = "yes" if e["low"] > 0 or e["high"] < 0 else "no"
         lines.append(
             f"| {e['dataset']} | {e['form']} | {e['snr']} | {e['utterances']} | "
-            f"{100 * e['wer_a']:.1f} | {100 * e['wer_b']:.1f} | {100 * e['difference']:+.1f} "
-            f"({100 * e['low']:+.1f}, {100 * e['high']:+.1f}) | {apart} |"
+            f"{100 * e['wer_a']:.1f} | {100 * e['wer_b']:.1f} | "
+            f"{100 * e['difference']:+.1f} {interval} | {apart} |"
         )
     return "\n".join(lines)
 

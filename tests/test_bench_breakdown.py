@@ -64,11 +64,22 @@ def test_wer_per_speaker_and_model(breakdown, run, tmp_path, capsys):
     args = [str(transcripts), "--manifest", f"real-test={manifest}", "--by", "speaker"]
     assert breakdown.main([*args, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| reader | 2 | 6 | 0.0 | 33.3 |" in printed  # the student lost 2 of 6 words
-    assert "| two people | 1 | 2 | 50.0 | 0.0 |" in printed
+    # the student lost 2 of 6 words; two clips are too few for an interval
+    assert "| reader | 2 | 6 | 0.0 | 33.3 | +33.3 (n < 10) |" in printed
+    assert "| two people | 1 | 2 | 50.0 | 0.0 | -50.0 (n < 10) |" in printed
+    assert "student - teacher (95 % CI)" in printed
     assert "real-test/short@10.0" in printed and "synth-test" not in printed
     report = json.loads(out.read_text())
-    assert report["real-test/short"]["reader"]["student"] == {"n": 2, "errors": 2, "words": 6}
+    reader = report["real-test/short"]["reader"]
+    assert {k: reader["student"][k] for k in ("n", "errors", "words")} == {
+        "n": 2,
+        "errors": 2,
+        "words": 6,
+    }
+    assert reader["student"]["vs_teacher"]["points"] == pytest.approx(1 / 3)
+    assert "vs_teacher" not in reader["teacher"]
+    # no teacher at 10 dB: nothing to compare with
+    assert "vs_teacher" not in report["real-test/short@10.0"]["two people"]["student"]
     assert report["real-test/short@10.0"]["two people"]["student"]["errors"] == 2
 
 

@@ -67,7 +67,8 @@ def test_cells_pair_by_utterance_form_and_snr_and_say_what_was_left_out(compare,
     assert "1 utterances scored in one run only were left out" in out
     # the student against the teacher of the same run
     assert compare.main([str(a), str(a), "--mode", "teacher", "--mode-b", "student"]) == 0
-    assert "too few to tell (< 10)" in capsys.readouterr().out  # one clip paired
+    out = capsys.readouterr().out  # one clip paired: u0, said whole by the teacher
+    assert "| clean | 1 | 0.0 | 66.7 | +66.7 (n < 10) | too few to tell |" in out
 
 
 def test_bad_input_is_one_line(compare, tmp_path, capsys):

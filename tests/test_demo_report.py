@@ -70,6 +70,10 @@ def test_headline_orders_clean_rows_per_dataset_and_adds_the_untrained_baseline(
         in table
     )
     assert "an interval across 0 is no measured difference" in table
+    rows[1] |= {"wer_vs_teacher_low": None, "wer_vs_teacher_high": None}  # under 10 clips
+    assert "| synth | student | short | 30.0 | +10.0 (n < 10) | 25.0 |" in format_results(
+        rows, noisy, served
+    )
     assert "without the 1 clips or recordings on which that model made the most errors" in table
     assert "synth      teacher      SNR  10.0 dB: 40.0" in table
     assert "transcribed clip.wav in 0.50 s: 'hello'" in table

@@ -142,13 +142,14 @@ def test_cells_give_their_difference_from_the_teacher():
     def row(mode, id_, hyp, snr=math.nan):
         return {**_row(mode, snr, hyp, 1.0), "id": id_, "reference": "the cat sat down"}
 
-    rows = [row("teacher", f"c{i}", "the cat sat down") for i in range(6)]
-    rows += [row("student", f"c{i}", "the cat sat" if i < 3 else "the cat sat down")
-             for i in range(6)]  # fmt: skip
+    rows = [row("teacher", f"c{i}", "the cat sat down") for i in range(12)]
+    rows += [row("student", f"c{i}", "the cat sat" if i < 6 else "the cat sat down")
+             for i in range(12)]  # fmt: skip
+    rows += [row("teacher", "c0", "the cat", snr=5.0), row("student", "c0", "the", snr=5.0)]
     rows += [row("student", "c0", "the", snr=10.0)]  # no teacher cell at 10 dB
     cells = {(c["mode"], c["snr_db"]): c for c in build_cells(rows)}
     student = cells[("student", None)]
-    assert student["wer_vs_teacher"] == pytest.approx(3 / 24)
+    assert student["wer_vs_teacher"] == pytest.approx(6 / 48)
     assert 0 < student["wer_vs_teacher_low"] < student["wer_vs_teacher"]
     assert student["wer_vs_teacher_high"] > student["wer_vs_teacher"]
     assert cells[("teacher", None)]["wer_vs_teacher"] is None
@@ -157,6 +158,10 @@ def test_cells_give_their_difference_from_the_teacher():
     table = markdown_table(list(cells.values()))
     assert "vs teacher, points (95 % CI)" in table
     assert f"| +12.50 ({low:+.2f}, {high:+.2f}) |" in table
+    # one clip at 5 dB: the difference, but no interval from resampling one clip
+    assert cells[("student", 5.0)]["wer_vs_teacher"] == pytest.approx(0.25)
+    assert cells[("student", 5.0)]["wer_vs_teacher_low"] is None
+    assert "| +25.00 (n < 10) |" in table
 
 
 def test_corpus_repeated_ngrams_count_across_utterances():

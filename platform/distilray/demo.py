@@ -238,16 +238,9 @@ def _fmt(value, pattern: str = "{}") -> str:
     return "–" if value is None else pattern.format(value)
 
 
-def _versus_teacher(cell: dict) -> str:
-    """``+4.0 (+0.7, +7.5)``: WER points above the teacher's and the 95 % interval."""
-    points = cell.get("wer_vs_teacher")
-    if points is None:
-        return "–"
-    low, high = cell["wer_vs_teacher_low"], cell["wer_vs_teacher_high"]
-    return f"{100 * points:+.1f} ({100 * low:+.1f}, {100 * high:+.1f})"
-
-
 def format_results(rows: list[dict], noisy: list[dict], served: dict | None) -> str:
+    from distilray.evaluation.report import versus_teacher
+
     worst = max((len(c.get("worst") or []) for c in rows), default=0)
     lines = [
         "| data | model | form | WER % | vs teacher (95 % CI) | WER % w/o worst | "
@@ -260,7 +253,7 @@ def format_results(rows: list[dict], noisy: list[dict], served: dict | None) -> 
         trimmed = c.get("wer_without_worst")
         lines.append(
             f"| {c['dataset']} | {c['mode']} | {c['form']} | {100 * c['wer']:.1f} | "
-            f"{_versus_teacher(c)} | "
+            f"{versus_teacher(c)} | "
             f"{_fmt(None if trimmed is None else 100 * trimmed, '{:.1f}')} | "
             f"{_fmt(c.get('repeated_5grams'))} | {_fmt(c.get('loops'))} | "
             f"{_fmt(c.get('unfinished'))} | "
@@ -275,8 +268,8 @@ def format_results(rows: list[dict], noisy: list[dict], served: dict | None) -> 
         )
     lines.append(
         "vs teacher: the model's WER minus the teacher's in points, with a 95 % interval "
-        "from resampling the clips (paired bootstrap): an interval across 0 is no "
-        "measured difference"
+        "from resampling the clips (paired bootstrap; none under 10 clips): an interval "
+        "across 0 is no measured difference"
     )
     lines.append(
         "loops: clips or recordings whose transcript says a phrase at least 4 more times in "

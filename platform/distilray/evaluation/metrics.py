@@ -163,12 +163,15 @@ class Difference:
     """One model's corpus WER minus another's on the same utterances, as fractions."""
 
     points: float  # the difference itself
-    low: float  # its bootstrap interval
-    high: float
+    low: float | None  # its bootstrap interval (None: too few utterances for one)
+    high: float | None
     utterances: int  # how many utterances both have
 
 
 BOOTSTRAP_RESAMPLES = 2000
+# Below this many utterances a resampling interval says nothing (one long recording
+# would get the interval "from x to x"): the difference is given without one.
+MIN_BOOTSTRAP_UTTERANCES = 10
 
 
 def paired_difference(
@@ -184,17 +187,24 @@ def paired_difference(
 
     Each resample draws utterances with replacement and scores both models on the
     same draw, so what varies between utterances (some are hard for every model)
-    cancels out. ``None`` when they share no utterance with reference words.
+    cancels out. ``None`` when they share no utterance with reference words; no
+    interval (``low``, ``high`` None) under :data:`MIN_BOOTSTRAP_UTTERANCES`.
 
-    >>> d = paired_difference({"a": WerStats(1, hits=9)}, {"a": WerStats(hits=10)})
+    >>> ours = {f"u{i}": WerStats(1, hits=9) for i in range(10)}
+    >>> d = paired_difference(ours, {f"u{i}": WerStats(hits=10) for i in range(10)})
     >>> round(d.points, 2), round(d.low, 2), round(d.high, 2)
     (0.1, 0.1, 0.1)
+    >>> paired_difference({"a": WerStats(1, hits=9)}, {"a": WerStats(hits=10)}).low is None
+    True
     """
     shared = sorted(set(ours) & set(theirs))
     words = np.array([theirs[i].ref_words for i in shared], dtype=np.float64)
     if not shared or words.sum() == 0:
         return None
     diff = np.array([ours[i].errors - theirs[i].errors for i in shared], dtype=np.float64)
+    points = float(diff.sum() / words.sum())
+    if len(shared) < MIN_BOOTSTRAP_UTTERANCES:
+        return Difference(points, None, None, len(shared))
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(shared), size=(resamples, len(shared)))
     totals = words[draws].sum(axis=1)
@@ -202,7 +212,7 @@ def paired_difference(
     sampled = diff[draws].sum(axis=1)[valid] / totals[valid]
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(sampled, [tail, 100 - tail])
-    return Difference(float(diff.sum() / words.sum()), float(low), float(high), len(shared))
+    return Difference(points, float(low), float(high), len(shared))
 
 
 def cell_metrics(

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from distilray.evaluation.metrics import (
+    MIN_BOOTSTRAP_UTTERANCES,
     Utterance,
     cell_metrics,
     paired_difference,
@@ -165,14 +166,26 @@ def markdown_table(cells: list[dict]) -> str:
             if key == "snr_db" and value is None:
                 values.append("clean")
             elif key == "wer_vs_teacher" and value is not None:
-                low, high = cell["wer_vs_teacher_low"], cell["wer_vs_teacher_high"]
-                values.append(f"{100 * value:+.2f} ({100 * low:+.2f}, {100 * high:+.2f})")
+                values.append(versus_teacher(cell, "{:+.2f}"))
             elif value is None:
                 values.append("–")
             else:
                 values.append(fmt.format(100 * value if key in PERCENT else value))
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
+
+
+def versus_teacher(cell: dict, number: str = "{:+.1f}") -> str:
+    """``+4.0 (+0.7, +7.5)``: the cell's WER points above the teacher's and their 95 %
+    interval; ``+1.5 (n < 10)`` where too few utterances give none; ``–`` for no figure."""
+    points = cell.get("wer_vs_teacher")
+    if points is None:
+        return "–"
+    low, high = cell.get("wer_vs_teacher_low"), cell.get("wer_vs_teacher_high")
+    given = number.format(100 * points)
+    if low is None or high is None:
+        return f"{given} (n < {MIN_BOOTSTRAP_UTTERANCES})"
+    return f"{given} ({number.format(100 * low)}, {number.format(100 * high)})"
 
 
 def worst_section(cells: list[dict]) -> str:

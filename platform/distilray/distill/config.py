@@ -377,6 +377,14 @@ class RunSection(StageConfig):
     export_checkpoint: Literal["best", "latest"] = Field(
         "best", description="which checkpoint becomes the exported student"
     )
+    best_within: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="with export_checkpoint=best: the latest checkpoint whose validation WER "
+        "is at most this much (absolute; 0.01 = 1 point) above the lowest is exported, as "
+        "validation sets of a few hundred words cannot tell them apart; 0: the lowest",
+    )
     export_ct2: Literal["float32", "int8", "int8_float16", "float16", "bfloat16"] | None = Field(
         None,
         description="also export the student for faster-whisper: CTranslate2 weights of this "

@@ -19,11 +19,13 @@ logger = logging.getLogger(__name__)
 CARD_FILE = "README.md"
 
 
-def choose_checkpoint(result, which: str):
+def choose_checkpoint(result, which: str, within: float = 0.0):
     """``(checkpoint, metrics)`` of the best (lowest eval WER) or the latest checkpoint.
 
-    Of checkpoints with the same eval WER (a few hundred validation words often tie)
-    the later one is kept: it has seen more data and finished more of the schedule.
+    "Best" is the latest checkpoint whose eval WER is at most ``within`` (absolute:
+    0.01 = 1 point) above the lowest: a few hundred validation words cannot tell such
+    checkpoints apart (ties included), and the later one has seen more data, finished
+    more of the schedule and, with a weight average, averages more steps.
     """
     pairs = list(result.best_checkpoints or [])
     if not pairs or result.checkpoint is None:
@@ -32,7 +34,9 @@ def choose_checkpoint(result, which: str):
     if which != "latest":
         scored = [(c, m) for c, m in pairs if _finite(m.get("eval_wer"))]
         if scored:
-            chosen = min(scored, key=lambda cm: (cm[1]["eval_wer"], -cm[1].get("step", 0)))[0]
+            lowest = min(m["eval_wer"] for _, m in scored)
+            close = [(c, m) for c, m in scored if m["eval_wer"] <= lowest + within + 1e-12]
+            chosen = max(close, key=lambda cm: cm[1].get("step", 0))[0]
     metrics = next((m for c, m in pairs if c.path == chosen.path), result.metrics or {})
     return chosen, metrics
 
@@ -56,7 +60,7 @@ def export_student(cfg: DistillConfig, result, summary: DataSummary) -> DistillO
     from distilray.student.build import save_model_folder
     from distilray.student.layers import keep_alignment_heads
 
-    checkpoint, metrics = choose_checkpoint(result, cfg.run.export_checkpoint)
+    checkpoint, metrics = choose_checkpoint(result, cfg.run.export_checkpoint, cfg.run.best_within)
     init = _student_init_info(cfg.model.student)
     processor = load_processor(cfg.model.student)
     with checkpoint.as_directory() as ckpt_dir:

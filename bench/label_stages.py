@@ -69,27 +69,14 @@ class StageClock:
         return timed
 
 
-def build_labeller(cfg, store_dir: str | None):
-    """The actor ``distilray label`` would run for ``cfg`` on this machine's CPU."""
-    from distilray.labelling.ct2_teacher import CT2TeacherLabeller, choose_engine
-    from distilray.labelling.teacher import TeacherLabeller
+def build_labeller(cfg):
+    """The actor ``distilray label`` would run for ``cfg`` on this machine's CPU, and
+    its placement (engine, compute type)."""
+    from distilray.labelling.pipeline import placement_for, teacher_actor
 
-    chosen = choose_engine(cfg.engine, cfg.compute_type, "cpu", store_dir)
-    common = {
-        "teacher": cfg.teacher,
-        "device": "cpu",
-        "max_new_tokens": cfg.max_label_length,
-        "return_timestamps": cfg.return_timestamps,
-        "language": cfg.language,
-        "task": cfg.task,
-        "threads": max(1, int(cfg.cpus_per_actor)),
-        "encoder_cache_dir": store_dir,
-    }
-    if chosen.engine == "ctranslate2":
-        return CT2TeacherLabeller(compute_type=chosen.compute_type, **common), chosen
-    dtype = "float32" if cfg.dtype == "auto" else cfg.dtype
-    labeller = TeacherLabeller(dtype=dtype, attn_implementation=cfg.attn_implementation, **common)
-    return labeller, chosen
+    placement = placement_for(cfg, 0.0)
+    labeller, kwargs = teacher_actor(cfg, placement)
+    return labeller(**kwargs), placement
 
 
 def measure(cfg, rows, labeller, clock: StageClock) -> dict:
@@ -99,18 +86,13 @@ def measure(cfg, rows, labeller, clock: StageClock) -> dict:
     """
     import pyarrow as pa
 
+    from distilray.labelling.pipeline import prepare_kwargs
     from distilray.labelling.prepare import prepare_batch
 
+    kwargs = prepare_kwargs(cfg, labeller.processor.feature_extractor)
+
     def prepare(batch: pa.Table) -> pa.Table:
-        return prepare_batch(
-            batch,
-            feature_extractor=labeller.processor.feature_extractor,
-            max_duration_s=cfg.max_duration_s,
-            concatenate=cfg.concatenate_audio,
-            max_chunk_s=cfg.max_chunk_s,
-            pack_fraction=cfg.pack_fraction,
-            pack_gap_s=cfg.pack_gap_s,
-        )
+        return prepare_batch(batch, **kwargs)
 
     labeller(prepare(rows.slice(0, 1)))  # warm-up (first calls allocate), not counted
     clock.seconds = dict.fromkeys(STAGES, 0.0)
@@ -151,8 +133,9 @@ def run_variant(config: str, overrides: list[str], args) -> dict:
     rows = read_manifest(cfg.input, cfg.manifest_columns()).slice(0, args.limit)
     clock = StageClock()
     with tempfile.TemporaryDirectory(prefix="label-stages-") as tmp:
-        store_dir = str(Path(tmp) / "encoder-cache") if cfg.encoder_cache_dir else None
-        labeller, chosen = build_labeller(cfg, store_dir)
+        if cfg.encoder_cache_dir:  # time the store without writing where the config says
+            cfg = cfg.model_copy(update={"encoder_cache_dir": str(Path(tmp) / "encoder-cache")})
+        labeller, chosen = build_labeller(cfg)
         labeller._encode = clock.wrap("encode", labeller._encode)
         labeller.decoder.decode = clock.wrap("decode", labeller.decoder.decode)
         if labeller.store is not None:

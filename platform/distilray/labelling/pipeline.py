@@ -95,12 +95,57 @@ def place_teacher(cfg: LabelConfig) -> Placement:
         gpus = 1.0 if has_gpus else 0.0
     elif gpus > 0 and not has_gpus:  # an autoscaler may still add GPU nodes
         logger.warning("no GPUs in the cluster yet: the teacher actors wait until one joins")
-    device = "cuda" if gpus > 0 else "cpu"
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if gpus > 0 else "float32")
+    return placement_for(cfg, gpus)
+
+
+def placement_for(cfg: LabelConfig, gpus: float) -> Placement:
+    """Device, dtype and engine of actors with ``gpus`` GPUs each (0: CPU actors)."""
     from distilray.labelling.ct2_teacher import choose_engine
 
+    device = "cuda" if gpus > 0 else "cpu"
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if gpus > 0 else "float32")
     chosen = choose_engine(cfg.engine, cfg.compute_type, device, cfg.encoder_cache_dir)
     return Placement(gpus, device, dtype, chosen.engine, chosen.compute_type)
+
+
+def prepare_kwargs(cfg: LabelConfig, feature_extractor) -> dict:
+    """Keyword arguments of :func:`~distilray.labelling.prepare.prepare_batch` for ``cfg``."""
+    return {
+        "feature_extractor": feature_extractor,
+        "max_duration_s": cfg.max_duration_s,
+        "concatenate": cfg.concatenate_audio,
+        "max_chunk_s": cfg.max_chunk_s,
+        "pack_fraction": cfg.pack_fraction,
+        "pack_gap_s": cfg.pack_gap_s,
+    }
+
+
+def teacher_actor(cfg: LabelConfig, placement: Placement, counter=None) -> tuple[type, dict]:
+    """The labelling actor's class for ``placement``'s engine and its constructor
+    arguments (``counter``: the progress actor told about every batch, if any)."""
+    from distilray.labelling.teacher import TeacherLabeller
+
+    labeller, engine_kwargs = (
+        TeacherLabeller,
+        {"dtype": placement.dtype, "attn_implementation": cfg.attn_implementation},
+    )
+    if placement.engine == "ctranslate2":
+        from distilray.labelling.ct2_teacher import CT2TeacherLabeller
+
+        labeller, engine_kwargs = CT2TeacherLabeller, {"compute_type": placement.compute_type}
+    return labeller, {
+        "teacher": cfg.teacher,
+        "device": placement.device,
+        **engine_kwargs,
+        "max_new_tokens": cfg.max_label_length,
+        "return_timestamps": cfg.return_timestamps,
+        "language": cfg.language,
+        "task": cfg.task,
+        "threads": max(1, int(cfg.cpus_per_actor)),
+        "progress": counter,
+        "encoder_cache_dir": cfg.encoder_cache_dir
+        and str(Path(cfg.encoder_cache_dir).expanduser().resolve()),
+    }
 
 
 def check_output(cfg: LabelConfig, state: OutputState) -> None:
@@ -127,7 +172,6 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
     from distilray.labelling.prepare import prepare_batch
     from distilray.labelling.readers import keep_rows, read_inputs
     from distilray.labelling.score import finish_batch
-    from distilray.labelling.teacher import TeacherLabeller
 
     ds = read_inputs(cfg.input, cfg.manifest_columns())
     if plan.skip is not None or plan.only is not None:
@@ -138,45 +182,16 @@ def build_dataset(cfg: LabelConfig, plan: Plan, placement: Placement, feature_ex
     ds = ds.repartition(target_num_rows_per_block=cfg.prepare_batch_size)
     ds = ds.map_batches(
         prepare_batch,
-        fn_kwargs={
-            "feature_extractor": feature_extractor,
-            "max_duration_s": cfg.max_duration_s,
-            "concatenate": cfg.concatenate_audio,
-            "max_chunk_s": cfg.max_chunk_s,
-            "pack_fraction": cfg.pack_fraction,
-            "pack_gap_s": cfg.pack_gap_s,
-        },
+        fn_kwargs=prepare_kwargs(cfg, feature_extractor),
         batch_size=cfg.prepare_batch_size,
         batch_format="pyarrow",
         num_cpus=1,
         memory=decode_task_memory(cfg, feature_extractor.feature_size),
     )
-    labeller, engine_kwargs = (
-        TeacherLabeller,
-        {
-            "dtype": placement.dtype,
-            "attn_implementation": cfg.attn_implementation,
-        },
-    )
-    if placement.engine == "ctranslate2":
-        from distilray.labelling.ct2_teacher import CT2TeacherLabeller
-
-        labeller, engine_kwargs = CT2TeacherLabeller, {"compute_type": placement.compute_type}
+    labeller, constructor_kwargs = teacher_actor(cfg, placement, counter)
     ds = ds.map_batches(
         labeller,
-        fn_constructor_kwargs={
-            "teacher": cfg.teacher,
-            "device": placement.device,
-            **engine_kwargs,
-            "max_new_tokens": cfg.max_label_length,
-            "return_timestamps": cfg.return_timestamps,
-            "language": cfg.language,
-            "task": cfg.task,
-            "threads": max(1, int(cfg.cpus_per_actor)),
-            "progress": counter,
-            "encoder_cache_dir": cfg.encoder_cache_dir
-            and str(Path(cfg.encoder_cache_dir).expanduser().resolve()),
-        },
+        fn_constructor_kwargs=constructor_kwargs,
         batch_size=cfg.batch_size,
         batch_format="pyarrow",
         num_cpus=cfg.cpus_per_actor,

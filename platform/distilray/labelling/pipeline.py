@@ -123,16 +123,15 @@ def prepare_kwargs(cfg: LabelConfig, feature_extractor) -> dict:
 def teacher_actor(cfg: LabelConfig, placement: Placement, counter=None) -> tuple[type, dict]:
     """The labelling actor's class for ``placement``'s engine and its constructor
     arguments (``counter``: the progress actor told about every batch, if any)."""
-    from distilray.labelling.teacher import TeacherLabeller
-
-    labeller, engine_kwargs = (
-        TeacherLabeller,
-        {"dtype": placement.dtype, "attn_implementation": cfg.attn_implementation},
-    )
     if placement.engine == "ctranslate2":
         from distilray.labelling.ct2_teacher import CT2TeacherLabeller
 
         labeller, engine_kwargs = CT2TeacherLabeller, {"compute_type": placement.compute_type}
+    else:
+        from distilray.labelling.teacher import TeacherLabeller
+
+        labeller = TeacherLabeller
+        engine_kwargs = {"dtype": placement.dtype, "attn_implementation": cfg.attn_implementation}
     return labeller, {
         "teacher": cfg.teacher,
         "device": placement.device,

@@ -61,6 +61,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "their timestamps, augmentation draws): the spread of a single run",
         ["train.seed=1"],
     ),
+    "seed-2": ("the recipe with a third training seed", ["train.seed=2"]),
     "no-average": (
         "the last step's weights instead of the running average (train.average off)",
         ["train.average.decay=null"],

@@ -7,7 +7,10 @@ same student with the same loss on the same batch; the script first checks they
 compute the same logits, then times them interleaved (A B A B ...) and reports
 samples/s of each and their ratio, also as JSON. A third mode, ``cached``, is the
 shared step with the encoder-output cache warm (``train.encoder_cache_gb``): what
-every epoch after the first costs on a multi-epoch run.
+every epoch after the first costs on a multi-epoch run. A fourth, ``frozen-kv``, is the
+cached step of a student whose cross-attention key/value projections are frozen
+(``model.freeze_cross_attention_kv``): it reads the teacher's keys and values over the
+audio instead of computing, and differentiating, its own.
 
     python bench/distill.py                       # tiny.en teacher, 2-layer student, CPU
     python bench/distill.py --teacher openai/whisper-large-v3 --batch-size 16 --device cuda
@@ -71,8 +74,10 @@ def check_same_logits(student, teacher, batch) -> float:
     return max((s1 - s2).abs().max().item(), (t1 - t2).abs().max().item())
 
 
-def time_modes(student, teacher, batch, args, amp_dtype) -> dict[str, list[float]]:
+def time_modes(student, teacher, batch, layers, args, amp_dtype) -> dict[str, list[float]]:
     """Per-step seconds of each mode, steps interleaved so load drift hits both alike."""
+    import copy
+
     from distilray.distill.config import OptimSection
     from distilray.distill.encoder_cache import EncoderCache
     from distilray.distill.losses import DistillationLoss
@@ -81,7 +86,14 @@ def time_modes(student, teacher, batch, args, amp_dtype) -> dict[str, list[float
 
     optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10_000)
     loss_fn = DistillationLoss()
-    times: dict[str, list[float]] = {"shared": [], "naive": [], "cached": []}
+    frozen = copy.deepcopy(student)
+    for layer in frozen.model.decoder.layers:
+        layer.encoder_attn.k_proj.requires_grad_(False)
+        layer.encoder_attn.v_proj.requires_grad_(False)
+    frozen_optimizer, frozen_scheduler = build_optimizer(
+        frozen, OptimSection(warmup_steps=0), 10_000
+    )
+    times: dict[str, list[float]] = {"shared": [], "naive": [], "cached": [], "frozen-kv": []}
     cache = EncoderCache(max_bytes=2**34)  # filled by the warm-up step: later epochs' case
     with_ids = {**batch, "ids": [f"row-{i}" for i in range(batch["input_features"].shape[0])]}
     sync = torch.cuda.synchronize if batch["input_features"].is_cuda else (lambda: None)
@@ -89,16 +101,18 @@ def time_modes(student, teacher, batch, args, amp_dtype) -> dict[str, list[float
         for mode in times:
             sync()
             start = time.perf_counter()
+            kv = mode == "frozen-kv"
             train_step(
-                student,
+                frozen if kv else student,
                 teacher,
                 loss_fn,
-                optimizer,
-                scheduler,
-                with_ids if mode == "cached" else batch,
+                frozen_optimizer if kv else optimizer,
+                frozen_scheduler if kv else scheduler,
+                with_ids if mode in ("cached", "frozen-kv") else batch,
                 amp_dtype=amp_dtype,
                 share_encoder=mode != "naive",
-                encoder_cache=cache if mode == "cached" else None,
+                encoder_cache=cache if mode in ("cached", "frozen-kv") else None,
+                shared_cross_kv=layers if kv else None,
             )
             sync()
             if i >= args.warmup:
@@ -127,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher.to(device).requires_grad_(False)
     batch = make_batch(processor, args.batch_size, args.label_tokens, device)
     max_diff = check_same_logits(student, teacher, batch)
-    times = time_modes(student, teacher, batch, args, amp_dtype)
+    times = time_modes(student, teacher, batch, layers, args, amp_dtype)
     result = summarize(args, device, layers, max_diff, times)
     report(result)
     out = Path(args.out)
@@ -161,6 +175,8 @@ def summarize(args, device, layers, max_diff: float, times: dict[str, list[float
         / per_mode["naive"]["samples_per_s"],
         "speedup_cached_over_naive": per_mode["cached"]["samples_per_s"]
         / per_mode["naive"]["samples_per_s"],
+        "speedup_frozen_kv_over_cached": per_mode["frozen-kv"]["samples_per_s"]
+        / per_mode["cached"]["samples_per_s"],
     }
 
 
@@ -172,12 +188,16 @@ def report(result: dict) -> None:
     print(f"shared vs naive logits: max difference {result['max_logit_diff_shared_vs_naive']:.2e}")
     for mode, row in result["modes"].items():
         print(
-            f"  {mode:6s}  {row['step_s_median']:.3f} s/step  {row['samples_per_s']:.2f} samples/s"
+            f"  {mode:9s}  {row['step_s_median']:.3f} s/step  {row['samples_per_s']:.2f} samples/s"
         )
     print(f"  shared encoder pass is {result['speedup_shared_over_naive']:.2f}x the naive step")
     print(
         f"  with the encoder-output cache warm (epochs after the first) "
         f"{result['speedup_cached_over_naive']:.2f}x the naive step"
+    )
+    print(
+        f"  frozen cross-attention keys/values read from the teacher: "
+        f"{result['speedup_frozen_kv_over_cached']:.2f}x the cached step"
     )
 
 

@@ -128,6 +128,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "loops made from the labels anywhere in them, with another training seed",
         [*SYNTHETIC_LOOPS, "loss.repetition_loops_at=anywhere", "train.seed=1"],
     ),
+    "frozen-cross-kv": (
+        "the student's cross-attention keys and values frozen, read from the teacher's pass",
+        ["model.freeze_cross_attention_kv=true"],
+    ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

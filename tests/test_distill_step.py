@@ -81,16 +81,16 @@ def test_train_step_projects_only_labelled_positions_with_the_full_loss(models):
         want = DistillationLoss()(full_student, full_teacher, batch["labels"])
         states = student.model.encoder(batch["input_features"]).last_hidden_state
         head = StudentHead(student)
-        got, _, _ = head(
+        got = head(
             states, batch["decoder_input_ids"], batch["decoder_attention_mask"], positions
-        )
-        teacher_at, _, _ = decode_at(
+        ).logits
+        teacher_at = decode_at(
             teacher,
             states,
             batch["decoder_input_ids"],
             batch["decoder_attention_mask"],
             positions,
-        )
+        ).logits
     assert unwrap(head) is student
     torch.testing.assert_close(got, full_student[positions])
     torch.testing.assert_close(teacher_at, full_teacher[positions])
@@ -651,6 +651,66 @@ def test_train_step_with_synthetic_loops_adds_the_repetition_term_without_a_roll
     # the labelled rows' terms are those of a step without loops
     for term in ("kl", "ce", "hidden"):
         assert out[term] == pytest.approx(plain[term], rel=1e-3)  # wider padding only
+
+
+def _frozen_kv_copy(student):
+    import copy
+
+    student = copy.deepcopy(student)
+    for layer in student.model.decoder.layers:
+        layer.encoder_attn.k_proj.requires_grad_(False)
+        layer.encoder_attn.v_proj.requires_grad_(False)
+    return student
+
+
+def test_student_reads_the_teachers_cross_attention_keys_and_values(models):
+    from distilray.distill.step import decode_at
+
+    _, teacher, processor = models
+    student = build_student(teacher, [0, 3])  # other tests train the fixture's in place
+    batch = _batch(processor, rows=3)
+    positions = batch["labels"] != -100
+    args = (batch["decoder_input_ids"], batch["decoder_attention_mask"], positions)
+    with torch.no_grad():
+        states = student.model.encoder(batch["input_features"]).last_hidden_state
+        kept = decode_at(teacher, states, *args, keep_cross_kv=True)
+        own = decode_at(student, states, *args)
+        shared = decode_at(student, states, *args, cross_kv=[kept.cross_kv[0], kept.cross_kv[3]])
+    assert len(kept.cross_kv) == 4
+    assert kept.cross_kv[0].keys.shape == (3, 4, 1500, 16)  # rows, heads, frames, head dim
+    torch.testing.assert_close(kept.logits, decode_at(teacher, states, *args).logits)
+    torch.testing.assert_close(shared.logits, own.logits)
+    # another layer's keys and values change what the student says: they are really read
+    wrong = decode_at(student, states, *args, cross_kv=[kept.cross_kv[1], kept.cross_kv[2]])
+    assert not torch.allclose(wrong.logits, own.logits, atol=1e-3)
+
+
+@pytest.mark.parametrize("loops", [False, True])
+def test_train_step_with_shared_cross_attention_is_the_same_step(models, loops):
+    from distilray.distill.on_policy import OnPolicy
+
+    _, teacher, processor = models
+    student = build_student(teacher, [0, 3])
+    batch = _text_batch(processor, [[400, 401, 402, 403, 404, 405], [410, 411, 412]])
+    terms = {"seed": 3}
+    if loops:  # copies of some rows decoded after the batch's: their keys are their row's
+        terms["on_policy"] = OnPolicy(0.0, 24, 50362, 50256, repetition_weight=1.0, synthetic=True)
+    shared_student, own_student = _frozen_kv_copy(student), _frozen_kv_copy(student)
+    shared = _train_on(shared_student, teacher, batch, shared_cross_kv=[0, 3], **terms)
+    own = _train_on(own_student, teacher, batch, **terms)
+    if loops:
+        assert shared["repetition"] > 0
+    for term in ("loss", "kl", "ce", "grad_norm") + (("repetition",) if loops else ()):
+        assert shared[term] == pytest.approx(own[term], rel=1e-4)
+    for (name, a), b in zip(
+        shared_student.named_parameters(), own_student.parameters(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def _train_on(student, teacher, batch, **terms) -> dict[str, float]:
+    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
+    return train_step(student, teacher, DistillationLoss(), optimizer, scheduler, batch, **terms)
 
 
 def test_training_on_synthetic_loops_teaches_the_student_not_to_go_on_repeating(models):

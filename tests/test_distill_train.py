@@ -159,6 +159,9 @@ def test_failure_recovers_from_checkpoint_with_same_step_count(
     # ... and so must the weight average, which has to survive the restart
     cfg.train.average.decay = 0.9
     cfg.train.average.start_step = 4
+    # ... and the student reading the teacher's cross-attention keys and values, whose
+    # frozen projections the resumed worker checks again against the teacher's
+    cfg.model.freeze_cross_attention_kv = True
     outcome = run_distillation(cfg)
     history = _history(outcome.run_path)
     clean = _history(uninterrupted.run_path)
@@ -182,6 +185,12 @@ def test_failure_recovers_from_checkpoint_with_same_step_count(
     assert all(
         torch.equal(exported[k], v) for k, v in load_file(chosen / "model.safetensors").items()
     )
+    teacher = load_file(Path(tiny_random) / "model.safetensors")
+    for layer, source in enumerate([0, 3]):  # the 2-layer student's teacher layers
+        for name in ("k_proj.weight", "v_proj.weight", "v_proj.bias", "q_proj.weight"):
+            ours = exported[f"model.decoder.layers.{layer}.encoder_attn.{name}"]
+            theirs = teacher[f"model.decoder.layers.{source}.encoder_attn.{name}"]
+            assert torch.equal(ours, theirs) == (name != "q_proj.weight"), name
 
 
 def test_a_failed_or_interrupted_run_resumes_when_the_same_command_runs_again(

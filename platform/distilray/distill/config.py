@@ -105,6 +105,14 @@ class ModelSection(StageConfig):
         "projection: most of a small student's weights); keeps the teacher's vocabulary "
         "geometry when the training data is narrow",
     )
+    freeze_cross_attention_kv: bool = Field(
+        False,
+        description="freeze the key and value projections of the student's cross-attention "
+        "(copies of the teacher layers' it was initialised from): the student then attends "
+        "over the audio with the teacher's own keys and values, which each step takes from "
+        "the teacher's pass instead of computing them again (with their gradients, most of "
+        "a tiny student's step after the vocabulary projection)",
+    )
     decoder_dropout: float = Field(
         0.0,
         ge=0,

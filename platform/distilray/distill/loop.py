@@ -101,6 +101,7 @@ class DistillRecipe:
         self.state = TrainState()
         self.started_fresh = True
         self.start_step = 0
+        self.shared_cross_kv: list[int] | None = None  # model.freeze_cross_attention_kv
 
     def setup(self) -> None:
         """Load models (from the latest checkpoint if any), DDP, optimizer, data shards."""
@@ -182,11 +183,12 @@ class DistillRecipe:
         pairs = hidden_pairs(self._teacher_layer_ids(), self.teacher.config.decoder_layers)
         return HiddenAlignment(pairs, self.cfg.loss.hidden_weight)
 
-    def _teacher_layer_ids(self) -> list[int]:
+    def _teacher_layer_ids(self, student=None) -> list[int]:
         """The teacher decoder layer each student decoder layer was copied from."""
         from distilray.student.layers import select_layers
 
-        student_config, teacher_config = unwrap(self.student).config, self.teacher.config
+        student = unwrap(self.student) if student is None else student
+        student_config, teacher_config = student.config, self.teacher.config
         ids = getattr(student_config, "teacher_layer_ids", None) or select_layers(
             teacher_config.decoder_layers, student_config.decoder_layers
         )
@@ -241,10 +243,32 @@ class DistillRecipe:
             student.model.decoder.embed_positions.requires_grad_(False)
         if self.cfg.model.freeze_embed_tokens:  # proj_out shares this weight
             student.model.decoder.embed_tokens.requires_grad_(False)
+        if self.cfg.model.freeze_cross_attention_kv:
+            self._freeze_cross_kv(student)
         set_decoder_dropout(student, self.cfg.model.decoder_dropout)
         if self.cfg.model.gradient_checkpointing:
             student.gradient_checkpointing_enable({"use_reentrant": False})
         student.train()
+
+    def _freeze_cross_kv(self, student) -> None:
+        """Freeze the student's cross-attention keys and values, after checking that
+        they are the teacher layers' they will be read from (:func:`train_step`)."""
+        teacher_layers, sources = (
+            self.teacher.model.decoder.layers,
+            self._teacher_layer_ids(student),
+        )
+        for layer, source in zip(student.model.decoder.layers, sources, strict=True):
+            mine, theirs = layer.encoder_attn, teacher_layers[source].encoder_attn
+            for name in ("k_proj", "v_proj"):
+                ours, want = getattr(mine, name).state_dict(), getattr(theirs, name).state_dict()
+                if any(not torch.equal(ours[k], want[k].to(ours[k].dtype)) for k in ours):
+                    raise ConfigError(
+                        "model.freeze_cross_attention_kv: the student's cross-attention "
+                        f"{name} differs from teacher decoder layer {source}'s (it was trained "
+                        "unfrozen); start from a student fresh from `distilray init-student`"
+                    )
+                getattr(mine, name).requires_grad_(False)
+        self.shared_cross_kv = sources
 
     def _position(self) -> tuple[int, int, int]:
         return self.state.step, self.state.epoch, self.state.batch_in_epoch
@@ -336,6 +360,7 @@ class DistillRecipe:
             encoder_cache=self.encoder_cache,
             hidden=self.hidden,
             attention=self.attention,
+            shared_cross_kv=self.shared_cross_kv,
             on_policy=self.on_policy
             if self.on_policy and self.state.step % self.cfg.loss.on_policy_every == 0
             else None,

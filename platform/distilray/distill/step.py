@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from distilray.distill.encoder_cache import EncoderCache
@@ -47,6 +48,18 @@ class Decoded(NamedTuple):
     logits: torch.Tensor  # (n, vocab) at the chosen positions
     hidden_states: tuple[torch.Tensor, ...] | None  # embeddings, then each layer's output
     cross_attentions: tuple[torch.Tensor, ...] | None  # per layer (batch, heads, seq, frames)
+    cross_kv: list[CrossKV] | None = None  # per layer, when ``keep_cross_kv`` asked for them
+
+
+class CrossKV(NamedTuple):
+    """One decoder layer's cross-attention keys and values over the audio frames,
+    each ``(batch, heads, frames, head_dim)``."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+    def rows(self, index: torch.Tensor) -> CrossKV:
+        return CrossKV(self.keys[index], self.values[index])
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,7 @@ class StudentHead(nn.Module):
         positions: torch.Tensor,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        cross_kv: list[CrossKV] | None = None,
     ) -> Decoded:
         return decode_at(
             self.whisper,
@@ -94,6 +108,7 @@ class StudentHead(nn.Module):
             positions,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
+            cross_kv=cross_kv,
         )
 
 
@@ -106,6 +121,8 @@ def decode_at(
     *,
     output_hidden_states: bool = False,
     output_attentions: bool = False,
+    cross_kv: list[CrossKV] | None = None,
+    keep_cross_kv: bool = False,
 ) -> Decoded:
     """Teacher-forced logits ``(n, vocab)`` at the ``n`` True ``positions`` of a
     ``(batch, seq)`` mask, and (when asked) the decoder's hidden states and
@@ -113,7 +130,19 @@ def decode_at(
 
     The same numbers as ``model(encoder_outputs=..., ...).logits[positions]``, without
     projecting the positions no loss reads.
+
+    ``cross_kv`` gives each layer's cross-attention keys and values instead of
+    computing them from ``encoder_states`` (their projections over the 1,500 frames of
+    a window are a quarter of a tiny decoder's step); ``keep_cross_kv`` returns the
+    ones computed here. Both go through transformers' encoder-decoder cache, the way
+    ``generate`` reuses them from one token to the next.
     """
+    cache = None
+    if cross_kv is not None or keep_cross_kv:
+        cross = DynamicCache()
+        for layer, kv in enumerate(cross_kv or ()):
+            cross.update(kv.keys, kv.values, layer)
+        cache = EncoderDecoderCache(DynamicCache(), cross)
     with eager_attention(model, output_attentions):
         out = model.model.decoder(
             input_ids=decoder_input_ids,
@@ -121,13 +150,18 @@ def decode_at(
             encoder_hidden_states=encoder_states,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
-            use_cache=False,  # teacher forcing: no key/value cache to build
+            past_key_values=cache,
+            use_cache=cache is not None,  # teacher forcing: no other use for a cache
         )
     logits = model.proj_out(out.last_hidden_state[positions])
+    kept = None
+    if keep_cross_kv:
+        kept = [CrossKV(la.keys, la.values) for la in cache.cross_attention_cache.layers]
     return Decoded(
         logits,
         out.hidden_states if output_hidden_states else None,
         out.cross_attentions if output_attentions else None,
+        kept,
     )
 
 
@@ -256,6 +290,7 @@ def train_step(
     hidden: HiddenAlignment | None = None,
     on_policy: OnPolicy | None = None,
     attention: AttentionAlignment | None = None,
+    shared_cross_kv: Sequence[int] | None = None,
     seed: int = 0,
 ) -> dict[str, float]:
     """One optimizer step on ``batch``; returns ``loss``, ``kl``, ``ce``, ``grad_norm``, ``lr``
@@ -263,13 +298,24 @@ def train_step(
     when ``on_policy`` adds the KL on the student's own transcripts and ``repetition``
     when it adds the unlikelihood of their surplus repeats, :mod:`.on_policy`;
     ``attention``, the cross-attention term, when ``attention`` aligns layers).
-    ``seed`` draws the loops of ``on_policy.synthetic``."""
+    ``seed`` draws the loops of ``on_policy.synthetic``. ``shared_cross_kv`` names, per
+    student decoder layer, the teacher layer whose cross-attention keys and values it
+    reads instead of computing its own: right only while the student's key/value
+    projections are frozen copies of those layers' (``model.freeze_cross_attention_kv``)."""
     device = batch["input_features"].device
     extra: dict[str, float] = {}
     labels = batch["labels"]
-    aligned = hidden is not None or on_policy is not None or attention is not None
+    aligned = (
+        hidden is not None
+        or on_policy is not None
+        or attention is not None
+        or shared_cross_kv is not None
+    )
     if aligned and not share_encoder:
-        raise ValueError("hidden-state, attention and on-policy terms need the shared encoder pass")
+        raise ValueError(
+            "hidden-state, attention and on-policy terms and shared cross-attention keys "
+            "need the shared encoder pass"
+        )
     if share_encoder:
         positions = labels != IGNORE_INDEX
         labelled = positions
@@ -302,7 +348,7 @@ def train_step(
             # the teacher reads the student's sequences only for the on-policy KL
             rows = len(labels) if rolled is None or on_policy.weight == 0 else len(ids)
             with torch.no_grad():
-                teacher_logits, teacher_hidden, teacher_attn = decode_at(
+                teacher_logits, teacher_hidden, teacher_attn, teacher_kv = decode_at(
                     teacher,
                     states[:rows].to(teacher.dtype),
                     ids[:rows],
@@ -310,9 +356,17 @@ def train_step(
                     positions[:rows],
                     output_hidden_states=hidden is not None,
                     output_attentions=attention is not None,
+                    keep_cross_kv=shared_cross_kv is not None,
                 )
-            student_logits, student_hidden, student_attn = _head(student)(
-                states, ids, mask, positions, hidden is not None, attention is not None
+            student_kv = None
+            if shared_cross_kv is not None:
+                # the student's rows are the batch's, then copies of some (the loops)
+                source = torch.arange(len(ids), device=states.device)
+                if rolled is not None and rows < len(ids):
+                    source[len(labels) :] = rolled.rows.to(states.device)
+                student_kv = [teacher_kv[layer].rows(source) for layer in shared_cross_kv]
+            student_logits, student_hidden, student_attn, _ = _head(student)(
+                states, ids, mask, positions, hidden is not None, attention is not None, student_kv
             )
             if rows < len(ids):  # the alignment terms compare the labelled rows only
                 student_hidden = student_hidden and tuple(h[:rows] for h in student_hidden)

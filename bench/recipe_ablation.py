@@ -132,6 +132,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "the student's cross-attention keys and values frozen, read from the teacher's pass",
         ["model.freeze_cross_attention_kv=true"],
     ),
+    "frozen-cross-kv-seed-1": (
+        "the student's cross-attention keys and values frozen, with another training seed",
+        ["model.freeze_cross_attention_kv=true", "train.seed=1"],
+    ),
     "attention-1": (
         "+ cross-attention alignment to the copied teacher layers (weight 1)",
         ["loss.attention_weight=1.0"],

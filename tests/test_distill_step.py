@@ -708,6 +708,20 @@ def test_train_step_with_shared_cross_attention_is_the_same_step(models, loops):
         torch.testing.assert_close(a, b, msg=name)
 
 
+def test_a_bfloat16_teachers_keys_and_values_serve_a_float32_student(models):
+    """GPU teachers load in bfloat16 (`model.teacher_dtype: auto`) beside a float32
+    student; without autocast the student reads their keys and values in its dtype."""
+    import copy
+
+    _, teacher, processor = models
+    student = _frozen_kv_copy(build_student(teacher, [0, 3]))
+    batch = _text_batch(processor, [[400, 401, 402], [410, 411]])
+    half = copy.deepcopy(teacher).to(torch.bfloat16)
+    shared = _train_on(_frozen_kv_copy(student), half, batch, shared_cross_kv=[0, 3])
+    own = _train_on(_frozen_kv_copy(student), half, batch)
+    assert shared["loss"] == pytest.approx(own["loss"], rel=2e-2)  # bfloat16 keys
+
+
 def _train_on(student, teacher, batch, **terms) -> dict[str, float]:
     optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
     return train_step(student, teacher, DistillationLoss(), optimizer, scheduler, batch, **terms)

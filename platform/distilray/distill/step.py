@@ -365,6 +365,9 @@ def train_step(
                 if rolled is not None and rows < len(ids):
                     source[len(labels) :] = rolled.rows.to(states.device)
                 student_kv = [teacher_kv[layer].rows(source) for layer in shared_cross_kv]
+                if amp_dtype is None:  # a bf16 teacher beside a float32 student, no autocast
+                    dtype = unwrap(student).dtype
+                    student_kv = [CrossKV(k.to(dtype), v.to(dtype)) for k, v in student_kv]
             student_logits, student_hidden, student_attn, _ = _head(student)(
                 states, ids, mask, positions, hidden is not None, attention is not None, student_kv
             )

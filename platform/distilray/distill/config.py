@@ -110,8 +110,8 @@ class ModelSection(StageConfig):
         description="freeze the key and value projections of the student's cross-attention "
         "(copies of the teacher layers' it was initialised from): the student then attends "
         "over the audio with the teacher's own keys and values, which each step takes from "
-        "the teacher's pass instead of computing them again (with their gradients, most of "
-        "a tiny student's step after the vocabulary projection)",
+        "the teacher's pass instead of computing them again (a tiny.en step 1.28x faster "
+        "on CPU; worse real-speech WER on two seeds: README ablation rows 86-87)",
     )
     decoder_dropout: float = Field(
         0.0,

@@ -83,13 +83,12 @@ def time_modes(student, teacher, batch, layers, args, amp_dtype) -> dict[str, li
     from distilray.distill.losses import DistillationLoss
     from distilray.distill.optim import build_optimizer
     from distilray.distill.step import train_step
+    from distilray.student.layers import freeze_cross_attention_kv
 
     optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10_000)
     loss_fn = DistillationLoss()
     frozen = copy.deepcopy(student)
-    for layer in frozen.model.decoder.layers:
-        layer.encoder_attn.k_proj.requires_grad_(False)
-        layer.encoder_attn.v_proj.requires_grad_(False)
+    freeze_cross_attention_kv(frozen)
     frozen_optimizer, frozen_scheduler = build_optimizer(
         frozen, OptimSection(warmup_steps=0), 10_000
     )

@@ -50,7 +50,11 @@ def _step_on_copy(student, teacher, batch, **terms) -> dict[str, float]:
     with the loss terms in ``terms`` (hidden=, attention=, on_policy=)."""
     import copy
 
-    student = copy.deepcopy(student)
+    return _train_on(copy.deepcopy(student), teacher, batch, **terms)
+
+
+def _train_on(student, teacher, batch, **terms) -> dict[str, float]:
+    """One ``train_step`` on ``student`` itself, with the loss terms in ``terms``."""
     optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
     return train_step(student, teacher, DistillationLoss(), optimizer, scheduler, batch, **terms)
 
@@ -656,10 +660,10 @@ def test_train_step_with_synthetic_loops_adds_the_repetition_term_without_a_roll
 def _frozen_kv_copy(student):
     import copy
 
+    from distilray.student.layers import freeze_cross_attention_kv
+
     student = copy.deepcopy(student)
-    for layer in student.model.decoder.layers:
-        layer.encoder_attn.k_proj.requires_grad_(False)
-        layer.encoder_attn.v_proj.requires_grad_(False)
+    freeze_cross_attention_kv(student)
     return student
 
 
@@ -717,14 +721,9 @@ def test_a_bfloat16_teachers_keys_and_values_serve_a_float32_student(models):
     student = _frozen_kv_copy(build_student(teacher, [0, 3]))
     batch = _text_batch(processor, [[400, 401, 402], [410, 411]])
     half = copy.deepcopy(teacher).to(torch.bfloat16)
-    shared = _train_on(_frozen_kv_copy(student), half, batch, shared_cross_kv=[0, 3])
-    own = _train_on(_frozen_kv_copy(student), half, batch)
+    shared = _step_on_copy(student, half, batch, shared_cross_kv=[0, 3])
+    own = _step_on_copy(student, half, batch)
     assert shared["loss"] == pytest.approx(own["loss"], rel=2e-2)  # bfloat16 keys
-
-
-def _train_on(student, teacher, batch, **terms) -> dict[str, float]:
-    optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
-    return train_step(student, teacher, DistillationLoss(), optimizer, scheduler, batch, **terms)
 
 
 def test_training_on_synthetic_loops_teaches_the_student_not_to_go_on_repeating(models):

@@ -253,10 +253,10 @@ class DistillRecipe:
     def _freeze_cross_kv(self, student) -> None:
         """Freeze the student's cross-attention keys and values, after checking that
         they are the teacher layers' they will be read from (:func:`train_step`)."""
-        teacher_layers, sources = (
-            self.teacher.model.decoder.layers,
-            self._teacher_layer_ids(student),
-        )
+        from distilray.student.layers import freeze_cross_attention_kv
+
+        teacher_layers = self.teacher.model.decoder.layers
+        sources = self._teacher_layer_ids(student)
         for layer, source in zip(student.model.decoder.layers, sources, strict=True):
             mine, theirs = layer.encoder_attn, teacher_layers[source].encoder_attn
             for name in ("k_proj", "v_proj"):
@@ -267,7 +267,7 @@ class DistillRecipe:
                         f"{name} differs from teacher decoder layer {source}'s (it was trained "
                         "unfrozen); start from a student fresh from `distilray init-student`"
                     )
-                getattr(mine, name).requires_grad_(False)
+        freeze_cross_attention_kv(student)
         self.shared_cross_kv = sources
 
     def _position(self) -> tuple[int, int, int]:

@@ -162,3 +162,11 @@ def set_decoder_dropout(model, p: float) -> None:
     decoder.dropout = p
     for layer in decoder.layers:
         layer.dropout = p
+
+
+def freeze_cross_attention_kv(model) -> None:
+    """Freeze the key and value projections of every decoder layer's cross-attention
+    (``model.freeze_cross_attention_kv``: they stay the copied teacher layers')."""
+    for layer in model.model.decoder.layers:
+        layer.encoder_attn.k_proj.requires_grad_(False)
+        layer.encoder_attn.v_proj.requires_grad_(False)

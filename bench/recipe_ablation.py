@@ -84,6 +84,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "double-steps": ("twice the steps", ["train.max_steps={steps2}"]),
     "lr-1e-4": ("learning rate 1e-4", ["optim.learning_rate=1e-4"]),
     "kl-only": ("KL term only (no pseudo-label CE)", ["loss.pl_weight=0"]),
+    "kl-x2": (
+        "twice the KL weight (1.6): closer to the teacher's whole distribution",
+        ["loss.kl_weight=1.6"],
+    ),
     "hidden-1": ("+ hidden-state alignment (weight 1)", ["loss.hidden_weight=1.0"]),
     "hidden-4": ("+ hidden-state alignment (weight 4)", ["loss.hidden_weight=4.0"]),
     "dropout-0.1": ("decoder dropout 0.1 while training", ["model.decoder_dropout=0.1"]),

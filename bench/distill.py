@@ -13,6 +13,7 @@ cached step of a student whose cross-attention key/value projections are frozen
 audio instead of computing, and differentiating, its own.
 
     python bench/distill.py                       # tiny.en teacher, 2-layer student, CPU
+    python bench/distill.py --autocast bf16        # the same in bf16 (CPUs with AMX/AVX-512 BF16)
     python bench/distill.py --teacher openai/whisper-large-v3 --batch-size 16 --device cuda
 """
 
@@ -43,6 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per mode first")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--autocast",
+        choices=["auto", "off", "bf16"],
+        default="auto",
+        help="bf16 autocast as train.autocast: auto = on GPU only; bf16 also on CPU",
+    )
     parser.add_argument("--out", default="bench/results/distill.json", help="JSON results file")
     return parser.parse_args(argv)
 
@@ -132,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.device == "auto" and torch.cuda.is_available()
         else ("cpu" if args.device == "auto" else args.device)
     )
-    amp_dtype = torch.bfloat16 if device.type == "cuda" else None
+    amp_dtype = (
+        torch.bfloat16
+        if args.autocast == "bf16" or (args.autocast == "auto" and device.type == "cuda")
+        else None
+    )
     teacher, processor = load_whisper(args.teacher, dtype=torch.float32)
     layers = select_layers(teacher.config.decoder_layers, args.decoder_layers)
     student = build_student(teacher, layers).to(device).train()
@@ -166,6 +177,7 @@ def summarize(args, device, layers, max_diff: float, times: dict[str, list[float
         "batch_size": args.batch_size,
         "label_tokens": args.label_tokens,
         "device": str(device),
+        "autocast": args.autocast,
         "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "max_logit_diff_shared_vs_naive": max_diff,
@@ -182,7 +194,8 @@ def summarize(args, device, layers, max_diff: float, times: dict[str, list[float
 def report(result: dict) -> None:
     print(
         f"teacher {result['teacher']}, student decoder layers {result['student_decoder_layers']}, "
-        f"batch {result['batch_size']}, {result['device']}, {result['torch_threads']} threads"
+        f"batch {result['batch_size']}, {result['device']}, {result['torch_threads']} threads, "
+        f"autocast {result['autocast']}"
     )
     print(f"shared vs naive logits: max difference {result['max_logit_diff_shared_vs_naive']:.2e}")
     for mode, row in result["modes"].items():

@@ -88,6 +88,18 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "twice the KL weight (1.6): closer to the teacher's whole distribution",
         ["loss.kl_weight=1.6"],
     ),
+    **{
+        f"anchor-{d}": (
+            f"decay toward the student's initial (teacher-copied) weights, L2-SP "
+            f"(optim.anchor_decay={d})",
+            [f"optim.anchor_decay={d}"],
+        )
+        for d in (10, 30, 100)
+    },
+    "anchor-30-seed-1": (
+        "decay toward the initial weights (optim.anchor_decay=30), another training seed",
+        ["optim.anchor_decay=30", "train.seed=1"],
+    ),
     "hidden-1": ("+ hidden-state alignment (weight 1)", ["loss.hidden_weight=1.0"]),
     "hidden-4": ("+ hidden-state alignment (weight 4)", ["loss.hidden_weight=4.0"]),
     "dropout-0.1": ("decoder dropout 0.1 while training", ["model.decoder_dropout=0.1"]),

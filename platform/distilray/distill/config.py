@@ -216,6 +216,14 @@ class OptimSection(StageConfig):
 
     learning_rate: float = Field(1e-4, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    anchor_decay: float = Field(
+        0.0,
+        ge=0,
+        description="decay toward the student's initial (teacher-copied) weights instead of "
+        "toward zero (L2-SP in AdamW's decoupled form): each step w -= lr * anchor_decay * "
+        "(w - w_init), so the decoder stays near what the teacher does where the data is "
+        "narrow; 0: off",
+    )
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
     warmup_steps: int = Field(50, ge=0, description="steps of linear warm-up from 0")
     schedule: Literal["constant", "linear"] = Field(

@@ -96,10 +96,13 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         )
         for d in (10, 30, 100)
     },
-    "anchor-30-seed-1": (
-        "decay toward the initial weights (optim.anchor_decay=30), another training seed",
-        ["optim.anchor_decay=30", "train.seed=1"],
-    ),
+    **{
+        f"anchor-{d}-seed-1": (
+            f"decay toward the initial weights (optim.anchor_decay={d}), another training seed",
+            [f"optim.anchor_decay={d}", "train.seed=1"],
+        )
+        for d in (10, 30)
+    },
     "hidden-1": ("+ hidden-state alignment (weight 1)", ["loss.hidden_weight=1.0"]),
     "hidden-4": ("+ hidden-state alignment (weight 4)", ["loss.hidden_weight=4.0"]),
     "dropout-0.1": ("decoder dropout 0.1 while training", ["model.decoder_dropout=0.1"]),

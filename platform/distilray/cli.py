@@ -31,6 +31,7 @@ STAGE_CLI_MODULES = [
     "distilray.student.cli",  # init-student
     "distilray.distill.cli",  # distill
     "distilray.models.export_cli",  # export (CTranslate2, for faster-whisper)
+    "distilray.student.blend_cli",  # blend (model soups, back toward the initial student)
     "distilray.evaluation.cli",  # eval
     "distilray.serving.cli",  # serve
     "distilray.demo",  # demo: every stage above, end to end

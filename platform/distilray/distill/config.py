@@ -401,6 +401,14 @@ class RunSection(StageConfig):
         "is at most this much (absolute; 0.01 = 1 point) above the lowest is exported, as "
         "validation sets of a few hundred words cannot tell them apart; 0: the lowest",
     )
+    export_init_share: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="blend this share of the initial student's weights (model.student, the "
+        "copied teacher layers) into the exported student: (1 - s) * trained + s * initial "
+        "(WiSE-FT); checkpoints and their validation WER stay the trained weights; 0: off",
+    )
     export_ct2: Literal["float32", "int8", "int8_float16", "float16", "bfloat16"] | None = Field(
         None,
         description="also export the student for faster-whisper: CTranslate2 weights of this "

@@ -41,6 +41,18 @@ def choose_checkpoint(result, which: str, within: float = 0.0):
     return chosen, metrics
 
 
+def blend_with_initial(model, initial_ref: str, share: float):
+    """``model``'s weights moved back toward the initial student's (``run.export_init_share``):
+    ``(1 - share) * trained + share * initial``, in place."""
+    from distilray.models import load_whisper
+    from distilray.student.blend import blend_weights
+
+    initial, _ = load_whisper(initial_ref, dtype="float32")
+    blend_weights([model, initial], [1 - share, share], names=["the trained student", initial_ref])
+    logger.info("exported weights: %.3g x trained + %.3g x initial student", 1 - share, share)
+    return model
+
+
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -65,6 +77,10 @@ def export_student(cfg: DistillConfig, result, summary: DataSummary) -> DistillO
     processor = load_processor(cfg.model.student)
     with checkpoint.as_directory() as ckpt_dir:
         model = load_student(Path(ckpt_dir))
+    share = cfg.run.export_init_share
+    if share:
+        blend_with_initial(model, cfg.model.student, share)
+        metrics = {**metrics, "init_share": share}
     layer_ids = init.get("decoder_layer_ids") or getattr(model.config, "teacher_layer_ids", None)
     keep_alignment_heads(model, layer_ids)
     out = cfg.export_uri()

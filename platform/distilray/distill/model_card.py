@@ -115,6 +115,7 @@ def model_card(cfg: DistillConfig, summary: DataSummary, metrics: dict, init: di
         f"batch {cfg.train.batch_size} x {cfg.scaling.num_workers} workers, "
         f"peak learning rate {cfg.optim.learning_rate}",
         *_average_line(cfg),
+        *_blend_line(cfg),
         f"- Eval WER (greedy, held-out): {percent(metrics.get('eval_wer'))}",
         "",
         "Produced by `distilray distill`.",
@@ -131,6 +132,17 @@ def _average_line(cfg: DistillConfig) -> list[str]:
     return [
         f"- Weights: running average of the training steps' weights from step "
         f"{average.start_step} (EMA decay {average.decay}), not the last step's"
+    ]
+
+
+def _blend_line(cfg: DistillConfig) -> list[str]:
+    """The card's line on ``run.export_init_share`` (none when it is off)."""
+    share = cfg.run.export_init_share
+    if not share:
+        return []
+    return [
+        f"- Exported weights: {1 - share:g} x the trained weights + {share:g} x the initial "
+        "student's (WiSE-FT); the eval WER below is the trained weights'"
     ]
 
 

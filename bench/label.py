@@ -7,7 +7,7 @@ All variants label the same clips with the same teacher and greedy settings:
 * faster-whisper's own ``BatchedInferencePipeline`` (the clips joined into one
   recording and given as ``clip_timestamps``, so they are batched like ours);
 * ``distilray label`` on Ray: transformers, CTranslate2 float32 with 1 actor x 2 CPUs
-  and 2 actors x 1 CPU, and CTranslate2 int8.
+  and 2 actors x 1 CPU, and CTranslate2 int8 both ways.
 
 Each figure is audio-seconds per second; model loads and Ray's start are reported
 apart from the steady rate (plain loops: after the load; Ray: after the first labelled
@@ -219,6 +219,7 @@ RAY_VARIANTS = {  # name -> LabelConfig overrides
     "ray_ct2_float32_1x2": {"engine": "ctranslate2", "max_actors": 1, "cpus_per_actor": 2},
     "ray_ct2_float32_2x1": {"engine": "ctranslate2", "min_actors": 2, "max_actors": 2},
     "ray_ct2_int8_1x2": {"compute_type": "int8", "max_actors": 1, "cpus_per_actor": 2},
+    "ray_ct2_int8_2x1": {"compute_type": "int8", "min_actors": 2, "max_actors": 2},
 }
 
 
@@ -273,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         name: {**r, **compare(texts[name], base, references)} for name, r in results.items()
     }
     # reduced precision against the same engine at float32
-    variants["ray_ct2_int8_1x2"]["vs_ct2_float32"] = compare(
-        texts["ray_ct2_int8_1x2"], texts["ray_ct2_float32_1x2"], references
-    )
+    for name in ("ray_ct2_int8_1x2", "ray_ct2_int8_2x1"):
+        variants[name]["vs_ct2_float32"] = compare(
+            texts[name], texts["ray_ct2_float32_1x2"], references
+        )
     report = {
         "bench": "label",
         "teacher": args.teacher,
@@ -317,6 +319,9 @@ def _ratios(variants: dict) -> dict:
         "plain_ct2_over_plain_transformers": round(rate("plain_ct2_float32") / plain, 3),
         "plain_ct2_over_faster_whisper_batched": round(rate("plain_ct2_float32") / fw, 3),
         "ray_ct2_over_faster_whisper_batched": round(rate("ray_ct2_float32_1x2") / fw, 3),
+        "ray_ct2_2x1_over_plain_transformers": round(rate("ray_ct2_float32_2x1") / plain, 3),
+        "ray_ct2_int8_2x1_over_plain_transformers": round(rate("ray_ct2_int8_2x1") / plain, 3),
+        "ray_ct2_int8_2x1_over_faster_whisper_batched": round(rate("ray_ct2_int8_2x1") / fw, 3),
     }
 
 

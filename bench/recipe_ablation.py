@@ -62,6 +62,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         ["train.seed=1"],
     ),
     "seed-2": ("the recipe with a third training seed", ["train.seed=2"]),
+    "seed-3-as-trained": (
+        "the recipe with a fourth training seed, exported as trained (no blend back toward "
+        "the initial student: bench/blend_eval.py blends it)",
+        ["train.seed=3", "run.export_init_share=0"],
+    ),
     "no-average": (
         "the last step's weights instead of the running average (train.average off)",
         ["train.average.decay=null"],

@@ -9,12 +9,15 @@ boto3 itself reads.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from distilray.errors import DataError
+from distilray.errors import ConfigError, DataError
 
 
 def is_s3(uri: str | os.PathLike) -> bool:
@@ -90,3 +93,26 @@ def copy_tree(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         raise DataError(f"nothing to copy: {src} does not exist")
     dst_fs.create_dir(dst_path, recursive=True)
     pafs.copy_files(src_path, dst_path, source_filesystem=src_fs, destination_filesystem=dst_fs)
+
+
+def check_new_folder(path: str | os.PathLike, force: bool = False) -> Path:
+    """``path`` as a local folder an output may go to: new or empty, or any with ``force``."""
+    out = Path(path).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise ConfigError(f"{out} exists and is not empty: choose a new folder or pass --force")
+    return out
+
+
+def build_folder(out: Path, build: Callable[[Path], None]) -> Path:
+    """``build(tmp)`` into a temporary sibling of ``out``, then put it in ``out``'s place, so
+    an interrupted build never leaves a half-written folder behind; returns ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        build(tmp / "model")
+        if out.exists():
+            shutil.rmtree(out)
+        (tmp / "model").rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

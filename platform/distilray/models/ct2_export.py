@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -63,21 +62,12 @@ def export_ct2(
         raise ConfigError(
             f"unknown quantization {quantization!r}: use one of {', '.join(QUANTIZATIONS)}"
         )
-    out = Path(out_dir).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise ConfigError(f"{out} exists and is not empty: choose a new folder or pass --force")
     from distilray.models.resolve import resolve_model
+    from distilray.storage import build_folder, check_new_folder
 
+    out = check_new_folder(out_dir, force)
     source = resolve_model(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        convert_folder(source, tmp / "model", quantization)
-        if out.exists():
-            shutil.rmtree(out)
-        (tmp / "model").rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    build_folder(out, lambda folder: convert_folder(source, folder, quantization))
     logger.info("exported %s as CTranslate2 (%s) to %s", model, quantization, out)
     return out
 

@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 from distilray import storage
 from distilray.errors import ConfigError
@@ -125,28 +122,16 @@ def blend_models(
     if len(refs) < 2:
         raise ConfigError("blending needs at least two models")
     shares = normalized_weights(weights or [1.0] * len(refs), len(refs))
-    if not storage.is_s3(out):
-        target = Path(out).expanduser()
-        if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
-            raise ConfigError(
-                f"{target} exists and is not empty: choose a new folder or pass --force"
-            )
+    target = None if storage.is_s3(out) else storage.check_new_folder(out, force)
     loaded = [load_whisper(ref, dtype="float32") for ref in refs]
     model, processor = loaded[0]
     blend_weights([m for m, _ in loaded], shares, names=list(refs))
     info = {"models": list(refs), "weights": shares}
-    if storage.is_s3(out):
-        save_model_folder(model, processor, out, extra={BLEND_INFO_FILE: info})
+    extra = {BLEND_INFO_FILE: info}
+    if target is None:
+        save_model_folder(model, processor, out, extra=extra)
     else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            save_model_folder(model, processor, str(tmp / "model"), extra={BLEND_INFO_FILE: info})
-            if target.exists():
-                shutil.rmtree(target)
-            (tmp / "model").rename(target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        storage.build_folder(target, lambda f: save_model_folder(model, processor, str(f), extra))
     logger.info(
         "blended %s -> %s",
         ", ".join(f"{w:.3g} x {r}" for r, w in zip(refs, shares, strict=True)),

@@ -100,6 +100,7 @@ FORMATS = {
     "m4a-aac": ("ipod", "aac", SAMPLING_RATE, "mono", None),
     "wav-44k-stereo": ("wav", "pcm_s16le", 44100, "stereo", None),
     "flac-48k-stereo": ("flac", "flac", 48000, "stereo", None),
+    "aiff-22k-stereo": ("aiff", "pcm_s16be", 22050, "stereo", None),
 }
 
 
@@ -114,6 +115,43 @@ def test_decodes_every_format(fmt, signal):
     assert abs(len(decoded) - len(signal)) <= 0.15 * SAMPLING_RATE
     assert np.abs(decoded).max() <= 1.0
     assert best_correlation(decoded, signal) > 0.9
+
+
+def sphere(samples: np.ndarray, coding: str = "pcm") -> bytes:
+    """NIST SPHERE (TIMIT, WSJ): a 1,024-byte text header, then 16-bit little-endian PCM."""
+    pcm = (samples * 32767).astype("<i2").tobytes()
+    header = (
+        f"NIST_1A\n   1024\nsample_count -i {samples.size}\nsample_n_bytes -i 2\n"
+        f"channel_count -i 1\nsample_byte_format -s2 01\nsample_rate -i {SAMPLING_RATE}\n"
+        f"sample_coding -s{len(coding)} {coding}\nend_head\n"
+    ).encode()
+    return header.ljust(1024) + pcm
+
+
+def test_nist_sphere_decodes_and_shorten_compression_is_named(signal):
+    decoded = decode_audio(sphere(signal))
+    np.testing.assert_allclose(decoded, signal, atol=1 / 16384)
+    with pytest.raises(AudioDecodeError, match="shorten compression is not supported"):
+        decode_audio(sphere(signal, "pcm,embedded-shorten-v2.00"))
+
+
+def test_headerless_pcm_by_file_name_only(tmp_path, signal):
+    """``*.raw``/``*.pcm`` files are 16 kHz 16-bit mono PCM; the same bytes uploaded
+    (no name) or under another name are not audio."""
+    pcm = (signal * 32767).astype("<i2").tobytes()
+    for name in ("utt.raw", "UTT2.PCM"):
+        (tmp_path / name).write_bytes(pcm)
+        np.testing.assert_allclose(decode_audio(tmp_path / name), signal, atol=1 / 16384)
+    # resampled like any other input when another rate is asked for
+    assert decode_audio(tmp_path / "utt.raw", sampling_rate=8000).size == signal.size // 2
+    with pytest.raises(AudioDecodeError, match="not a supported audio format"):
+        decode_audio(pcm)
+    (tmp_path / "utt.bin").write_bytes(pcm)
+    with pytest.raises(AudioDecodeError, match=r"headerless 16 kHz 16-bit mono PCM as \.raw/\.pcm"):
+        decode_audio(tmp_path / "utt.bin")
+    # a file that does have a header is read by its header whatever its name
+    (tmp_path / "wav.raw").write_bytes(encode_wav(signal))
+    np.testing.assert_allclose(decode_audio(tmp_path / "wav.raw"), signal, atol=1 / 16384)
 
 
 def test_paths_and_bytes_decode_alike(tmp_path, signal):

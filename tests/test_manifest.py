@@ -173,6 +173,50 @@ def test_folder_of_audio_with_txt_references(tmp_path):
         assert rows["top"]["audio_path"] == str(tmp_path / "top.mp3")
 
 
+def test_folder_with_librispeech_and_sphinx_reference_lists(tmp_path):
+    """LibriSpeech's per-chapter ``*.trans.txt`` and CMU Sphinx's ``*.transcription``
+    give references to the clips they list; a same-stem ``.txt`` still comes first."""
+    chapter = tmp_path / "test-clean" / "1089" / "134686"
+    chapter.mkdir(parents=True)
+    for utt in ("1089-134686-0000", "1089-134686-0001", "1089-134686-0002"):
+        (chapter / f"{utt}.flac").write_bytes(b"x")
+    (chapter / "1089-134686.trans.txt").write_text(
+        "1089-134686-0000 HE HOPED THERE WOULD BE STEW FOR DINNER\n"
+        "1089-134686-0001 STUFF IT INTO YOU HIS BELLY COUNSELLED HIM\n"
+    )
+    (chapter / "1089-134686-0002.txt").write_text("own file\n")
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "etc").mkdir()
+    for utt in ("goforward", "numbers"):
+        (tmp_path / "wav" / f"{utt}.raw").write_bytes(b"\0\0" * 100)
+    (tmp_path / "etc" / "test.transcription").write_text(
+        "<s> go forward ++NOISE++ ten meters </s> (goforward)\n"
+    )
+    rows = {r["id"]: r["text"] for r in folder_table(tmp_path).to_pylist()}
+    assert rows == {
+        "test-clean/1089/134686/1089-134686-0000": "HE HOPED THERE WOULD BE STEW FOR DINNER",
+        "test-clean/1089/134686/1089-134686-0001": "STUFF IT INTO YOU HIS BELLY COUNSELLED HIM",
+        "test-clean/1089/134686/1089-134686-0002": "own file",
+        "wav/goforward": "go forward ten meters",
+        "wav/numbers": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("a.trans.txt", "utt1\n", r"a.trans.txt:1: expected '<utterance id> <text>'"),
+        ("a.transcription", "go forward\n", r"a.transcription:1: expected '<s> text </s>"),
+        ("a.transcription", "<s> a </s> (utt1)\n<s> b </s> (utt1)\n", "listed twice"),
+    ],
+)
+def test_malformed_reference_lists_name_file_and_line(tmp_path, name, content, message):
+    (tmp_path / "utt1.wav").write_bytes(tone())
+    (tmp_path / name).write_text(content)
+    with pytest.raises(DataError, match=message):
+        folder_table(tmp_path)
+
+
 def test_single_files_are_recognised_by_extension(tmp_path, jsonl_dataset):
     pq.write_table(pa.table({"id": ["a"], "audio": ["a.wav"]}), tmp_path / "m.parquet")
     assert manifest_files(tmp_path / "m.parquet")[0] == "parquet"

@@ -12,6 +12,9 @@ format: the container is recognised from its first bytes and opened with that on
 demuxer from an allow-list (:data:`CONTAINERS`). FFmpeg's guessing would also pick
 demuxers that open other files or sockets named inside the input (concat and HLS
 playlists, SDP, image sequences), and no protocol may be opened from inside a file.
+Headerless PCM has no first bytes to recognise: a local or ``s3://`` file named
+``*.raw`` or ``*.pcm`` is read as 16-bit little-endian mono at 16 kHz (the CMU Sphinx
+and Kaldi convention); encoded bytes (an upload) never are.
 """
 
 from __future__ import annotations
@@ -48,7 +51,13 @@ CONTAINERS = {
     "ogg": "Ogg (Vorbis, Opus)",
     "mov": "MP4/M4A",
     "matroska": "WebM/Matroska",
+    "aiff": "AIFF",
+    "nistsphere": "NIST SPHERE (TIMIT, WSJ)",
 }
+# Headerless PCM, known only by its file name: suffix -> the raw demuxer and its format.
+RAW_PCM_SUFFIXES = (".raw", ".pcm")
+RAW_PCM_DEMUXER = "s16le"
+RAW_PCM_OPTIONS = {"sample_rate": str(SAMPLING_RATE), "ch_layout": "mono"}
 # Demuxer options for every input. An empty protocol whitelist matches no protocol:
 # the input itself comes through a Python file object, which needs none, and a
 # reference inside a file (a playlist entry, an MP4 data reference) cannot be opened.
@@ -57,6 +66,7 @@ _CONTAINER_OPTIONS = {"protocol_whitelist": ""}
 _MOV_OPTIONS = {"enable_drefs": "0", "use_absolute_path": "0"}
 _SNIFF_BYTES = 12  # long enough for every signature in sniff_container
 _ID3_HEADER_BYTES = 10  # ID3v2 header (and footer) size
+_SPHERE_HEADER_BYTES = 1024  # NIST SPHERE's usual header size (its sample_coding is in it)
 
 # Everything a malformed stream can raise inside PyAV/FFmpeg or its Python glue.
 _DECODE_ERRORS = (av.error.FFmpegError, ValueError, EOFError, OSError, IndexError, RuntimeError)
@@ -74,7 +84,8 @@ def decode_audio(
 
     The result has shape ``(num_samples,)`` at ``sampling_rate`` with values in
     ``[-1, 1]``. Raises :class:`AudioDecodeError` for empty, corrupt or non-audio input,
-    a container not in :data:`CONTAINERS`, input without an audio stream, and audio
+    a container not in :data:`CONTAINERS` (nor a ``*.raw``/``*.pcm`` file of headerless
+    PCM), input without an audio stream, and audio
     longer than ``max_duration_s`` (checked while decoding, so an hours-long file costs
     no more than the limit).
     """
@@ -137,6 +148,8 @@ def _open_container(stream: BinaryIO, name: str) -> av.container.InputContainer:
     """Open ``stream`` with the one allowed demuxer its first bytes call for."""
     demuxer = _detect_container(stream, name)
     options = {**_CONTAINER_OPTIONS, **(_MOV_OPTIONS if demuxer == "mov" else {})}
+    if demuxer == RAW_PCM_DEMUXER:
+        options.update(RAW_PCM_OPTIONS)
     # metadata_errors="ignore": broken tags must not fail an otherwise fine file.
     return av.open(
         stream, mode="r", format=demuxer, container_options=options, metadata_errors="ignore"
@@ -150,12 +163,30 @@ def _detect_container(stream: BinaryIO, name: str) -> str:
     # FFmpeg skips a leading ID3v2 tag for every demuxer, and FLAC may carry one too.
     if head.startswith(b"ID3") and _peek(stream, _id3v2_size(head), 4) == b"fLaC":
         demuxer = "flac"
+    if demuxer == "nistsphere" and b"shorten" in _peek(stream, 0, _SPHERE_HEADER_BYTES):
+        raise AudioDecodeError(
+            f"cannot decode audio from {name}: NIST SPHERE with shorten compression is not "
+            "supported (decompress it first, e.g. with sph2pipe)"
+        )
+    if demuxer is None and is_raw_pcm_name(name):
+        demuxer = RAW_PCM_DEMUXER
     if demuxer is None:
         accepted = ", ".join(CONTAINERS.values())
+        if not name.startswith("<"):  # a file, not bytes: its name could mark raw PCM
+            accepted += f"; headerless 16 kHz 16-bit mono PCM as {'/'.join(RAW_PCM_SUFFIXES)}"
         raise AudioDecodeError(
             f"cannot decode audio from {name}: not a supported audio format (accepted: {accepted})"
         )
     return demuxer
+
+
+def is_raw_pcm_name(name: str) -> bool:
+    """Whether a file called ``name`` (a path or URI) holds headerless PCM.
+
+    >>> is_raw_pcm_name("s3://bucket/utt1.RAW"), is_raw_pcm_name("<640 bytes>")
+    (True, False)
+    """
+    return name.lower().endswith(RAW_PCM_SUFFIXES)
 
 
 def sniff_container(head: bytes) -> str | None:
@@ -177,6 +208,10 @@ def sniff_container(head: bytes) -> str | None:
         return "mov"
     if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML header: Matroska, WebM
         return "matroska"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head.startswith(b"NIST_1A"):
+        return "nistsphere"
     if head.startswith(b"ID3") or _is_mpeg_audio_frame(head):
         return "mp3"
     return None

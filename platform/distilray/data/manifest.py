@@ -6,7 +6,9 @@ Three layouts are accepted, local or on ``s3://``:
   the audio is a path/URI string or a ``{bytes, path}`` struct as Hugging Face
   ``datasets`` writes it;
 * **JSONL** files with the same fields (the audio a path/URI string);
-* a **folder of audio files**, each with an optional same-stem ``.txt`` reference.
+* a **folder of audio files**, each with an optional same-stem ``.txt`` reference
+  or a line in a LibriSpeech ``*.trans.txt`` or CMU Sphinx ``*.transcription`` list
+  (:mod:`distilray.data.reference_lists`).
 
 The columns are ``audio``, ``text`` and ``id`` unless :class:`ManifestColumns` maps
 them to others (Common Voice: ``path``/``sentence``); a manifest without ids gets
@@ -28,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from distilray.data.reference_lists import ReferenceLists, is_reference_list
 from distilray.errors import DataError
 from distilray.hashing import stable_id
 from distilray.storage import filesystem_for, is_s3, list_files, read_bytes
@@ -40,7 +43,10 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("text", pa.string()),  # reference transcript; null when unknown
     ]
 )
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".webm")
+AUDIO_EXTENSIONS = (
+    *(".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".webm", ".aif", ".aiff", ".sph"),
+    *(".raw", ".pcm"),  # headerless 16 kHz 16-bit mono PCM (distilray.audio)
+)
 FILE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
 AUDIO_KINDS = "a path/URI string, or a {bytes, path} struct"
 
@@ -327,10 +333,21 @@ def folder_table(uri: str | os.PathLike) -> pa.Table:
     audio = [f for f in files if f.lower().endswith(AUDIO_EXTENSIONS)]
     if not audio:
         raise DataError(f"{uri} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
-    references = {posixpath.splitext(f)[0]: f for f in files if f.endswith(".txt")}
+    lists = {f for f in files if is_reference_list(f)}
+    references = {
+        posixpath.splitext(f)[0]: f for f in files if f.endswith(".txt") and f not in lists
+    }
     stems = [posixpath.splitext(f)[0] for f in audio]
     with ThreadPoolExecutor(max_workers=8) as pool:  # S3 reads are latency-bound
         texts = list(pool.map(lambda stem: _reference(references.get(stem)), stems))
+        listed = ReferenceLists(
+            {f: text for f, text in zip(lists, pool.map(_read_text, lists), strict=True)}
+        )
+    if len(listed):
+        texts = [
+            text if text is not None else listed.reference(f)
+            for text, f in zip(texts, audio, strict=True)
+        ]
     ids = [stem[len(prefix) :].lstrip("/") for stem in stems]
     table = pa.Table.from_arrays(
         [
@@ -346,9 +363,11 @@ def folder_table(uri: str | os.PathLike) -> pa.Table:
 
 
 def _reference(uri: str | None) -> str | None:
-    if uri is None:
-        return None
+    return None if uri is None else _read_text(uri).strip()
+
+
+def _read_text(uri: str) -> str:
     try:
-        return read_bytes(uri).decode("utf-8").strip()
+        return read_bytes(uri).decode("utf-8")
     except UnicodeDecodeError:
         raise DataError(f"reference {uri} is not UTF-8 text") from None

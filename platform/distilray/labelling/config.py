@@ -27,7 +27,8 @@ class LabelConfig(StageConfig, ManifestColumnFields):
 
     input: str = Field(
         description="input manifest: Parquet/JSONL file or folder, or a folder of audio files "
-        "(+ same-stem .txt references); local path or s3:// URI"
+        "(+ same-stem .txt references, LibriSpeech *.trans.txt or Sphinx *.transcription lists); "
+        "local path or s3:// URI"
     )
     audio_column: str = audio_column_field()
     text_column: str | None = text_column_field()

@@ -67,6 +67,16 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "the initial student: bench/blend_eval.py blends it)",
         ["train.seed=3", "run.export_init_share=0"],
     ),
+    "slips": (
+        "+ the teacher's KL on labels with slips (loss.deviation_weight=1: 4 rows of every "
+        "batch with 5 % of their label tokens replaced, scored from the first slip on)",
+        ["loss.deviation_weight=1.0"],
+    ),
+    "slips-seed-2": (
+        "+ the teacher's KL on labels with slips, training seed 2 (its student lost "
+        "`pyannote-sample` without them: README ablation rows 108-109)",
+        ["loss.deviation_weight=1.0", "train.seed=2"],
+    ),
     "no-average": (
         "the last step's weights instead of the running average (train.average off)",
         ["train.average.decay=null"],

@@ -186,6 +186,25 @@ class LossSection(StageConfig):
         "out of a loop (loops cut inside the label taught the demo student to stop where "
         "a loop began: README ablation row 48)",
     )
+    deviation_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of a KL term on labels with slips (not in the paper): in "
+        "`deviation_rows` rows without timestamps a few label tokens are replaced (a "
+        "punctuation mark by another, a word by a word of another label of the batch) and "
+        "the student is pulled towards the teacher's next-token distribution from the "
+        "first slip on, so it learns to go on with the audio after writing something the "
+        "teacher would not have (no rollout: the cost of a few more rows); 0: off",
+    )
+    deviation_rows: int = Field(
+        4, ge=1, description="rows of a batch given slips (the first without timestamps)"
+    )
+    deviation_rate: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="share of a slipped label's tokens that are replaced (at least one)",
+    )
     on_policy_every: int = Field(
         1,
         ge=1,

@@ -202,10 +202,12 @@ class DistillRecipe:
         return AttentionAlignment(pairs, self.cfg.loss.attention_weight)
 
     def _on_policy(self) -> OnPolicy | None:
-        """The on-policy terms of ``loss.on_policy_weight`` and ``loss.repetition_weight``
-        (None when both are off)."""
+        """The terms on rows beyond the batch's own: ``loss.on_policy_weight``,
+        ``loss.repetition_weight`` and ``loss.deviation_weight`` (None when all are off)."""
+        from distilray.distill.deviations import PUNCTUATION
+
         loss = self.cfg.loss
-        if loss.on_policy_weight <= 0 and loss.repetition_weight <= 0:
+        if max(loss.on_policy_weight, loss.repetition_weight, loss.deviation_weight) <= 0:
             return None
         config = unwrap(self.student).generation_config
         eos = config.eos_token_id
@@ -219,6 +221,10 @@ class DistillRecipe:
             loss.on_policy_pick == "shortest",
             loss.repetition_source == "synthetic",
             loss.repetition_loops_at == "end",
+            loss.deviation_weight,
+            loss.deviation_rows,
+            loss.deviation_rate,
+            tuple(self.processor.tokenizer.convert_tokens_to_ids(list(PUNCTUATION))),
         )
 
     def _augment(self) -> FeatureAugment | None:
@@ -520,7 +526,7 @@ class _Window:
 
 
 # loss terms only some configurations or steps add, as train_step names them
-OPTIONAL_TERMS = ("hidden", "attention", "on_policy_kl", "repetition")
+OPTIONAL_TERMS = ("hidden", "attention", "on_policy_kl", "repetition", "deviation_kl")
 
 # the loss's terms as the progress line names them, and their keys in a window's summary
 TERMS = [
@@ -530,6 +536,7 @@ TERMS = [
     ("attention", "train_attention"),
     ("on-policy kl", "train_on_policy_kl"),
     ("repetition", "train_repetition"),
+    ("slips kl", "train_deviation_kl"),
 ]
 
 

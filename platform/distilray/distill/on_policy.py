@@ -48,6 +48,15 @@ class OnPolicy:
     shortest: bool = False  # max_rows takes the rows with the shortest labels, not the first
     synthetic: bool = False  # the repetition term's loops are made from the labels (no rollout)
     loops_at_end: bool = False  # synthetic loops start only where the label ends
+    deviation_weight: float = 0.0  # of the KL on labels with slips (distill.deviations)
+    deviation_rows: int = 4  # rows of a batch given slips (the first without timestamps)
+    deviation_rate: float = 0.05  # share of a slipped label's tokens replaced (at least one)
+    punctuation_ids: tuple[int, ...] = ()  # marks a slip swaps for one another
+
+    @property
+    def rolls(self) -> bool:
+        """Whether the rollout/loop terms are on (the deviations need no rollout)."""
+        return self.weight > 0 or self.repetition_weight > 0
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,7 @@ def student_rollouts(
     when it has none). ``labels``: the batch's (rows, seq) labels, ``ignore_index``
     where a position carries none."""
     labelled = labels != ignore_index
-    rows, length = _pick_rows(decoder_input_ids, labelled, spec)
+    rows, length = pick_rows(decoder_input_ids, labelled, spec, spec.max_rows, spec.shortest)
     if rows.numel() == 0:
         return None
     longest = int(labelled.sum(dim=1)[rows].max())
@@ -200,18 +209,22 @@ def student_rollouts(
     return _marked(rows, prompt, generated, labels, labelled, spec.eos_id)
 
 
-def _pick_rows(
-    decoder_input_ids: torch.Tensor, labelled: torch.Tensor, spec: OnPolicy
+def pick_rows(
+    decoder_input_ids: torch.Tensor,
+    labelled: torch.Tensor,
+    spec: OnPolicy,
+    max_rows: int | None,
+    shortest: bool,
 ) -> tuple[torch.Tensor, int]:
-    """The rows without timestamps that the terms use (``spec.max_rows`` of them, the
-    first or the shortest), and their prompt's length."""
+    """The rows without timestamps that a term uses (``max_rows`` of them, the first
+    or the shortest; None: all), and their prompt's length."""
     rows, length = prompt_rows(decoder_input_ids, spec.no_timestamps_id)
-    if rows.numel() == 0 or spec.max_rows is None:
+    if rows.numel() == 0 or max_rows is None:
         return rows, length
-    if spec.shortest:  # a rollout's cost grows with its rows and their length
+    if shortest:  # a rollout's cost grows with its rows and their length
         order = torch.argsort(labelled.sum(dim=1)[rows], stable=True)
-        return rows[order[: spec.max_rows]].sort().values, length
-    return rows[: spec.max_rows], length
+        return rows[order[:max_rows]].sort().values, length
+    return rows[:max_rows], length
 
 
 def _marked(
@@ -281,7 +294,7 @@ def synthetic_loops(
     the same).
     """
     labelled = labels != ignore_index
-    rows, length = _pick_rows(decoder_input_ids, labelled, spec)
+    rows, length = pick_rows(decoder_input_ids, labelled, spec, spec.max_rows, spec.shortest)
     if rows.numel() == 0:
         return None
     rng = random.Random(seed)

@@ -23,6 +23,7 @@ from torch import nn
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
+from distilray.distill.deviations import label_deviations
 from distilray.distill.encoder_cache import EncoderCache
 from distilray.distill.losses import (
     IGNORE_INDEX,
@@ -275,6 +276,28 @@ def naive_logits(
     return student_out.logits, teacher_out.logits
 
 
+def _append_rows(
+    ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, added: list, eos_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch's decoder inputs, mask and scored positions with the rows of each of
+    ``added`` (:class:`~distilray.distill.on_policy.Rollouts`) below them, padded alike."""
+    width = max(ids.shape[1], *(part.input_ids.shape[1] for part in added))
+    return (
+        torch.cat(
+            [pad_to(ids, width, eos_id), *(pad_to(p.input_ids, width, eos_id) for p in added)]
+        ),
+        torch.cat(
+            [
+                pad_to(mask, width, 0),
+                *(pad_to(p.attention_mask.to(mask.dtype), width, 0) for p in added),
+            ]
+        ),
+        torch.cat(
+            [pad_to(positions, width, False), *(pad_to(p.positions, width, False) for p in added)]
+        ),
+    )
+
+
 def train_step(
     student: nn.Module,
     teacher: nn.Module,
@@ -297,6 +320,7 @@ def train_step(
     (``hidden``, the hidden-state term, when ``hidden`` aligns layers; ``on_policy_kl``
     when ``on_policy`` adds the KL on the student's own transcripts and ``repetition``
     when it adds the unlikelihood of their surplus repeats, :mod:`.on_policy`;
+    ``deviation_kl`` when it adds the KL on labels with slips, :mod:`.deviations`;
     ``attention``, the cross-attention term, when ``attention`` aligns layers).
     ``seed`` draws the loops of ``on_policy.synthetic``. ``shared_cross_kv`` names, per
     student decoder layer, the teacher layer whose cross-attention keys and values it
@@ -322,8 +346,8 @@ def train_step(
         with autocast(device, amp_dtype):
             states = _encode(student, batch, encoder_cache)
             ids, mask = batch["decoder_input_ids"], batch["decoder_attention_mask"]
-            rolled = None
-            if on_policy is not None:
+            rolled = deviated = None
+            if on_policy is not None and on_policy.rolls:
                 rolled = (
                     synthetic_loops(ids, labels, on_policy, seed)
                     if on_policy.synthetic
@@ -332,21 +356,20 @@ def train_step(
                 if rolled is not None and on_policy.weight == 0:
                     # the repetition term alone reads the surplus tokens' logits only
                     rolled = rolled.surplus_only()
-            if rolled is not None:  # one batch: the rows as labelled, then as the student wrote
-                width = max(ids.shape[1], rolled.input_ids.shape[1])
-                eos = on_policy.eos_id
-                ids = torch.cat([pad_to(ids, width, eos), pad_to(rolled.input_ids, width, eos)])
-                mask = torch.cat(
-                    [pad_to(mask, width, 0), pad_to(rolled.attention_mask.to(mask.dtype), width, 0)]
-                )
-                positions = torch.cat(
-                    [pad_to(positions, width, False), pad_to(rolled.positions, width, False)]
-                )
+            if on_policy is not None and on_policy.deviation_weight > 0:
+                deviated = label_deviations(ids, labels, on_policy, seed)
+            added = [part for part in (deviated, rolled) if part is not None]
+            if added:  # one batch: the rows as labelled, with slips, then as the student wrote
+                ids, mask, positions = _append_rows(ids, mask, positions, added, on_policy.eos_id)
                 labelled = positions.clone()
                 labelled[labels.shape[0] :] = False
-                states = torch.cat([states, states[rolled.rows]])
-            # the teacher reads the student's sequences only for the on-policy KL
-            rows = len(labels) if rolled is None or on_policy.weight == 0 else len(ids)
+                added_rows = torch.cat([part.rows for part in added])
+                states = torch.cat([states, states[added_rows]])
+            # the teacher reads the rows with slips, and the student's own sequences only
+            # for the on-policy KL
+            rows = len(labels) + (0 if deviated is None else len(deviated.rows))
+            if rolled is not None and on_policy.weight > 0:
+                rows = len(ids)
             with torch.no_grad():
                 teacher_logits, teacher_hidden, teacher_attn, teacher_kv = decode_at(
                     teacher,
@@ -362,8 +385,8 @@ def train_step(
             if shared_cross_kv is not None:
                 # the student's rows are the batch's, then copies of some (the loops)
                 source = torch.arange(len(ids), device=states.device)
-                if rolled is not None and rows < len(ids):
-                    source[len(labels) :] = rolled.rows.to(states.device)
+                if added:
+                    source[len(labels) :] = added_rows.to(states.device)
                 student_kv = [teacher_kv[layer].rows(source) for layer in shared_cross_kv]
                 if amp_dtype is None:  # a bf16 teacher beside a float32 student, no autocast
                     dtype = unwrap(student).dtype
@@ -377,6 +400,7 @@ def train_step(
                 labelled = labelled[:rows]
         # (n, vocab) logits of the labelled positions: one row of n for the loss
         n = int(labelled.sum())
+        slips = 0 if deviated is None else int(deviated.positions.sum())
         out = loss_fn(
             student_logits[None, :n], teacher_logits[None, :n], labels[labels != IGNORE_INDEX][None]
         )
@@ -387,13 +411,24 @@ def train_step(
     total = out.loss
     if share_encoder and on_policy is not None and rolled is None and on_policy.repetition_weight:
         extra["repetition"] = 0.0  # no surplus repeats in this batch's transcripts
+    if share_encoder and deviated is not None:
+        t = loss_fn.temperature
+        own = student_logits[None, n : n + slips]
+        term = masked_kl(
+            own,
+            teacher_logits[None, n : n + slips],
+            torch.ones(own.shape[:2], dtype=torch.bool, device=own.device),
+            t,
+        )
+        total = total + on_policy.deviation_weight * term * t * t
+        extra["deviation_kl"] = (term * t * t).item()
     if share_encoder and rolled is not None:
-        own = student_logits[None, n:]
+        own = student_logits[None, n + slips :]
         if on_policy.weight > 0:
             t = loss_fn.temperature
             term = masked_kl(
                 own,
-                teacher_logits[None, n:],
+                teacher_logits[None, n + slips :],
                 torch.ones(own.shape[:2], dtype=torch.bool, device=own.device),
                 t,
             )

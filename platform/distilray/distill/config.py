@@ -191,7 +191,7 @@ class LossSection(StageConfig):
         ge=0,
         description="weight of a KL term on labels with slips (not in the paper): in "
         "`deviation_rows` rows without timestamps a few label tokens are replaced (a "
-        "punctuation mark by another, a word by a word of another label of the batch) and "
+        "punctuation mark by another, any other token by a token of the slipped rows' labels) and "
         "the student is pulled towards the teacher's next-token distribution from the "
         "first slip on, so it learns to go on with the audio after writing something the "
         "teacher would not have (no rollout: the cost of a few more rows); 0: off",

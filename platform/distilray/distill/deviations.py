@@ -7,8 +7,8 @@ README ablation row 108 then says "Hello?" five times and ends a 30 s conversati
 on the teacher's own transcript it follows every word. Rolling the student out to find
 such slips costs a greedy decoding per step (and inside a loop the teacher is a poor
 guide); here the slips are made from the labels instead. A few tokens of some rows'
-pseudo-labels are replaced (a punctuation mark by another, a word by a word of another
-label of the batch), both decoders read the changed row, and the student is pulled
+pseudo-labels are replaced (a punctuation mark by another, any other token by a token
+of those rows' labels), both decoders read the changed row, and the student is pulled
 towards the teacher's next-token distribution at every position from the first change
 on: what the teacher does after that slip, which is to go on with what the audio says.
 This is scheduled sampling (Bengio et al. 2015) with the teacher, not the label, as the
@@ -39,7 +39,7 @@ def slipped(
     first replaced (None when no token has a replacement).
 
     A punctuation mark becomes another one, any other token another token of ``words``
-    (the batch's label tokens: words the student might well say instead).
+    (the slipped rows' label tokens: words the student might well say instead).
 
     >>> slipped([5, 1, 6, 2], random.Random(0), 0.0, punctuation=[1, 2], words=[6, 7])
     ([5, 1, 6, 1], 3)

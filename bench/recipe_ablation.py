@@ -77,6 +77,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "`pyannote-sample` without them: README ablation rows 108-109)",
         ["loss.deviation_weight=1.0", "train.seed=2"],
     ),
+    "slips-seed-3": (
+        "+ the teacher's KL on labels with slips, training seed 3 (README ablation rows "
+        "112-113 without them)",
+        ["loss.deviation_weight=1.0", "train.seed=3"],
+    ),
     "no-average": (
         "the last step's weights instead of the running average (train.average off)",
         ["train.average.decay=null"],

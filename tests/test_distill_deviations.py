@@ -64,9 +64,11 @@ def test_slips_change_a_few_tokens_and_score_from_the_first_one_on():
     assert kinds == {"mark", "word"}
 
 
-def test_no_slips_without_untimestamped_rows():
+def test_no_slips_without_untimestamped_rows_or_another_token_to_slip_to():
     padded = _padded([[400, 401]], timestamped={0})
     spec = _spec(deviation_weight=1.0)
+    assert label_deviations(padded["decoder_input_ids"], padded["labels"], spec, 0) is None
+    padded = _padded([[400, 400, 400]])  # one word said three times: nothing to slip to
     assert label_deviations(padded["decoder_input_ids"], padded["labels"], spec, 0) is None
 
 

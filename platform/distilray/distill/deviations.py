@@ -65,7 +65,8 @@ def label_deviations(
 ) -> Rollouts | None:
     """Rows of the batch (``spec.deviation_rows`` of those without timestamps, the
     first) with slips in their labels (:func:`slipped`), scored from the first slip's
-    position to the end of text; None when no row is without timestamps.
+    position to the end of text; None when no row is without timestamps or none could
+    slip (a label whose only word is said again and again has no other word to slip to).
 
     ``seed`` makes a step's slips reproducible (a resumed run draws the same).
     """
@@ -99,5 +100,7 @@ def label_deviations(
         mask[r, : len(sequence)] = 1
         if first is not None:  # the prediction after the first slipped token, and later ones
             positions[r, length + first : len(sequence)] = True
+    if not bool(positions.any()):  # no token had another to slip to
+        return None
     targets = torch.cat([input_ids[:, 1:], input_ids[:, :1]], dim=1)  # unused by the KL
     return Rollouts(rows, input_ids, mask, positions, torch.zeros_like(positions), targets, 0)

@@ -63,6 +63,22 @@ def tiny_random(tmp_path_factory, tiny_en) -> Path:
     return make_tiny_random_whisper(tmp_path_factory.mktemp("tiny_random"), decoder_layers=4)
 
 
+@pytest.fixture(scope="module")
+def distill_models(tiny_random):
+    """A trainable 2-layer student of ``tiny_random`` (encoder frozen), its frozen
+    teacher and the processor, as the distillation steps use them (one per module:
+    tests train deep copies)."""
+    import torch
+
+    from distilray.models import load_whisper
+    from distilray.student import build_student
+
+    teacher, processor = load_whisper(str(tiny_random), dtype=torch.float32)
+    student = build_student(teacher, [0, 3]).train()
+    student.model.encoder.requires_grad_(False)
+    return student, teacher.requires_grad_(False), processor
+
+
 @pytest.fixture(scope="session")
 def synth_clips(tmp_path_factory) -> Path:
     """Eight short synthetic English clips (two voices) with references: manifest path."""

@@ -16,7 +16,6 @@ from distilray.distill.on_policy import OnPolicy
 from distilray.distill.optim import build_optimizer
 from distilray.distill.step import decode_at, train_step
 from distilray.features import log_mel
-from distilray.student import build_student
 
 EOS, NO_TS, SOT = 50256, 50362, 50257
 PUNCT = (13, 11, 30, 0)  # ".", ",", "?", "!" in Whisper's GPT-2 vocabulary
@@ -72,16 +71,6 @@ def test_no_slips_without_untimestamped_rows_or_another_token_to_slip_to():
     assert label_deviations(padded["decoder_input_ids"], padded["labels"], spec, 0) is None
 
 
-@pytest.fixture(scope="module")
-def models(tiny_random):
-    from distilray.models import load_whisper
-
-    teacher, processor = load_whisper(str(tiny_random), dtype=torch.float32)
-    student = build_student(teacher, [0, 3]).train()
-    student.model.encoder.requires_grad_(False)
-    return student, teacher.requires_grad_(False), processor
-
-
 def _batch(processor):
     import numpy as np
 
@@ -102,8 +91,8 @@ def _step(student, teacher, batch, spec) -> dict[str, float]:
     )
 
 
-def test_train_step_adds_the_teachers_kl_on_the_slipped_rows(models):
-    student, teacher, processor = models
+def test_train_step_adds_the_teachers_kl_on_the_slipped_rows(distill_models):
+    student, teacher, processor = distill_models
     batch = _batch(processor)
     spec = _spec(deviation_weight=0.5, deviation_rows=2)
     out = _step(student, teacher, batch, spec)
@@ -121,10 +110,10 @@ def test_train_step_adds_the_teachers_kl_on_the_slipped_rows(models):
     assert out["deviation_kl"] == pytest.approx(kl.item(), rel=1e-4)
 
 
-def test_slips_and_made_loops_in_one_step_keep_each_terms_value(models):
+def test_slips_and_made_loops_in_one_step_keep_each_terms_value(distill_models):
     """The slipped rows sit between the batch's rows and the loops: each term must read
     its own rows, so either value is the same with or without the other term."""
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     batch = _batch(processor)
     loops = dict(repetition_weight=1.0, synthetic=True)
     alone = _step(student, teacher, batch, _spec(**loops))

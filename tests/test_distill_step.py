@@ -25,16 +25,6 @@ from distilray.features import log_mel
 from distilray.student import build_student, same_encoder
 
 
-@pytest.fixture(scope="module")
-def models(tiny_random):
-    from distilray.models import load_whisper
-
-    teacher, processor = load_whisper(str(tiny_random), dtype=torch.float32)
-    student = build_student(teacher, [0, 3]).train()
-    student.model.encoder.requires_grad_(False)
-    return student, teacher.requires_grad_(False), processor
-
-
 def _batch(processor, rows: int = 2) -> dict[str, torch.Tensor]:
     rng = np.random.default_rng(0)
     audios = [rng.normal(0, 0.05, 16000).astype(np.float32) for _ in range(rows)]
@@ -59,8 +49,8 @@ def _train_on(student, teacher, batch, **terms) -> dict[str, float]:
     return train_step(student, teacher, DistillationLoss(), optimizer, scheduler, batch, **terms)
 
 
-def test_shared_encoder_pass_gives_the_same_logits(models):
-    student, teacher, processor = models
+def test_shared_encoder_pass_gives_the_same_logits(distill_models):
+    student, teacher, processor = distill_models
     batch = _batch(processor)
     with torch.no_grad():
         shared = shared_logits(student, teacher, batch)
@@ -70,12 +60,12 @@ def test_shared_encoder_pass_gives_the_same_logits(models):
         torch.testing.assert_close(a, b)
 
 
-def test_train_step_projects_only_labelled_positions_with_the_full_loss(models):
+def test_train_step_projects_only_labelled_positions_with_the_full_loss(distill_models):
     import copy
 
     from distilray.distill.step import StudentHead, decode_at, unwrap
 
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     student = copy.deepcopy(student)
     batch = _batch(processor, rows=3)  # 3, 4 and 5 tokens: the shorter rows are padded
     positions = batch["labels"] != -100
@@ -105,10 +95,10 @@ def test_train_step_projects_only_labelled_positions_with_the_full_loss(models):
     assert metrics["ce"] == pytest.approx(want.ce.item(), rel=1e-5)
 
 
-def test_encoder_cache_serves_later_epochs_with_the_same_logits(models):
+def test_encoder_cache_serves_later_epochs_with_the_same_logits(distill_models):
     from distilray.distill.encoder_cache import EncoderCache
 
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     batch = {**_batch(processor, rows=3), "ids": ["a", "b", "c"]}
     cache = EncoderCache(max_bytes=2**30)
     with torch.no_grad():
@@ -125,10 +115,10 @@ def test_encoder_cache_serves_later_epochs_with_the_same_logits(models):
         torch.testing.assert_close(a, b[[2, 0]])
 
 
-def test_encoder_cache_stays_within_its_budget(models):
+def test_encoder_cache_stays_within_its_budget(distill_models):
     from distilray.distill.encoder_cache import EncoderCache
 
-    student, _, processor = models
+    student, _, processor = distill_models
     batch = _batch(processor, rows=3)
     encoder = student.model.encoder
     with torch.no_grad():
@@ -140,11 +130,11 @@ def test_encoder_cache_stays_within_its_budget(models):
         cache.encode(encoder, batch["input_features"], ["a", "b"])
 
 
-def test_encoder_cache_on_disk_serves_a_new_run_and_keys_by_content(models, tmp_path):
+def test_encoder_cache_on_disk_serves_a_new_run_and_keys_by_content(distill_models, tmp_path):
     from distilray.distill.encoder_cache import EncoderCache
     from distilray.models.encoder_store import EncoderStore
 
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     batch = {**_batch(processor, rows=3), "ids": ["a", "b", "c"]}
     one, two = EncoderStore(tmp_path, "teacher-1"), EncoderStore(tmp_path, "teacher-2")
     with torch.no_grad():
@@ -167,10 +157,10 @@ def test_encoder_cache_on_disk_serves_a_new_run_and_keys_by_content(models, tmp_
         torch.testing.assert_close(a, b)
 
 
-def test_train_step_with_hidden_alignment_reports_and_uses_the_term(models):
+def test_train_step_with_hidden_alignment_reports_and_uses_the_term(distill_models):
     from distilray.distill.step import HiddenAlignment
 
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
     batch = _batch(processor)
     plain = train_step(student, teacher, DistillationLoss(), optimizer, scheduler, batch)
@@ -190,12 +180,12 @@ def test_train_step_with_hidden_alignment_reports_and_uses_the_term(models):
     )
 
 
-def test_attention_term_is_the_per_head_kl_of_the_copied_layers_attention(models):
+def test_attention_term_is_the_per_head_kl_of_the_copied_layers_attention(distill_models):
 
     from distilray.distill.losses import attention_loss
     from distilray.distill.step import AttentionAlignment
 
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     batch = _batch(processor, rows=3)
     mask = batch["labels"] != -100
     with torch.no_grad():
@@ -232,8 +222,8 @@ def test_attention_term_is_the_per_head_kl_of_the_copied_layers_attention(models
     assert student.config._attn_implementation == saved
 
 
-def test_train_step_updates_decoder_only(models):
-    student, teacher, processor = models
+def test_train_step_updates_decoder_only(distill_models):
+    student, teacher, processor = distill_models
     encoder_before = {k: v.clone() for k, v in student.model.encoder.state_dict().items()}
     decoder_before = student.model.decoder.layers[1].fc1.weight.detach().clone()
     optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=0), 10)
@@ -249,8 +239,8 @@ def test_train_step_updates_decoder_only(models):
     assert same_encoder(student, teacher)
 
 
-def test_same_encoder_detects_a_different_encoder(models):
-    student, teacher, _ = models
+def test_same_encoder_detects_a_different_encoder(distill_models):
+    student, teacher, _ = distill_models
     other = build_student(teacher, [1, 2])
     assert same_encoder(other, teacher)
     with torch.no_grad():
@@ -258,8 +248,8 @@ def test_same_encoder_detects_a_different_encoder(models):
     assert not same_encoder(other, teacher)
 
 
-def test_eval_step_counts_words(models):
-    student, _, processor = models
+def test_eval_step_counts_words(distill_models):
+    student, _, processor = distill_models
     rng = np.random.default_rng(1)
     audios = [rng.normal(0, 0.05, 16000).astype(np.float32) for _ in range(2)]
     stats = eval_step(
@@ -270,8 +260,8 @@ def test_eval_step_counts_words(models):
     assert stats.wer >= 0
 
 
-def test_checkpoint_round_trip(models, tmp_path):
-    student, teacher, processor = models
+def test_checkpoint_round_trip(distill_models, tmp_path):
+    student, teacher, processor = distill_models
     optimizer, scheduler = build_optimizer(student, OptimSection(warmup_steps=3), 10)
     train_step(student, teacher, DistillationLoss(), optimizer, scheduler, _batch(processor))
     state = TrainState(step=1, epoch=0, batch_in_epoch=1, samples=2)
@@ -295,10 +285,12 @@ def test_checkpoint_round_trip(models, tmp_path):
     torch.testing.assert_close(next(iter(opt2.state.values()))["exp_avg"], first["exp_avg"])
 
 
-def test_a_resumed_worker_loads_its_checkpoint_without_a_progress_bar(models, tmp_path, capfd):
+def test_a_resumed_worker_loads_its_checkpoint_without_a_progress_bar(
+    distill_models, tmp_path, capfd
+):
     from transformers.utils import logging as hf_logging
 
-    student = models[0]
+    student = distill_models[0]
     save_checkpoint(tmp_path, student, *build_optimizer(student, OptimSection(), 10), TrainState())
     was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()  # a fresh worker process: nothing has turned them off yet
@@ -328,10 +320,10 @@ def test_on_policy_sequences_score_each_generated_token_up_to_its_end_of_text():
     assert rows.tolist() == [0, 2] and length == 2
 
 
-def test_on_policy_rollout_is_the_students_greedy_transcript(models):
+def test_on_policy_rollout_is_the_students_greedy_transcript(distill_models):
     from distilray.distill.on_policy import rollout
 
-    student, _, processor = models
+    student, _, processor = distill_models
     student = student.eval()
     try:
         batch = _batch(processor, rows=2)
@@ -353,12 +345,12 @@ def test_on_policy_rollout_is_the_students_greedy_transcript(models):
         student.train()
 
 
-def test_train_step_with_on_policy_adds_the_kl_on_the_students_own_transcripts(models):
+def test_train_step_with_on_policy_adds_the_kl_on_the_students_own_transcripts(distill_models):
 
     from distilray.distill.on_policy import OnPolicy
     from distilray.distill.step import HiddenAlignment
 
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     batch = _batch(processor, rows=3)
     hidden = HiddenAlignment([(1, 3)], weight=1.0)
     runs = {}
@@ -405,10 +397,10 @@ def test_unlikelihood_pushes_down_only_the_marked_tokens():
     assert none.item() == 0 and none.requires_grad
 
 
-def test_rollouts_mark_the_surplus_repeats_of_the_students_transcript(models):
+def test_rollouts_mark_the_surplus_repeats_of_the_students_transcript(distill_models):
     from distilray.distill.on_policy import OnPolicy, excess_repeats, student_rollouts
 
-    student, _, processor = models
+    student, _, processor = distill_models
     batch = _batch(processor, rows=2)
     with torch.no_grad():
         states = student.model.encoder(batch["input_features"]).last_hidden_state
@@ -422,12 +414,12 @@ def test_rollouts_mark_the_surplus_repeats_of_the_students_transcript(models):
         assert not rolled.excess[r][~rolled.positions[r]].any()
 
 
-def test_train_step_with_the_repetition_term_adds_it_without_the_on_policy_kl(models):
+def test_train_step_with_the_repetition_term_adds_it_without_the_on_policy_kl(distill_models):
 
     from distilray.distill.on_policy import OnPolicy
     from distilray.distill.step import HiddenAlignment
 
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     out = _step_on_copy(
         student,
         teacher,
@@ -458,11 +450,13 @@ def test_progress_line_names_each_loss_term_that_is_on():
     assert "(kl 0.5000, ce 1.0000, repetition 0.2500)" in line
 
 
-def test_repetition_term_alone_scores_only_the_surplus_tokens_and_gives_the_same_value(models):
+def test_repetition_term_alone_scores_only_the_surplus_tokens_and_gives_the_same_value(
+    distill_models,
+):
 
     from distilray.distill.on_policy import OnPolicy
 
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     batch = _batch(processor, rows=3)
     runs = {}
     for name, kl_weight in (("with_kl", 1e-6), ("alone", 0.0)):
@@ -474,10 +468,10 @@ def test_repetition_term_alone_scores_only_the_surplus_tokens_and_gives_the_same
     assert "on_policy_kl" not in runs["alone"]
 
 
-def test_rollouts_transcribe_at_most_on_policy_rows_of_the_batch(models):
+def test_rollouts_transcribe_at_most_on_policy_rows_of_the_batch(distill_models):
     from distilray.distill.on_policy import OnPolicy, student_rollouts
 
-    student, _, processor = models
+    student, _, processor = distill_models
     batch = _batch(processor, rows=3)
     with torch.no_grad():
         states = student.model.encoder(batch["input_features"]).last_hidden_state
@@ -490,10 +484,10 @@ def test_rollouts_transcribe_at_most_on_policy_rows_of_the_batch(models):
     assert torch.equal(one.input_ids[0], every.input_ids[0, :width])
 
 
-def test_rollouts_can_take_the_rows_with_the_shortest_labels(models):
+def test_rollouts_can_take_the_rows_with_the_shortest_labels(distill_models):
     from distilray.distill.on_policy import OnPolicy, student_rollouts
 
-    student, _, processor = models
+    student, _, processor = distill_models
     batch = {k: v.flip(0) for k, v in _batch(processor, rows=3).items()}  # longest label first
     with torch.no_grad():
         states = student.model.encoder(batch["input_features"]).last_hidden_state
@@ -633,7 +627,7 @@ def test_synthetic_loops_skip_timestamped_rows_and_honour_on_policy_rows():
 
 
 def test_train_step_with_synthetic_loops_adds_the_repetition_term_without_a_rollout(
-    models, monkeypatch
+    distill_models, monkeypatch
 ):
     from distilray.distill import on_policy as module
     from distilray.distill.step import HiddenAlignment
@@ -642,7 +636,7 @@ def test_train_step_with_synthetic_loops_adds_the_repetition_term_without_a_roll
         raise AssertionError("synthetic loops need no decoding")
 
     monkeypatch.setattr(module, "rollout", no_rollout)
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     spec = module.OnPolicy(0.0, 24, 50362, 50256, repetition_weight=2.0, synthetic=True)
     batch = _text_batch(processor, [[400, 401, 402, 403, 404], [410, 411, 412]])
     hidden = HiddenAlignment([(1, 3)], weight=1.0)
@@ -667,10 +661,10 @@ def _frozen_kv_copy(student):
     return student
 
 
-def test_student_reads_the_teachers_cross_attention_keys_and_values(models):
+def test_student_reads_the_teachers_cross_attention_keys_and_values(distill_models):
     from distilray.distill.step import decode_at
 
-    _, teacher, processor = models
+    _, teacher, processor = distill_models
     student = build_student(teacher, [0, 3])  # other tests train the fixture's in place
     batch = _batch(processor, rows=3)
     positions = batch["labels"] != -100
@@ -690,10 +684,10 @@ def test_student_reads_the_teachers_cross_attention_keys_and_values(models):
 
 
 @pytest.mark.parametrize("loops", [False, True])
-def test_train_step_with_shared_cross_attention_is_the_same_step(models, loops):
+def test_train_step_with_shared_cross_attention_is_the_same_step(distill_models, loops):
     from distilray.distill.on_policy import OnPolicy
 
-    _, teacher, processor = models
+    _, teacher, processor = distill_models
     student = build_student(teacher, [0, 3])
     batch = _text_batch(processor, [[400, 401, 402, 403, 404, 405], [410, 411, 412]])
     terms = {"seed": 3}
@@ -712,12 +706,12 @@ def test_train_step_with_shared_cross_attention_is_the_same_step(models, loops):
         torch.testing.assert_close(a, b, msg=name)
 
 
-def test_a_bfloat16_teachers_keys_and_values_serve_a_float32_student(models):
+def test_a_bfloat16_teachers_keys_and_values_serve_a_float32_student(distill_models):
     """GPU teachers load in bfloat16 (`model.teacher_dtype: auto`) beside a float32
     student; without autocast the student reads their keys and values in its dtype."""
     import copy
 
-    _, teacher, processor = models
+    _, teacher, processor = distill_models
     student = _frozen_kv_copy(build_student(teacher, [0, 3]))
     batch = _text_batch(processor, [[400, 401, 402], [410, 411]])
     half = copy.deepcopy(teacher).to(torch.bfloat16)
@@ -726,13 +720,13 @@ def test_a_bfloat16_teachers_keys_and_values_serve_a_float32_student(models):
     assert shared["loss"] == pytest.approx(own["loss"], rel=2e-2)  # bfloat16 keys
 
 
-def test_training_on_synthetic_loops_teaches_the_student_not_to_go_on_repeating(models):
+def test_training_on_synthetic_loops_teaches_the_student_not_to_go_on_repeating(distill_models):
     import copy
 
     from distilray.distill.on_policy import OnPolicy, synthetic_loops, unlikelihood
     from distilray.distill.step import StudentHead
 
-    student, teacher, processor = models
+    student, teacher, processor = distill_models
     batch = _text_batch(processor, [[400, 401, 402, 403, 404, 405], [410, 411, 412, 413, 414]])
     spec = OnPolicy(0.0, 24, 50362, 50256, repetition_weight=4.0, synthetic=True)
     probe = synthetic_loops(batch["decoder_input_ids"], batch["labels"], spec, seed=99)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from distilray.distill.on_policy import OnPolicy, Rollouts, pick_rows
+from distilray.distill.on_policy import OnPolicy, Rollouts, label_texts, pick_rows
 
 PUNCTUATION = (".", ",", "?", "!")  # interchangeable marks, as the tokenizer spells them
 
@@ -75,11 +75,7 @@ def label_deviations(
     if rows.numel() == 0:
         return None
     eos = spec.eos_id
-    texts = []
-    for row in rows.tolist():
-        full = labels[row][labelled[row]].tolist()  # the prompt's rest, text, end of text
-        text = full[length - 1 :]
-        texts.append(text[:-1] if text and text[-1] == eos else text)
+    texts = label_texts(labels, labelled, rows, length, eos)
     words = sorted({t for text in texts for t in text if t < eos} - set(spec.punctuation_ids))
     if not words:
         return None

@@ -275,6 +275,18 @@ def made_loop(text: list[int], rng: random.Random, at_end: bool = False) -> list
     return text[:end] + span * repeats
 
 
+def label_texts(
+    labels: torch.Tensor, labelled: torch.Tensor, rows: torch.Tensor, length: int, eos_id: int
+) -> list[list[int]]:
+    """The text tokens of each of ``rows``' labels: after the prompt (``length`` tokens,
+    the first of which the labels do not hold) and before the end of text."""
+    texts = []
+    for row in rows.tolist():
+        text = labels[row][labelled[row]].tolist()[length - 1 :]  # text, end of text
+        texts.append(text[:-1] if text and text[-1] == eos_id else text)
+    return texts
+
+
 def synthetic_loops(
     decoder_input_ids: torch.Tensor,
     labels: torch.Tensor,
@@ -298,13 +310,10 @@ def synthetic_loops(
     if rows.numel() == 0:
         return None
     rng = random.Random(seed)
-    loops = []
-    for row in rows.tolist():
-        full = labels[row][labelled[row]].tolist()  # the prompt's rest, text, end of text
-        text = full[length - 1 :]
-        if text and text[-1] == spec.eos_id:
-            text = text[:-1]
-        loops.append(made_loop(text, rng, spec.loops_at_end) or [spec.eos_id])
+    loops = [
+        made_loop(text, rng, spec.loops_at_end) or [spec.eos_id]
+        for text in label_texts(labels, labelled, rows, length, spec.eos_id)
+    ]
     generated = torch.full(
         (len(loops), max(map(len, loops))), spec.eos_id, dtype=torch.long, device=labels.device
     )

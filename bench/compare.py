@@ -14,6 +14,9 @@ evaluation does against the teacher::
 An interval that takes in 0 means the two runs are not told apart on these clips; cells
 of fewer than 10 shared utterances (a handful of long recordings) get the difference
 without an interval and are not judged. Cells only one run has, or utterances only one scored, are left out and counted.
+``--exclude ID`` (repeatable) leaves an utterance out of both runs: one recording that
+decides a cell can be set apart to see what the change does to the others; the word
+errors of each run on the utterances compared are printed beside the WERs.
 """
 
 from __future__ import annotations
@@ -40,12 +43,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--label", action="append", default=None, help="names of A and B (twice), for the table"
     )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="leave this utterance out of both runs (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the table as JSON")
     return parser.parse_args(argv)
 
 
-def edits(path: Path, mode: str) -> dict[Cell, dict[str, WerStats]]:
-    """``(dataset, form, SNR)`` -> utterance id -> its edits, for one mode of a run."""
+def edits(
+    path: Path, mode: str, exclude: frozenset[str] = frozenset()
+) -> dict[Cell, dict[str, WerStats]]:
+    """``(dataset, form, SNR)`` -> utterance id -> its edits, for one mode of a run
+    (utterances named in ``exclude`` left out)."""
     cells: dict[Cell, dict[str, WerStats]] = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -53,6 +66,8 @@ def edits(path: Path, mode: str) -> dict[Cell, dict[str, WerStats]]:
         try:
             row = json.loads(line)
             if row["mode"] != mode or not normalize(row.get("reference") or ""):
+                continue
+            if str(row["id"]) in exclude:
                 continue
             snr = "clean" if row.get("snr_db") is None else f"{row['snr_db']:g} dB"
             cell = (row["dataset"], row["form"], snr)
@@ -81,6 +96,8 @@ def compare(a: dict[Cell, dict], b: dict[Cell, dict]) -> list[dict]:
                 "unpaired": len(set(a[cell]) ^ set(b[cell])),
                 "wer_a": _wer(a[cell], shared),
                 "wer_b": _wer(b[cell], shared),
+                "errors_a": _errors(a[cell], shared),
+                "errors_b": _errors(b[cell], shared),
                 "difference": difference.points,
                 "low": difference.low,
                 "high": difference.high,
@@ -93,12 +110,17 @@ def _wer(stats: dict[str, WerStats], ids: list[str]) -> float:
     return sum((stats[i] for i in ids), WerStats()).wer
 
 
+def _errors(stats: dict[str, WerStats], ids: list[str]) -> int:
+    total = sum((stats[i] for i in ids), WerStats())
+    return total.substitutions + total.deletions + total.insertions
+
+
 def markdown(table: list[dict], names: tuple[str, str]) -> str:
     a, b = names
     lines = [
         f"| dataset | form | SNR | utterances | {a} WER % | {b} WER % | "
-        f"{b} - {a}, points (95 % CI) | told apart |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{a} / {b} word errors | {b} - {a}, points (95 % CI) | told apart |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in table:
         if e["low"] is None:
@@ -110,6 +132,7 @@ def markdown(table: list[dict], names: tuple[str, str]) -> str:
         lines.append(
             f"| {e['dataset']} | {e['form']} | {e['snr']} | {e['utterances']} | "
             f"{100 * e['wer_a']:.1f} | {100 * e['wer_b']:.1f} | "
+            f"{e['errors_a']} / {e['errors_b']} | "
             f"{100 * e['difference']:+.1f} {interval} | {apart} |"
         )
     return "\n".join(lines)
@@ -126,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {path} not found", file=sys.stderr)
             return 2
     try:
-        a, b = edits(args.a, args.mode), edits(args.b, args.mode_b or args.mode)
+        exclude = frozenset(args.exclude)
+        a = edits(args.a, args.mode, exclude)
+        b = edits(args.b, args.mode_b or args.mode, exclude)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

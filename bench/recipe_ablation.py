@@ -67,6 +67,19 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "the initial student: bench/blend_eval.py blends it)",
         ["train.seed=3", "run.export_init_share=0"],
     ),
+    "steel-sky": (
+        "+ Beneath a Steel Sky's 3,650 voice lines as more real unlabelled speech (another "
+        "cast; `data real --steel-sky-clips all`, labelled into labels-steelsky)",
+        ["data.train=[{train_synth},{train_real},{train_steel_sky}]"],
+    ),
+    "steel-sky-seed-2": (
+        "+ Beneath a Steel Sky's voice lines, training seed 2",
+        ["data.train=[{train_synth},{train_real},{train_steel_sky}]", "train.seed=2"],
+    ),
+    "steel-sky-seed-3": (
+        "+ Beneath a Steel Sky's voice lines, training seed 3",
+        ["data.train=[{train_synth},{train_real},{train_steel_sky}]", "train.seed=3"],
+    ),
     "slips": (
         "+ the teacher's KL on labels with slips (loss.deviation_weight=1: 4 rows of every "
         "batch with 5 % of their label tokens replaced, scored from the first slip on)",
@@ -244,6 +257,9 @@ def variant_overrides(name: str, stages, workdir: Path) -> list[str]:
     fields = {
         "train_synth": train[0],
         "train_real": train[-1],
+        # labels of `data real --steel-sky-clips all`'s Beneath a Steel Sky lines, labelled
+        # with the recipe's real-speech labelling config into this sibling folder
+        "train_steel_sky": str(Path(train[-1]).with_name("labels-steelsky")),
         "steps2": 2 * stages.distill.train.max_steps,
     }
     changes = [o.format(**fields) for o in VARIANTS[name][1]]

@@ -67,6 +67,12 @@ class RealSection(StageConfig):
     validation_clips: int = Field(
         200, ge=1, description="referenced validation clips to take (model selection)"
     )
+    steel_sky_clips: int | None = Field(
+        0,
+        ge=0,
+        description="Beneath a Steel Sky voice lines added to the training clips (another "
+        "cast of actors; null: all 3,650; 0: the game is not fetched)",
+    )
 
 
 class LabelStep(StageConfig):
@@ -126,7 +132,9 @@ def gather_real(section: RealSection) -> Path:
     from distilray.data.real import RealOptions, build_real_dataset
 
     options = RealOptions(
-        train_clips=section.train_clips, validation_clips=section.validation_clips
+        train_clips=section.train_clips,
+        validation_clips=section.validation_clips,
+        steel_sky_clips=section.steel_sky_clips,
     )
     build_real_dataset(section.out, options)
     return Path(section.out)

@@ -128,14 +128,40 @@ def add_real_parser(actions) -> None:
     real.add_argument(
         "--validation-clips", type=int, default=200, help="prompts in validation (default 200)"
     )
+    real.add_argument(
+        "--steel-sky-clips",
+        type=_count_or_all,
+        default=0,
+        metavar="N|all",
+        help="Beneath a Steel Sky voice lines in train too, chosen by hash (another cast; "
+        "default 0: the game is not fetched)",
+    )
     real.add_argument("--seed", type=int, default=0, help="salts the selection hash (default 0)")
     real.set_defaults(func=run_real)
+
+
+def _count_or_all(value: str) -> int | None:
+    """A clip count for argparse: a non-negative integer, or ``all`` (None)."""
+    if value == "all":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {value!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {count}")
+    return count
 
 
 def run_real(args: argparse.Namespace) -> int:
     from distilray.data.real import RealOptions, build_real_dataset
 
-    options = RealOptions(args.train_clips, args.validation_clips, args.seed)
+    options = RealOptions(
+        train_clips=args.train_clips,
+        validation_clips=args.validation_clips,
+        seed=args.seed,
+        steel_sky_clips=args.steel_sky_clips,
+    )
     summary = build_real_dataset(args.out, options)
     for split, totals in summary["splits"].items():
         clips, hours, speakers = totals["clips"], totals["hours"], totals["speakers"]

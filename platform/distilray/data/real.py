@@ -6,8 +6,9 @@ not download datasets, so the real speech comes from recordings that packages sh
 
 * **train** (unlabelled, for teacher pseudo-labelling): Flight of the Amazon Queen's
   voice acting, ``train_clips`` of it chosen by a stable hash of the clip id (so
-  scenes and actors mix), plus the silero-vad and pyannote test recordings cut to
-  Whisper windows;
+  scenes and actors mix), optionally ``steel_sky_clips`` lines of Beneath a Steel
+  Sky's voice acting (another cast, chosen the same way), plus the silero-vad and
+  pyannote test recordings cut to Whisper windows;
 * **validation** (with references, for model selection): Allison's Asterisk prompts,
   ``validation_clips`` of them chosen by hash;
 * **test** (with references, never trained or selected on): the sdist recordings, and
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from distilray.audio import SAMPLING_RATE, encode_wav
-from distilray.data.sources import Clip, Source, asterisk, fotaq, sdists
+from distilray.data.sources import Clip, Source, asterisk, fotaq, sdists, steel_sky
 from distilray.data.sources.fetch import unpacked
 from distilray.errors import DistilrayError
 from distilray.hashing import unit_hash
@@ -53,6 +54,7 @@ class RealOptions:
     train_clips: int | None = None  # FOTAQ clips in train; None = all 6,745
     validation_clips: int = 200  # Allison prompts in validation (of 563)
     seed: int = 0  # salts the selection hash: another seed, another subset
+    steel_sky_clips: int | None = 0  # Beneath a Steel Sky lines in train; None = all 3,650
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,19 @@ def plan(options: RealOptions) -> list[Planned]:
     allison = asterisk.clips(*(unpacked(p) for p in asterisk.SOURCE.packages))
     pyannote_root = unpacked(sdists.PYANNOTE_SAMPLE.packages[0])
     train_fotaq = hash_order(fotaq.clips(fotaq_root), options.seed)
+    steel_sky_lines = []
+    if options.steel_sky_clips != 0:  # a second game: 66 MB more to fetch, only when asked
+        steel_sky_lines = [
+            Planned(
+                steel_sky.SOURCE,
+                "train",
+                hash_order(steel_sky.clips(_root(steel_sky.SOURCE)), options.seed),
+                options.steel_sky_clips,
+            )
+        ]
     return [
         Planned(fotaq.SOURCE, "train", train_fotaq, options.train_clips),
+        *steel_sky_lines,
         Planned(sdists.SILERO, "train", sdists.silero_clips(_root(sdists.SILERO))),
         Planned(sdists.PYANNOTE_MEETINGS, "train", sdists.pyannote_meeting_clips(pyannote_root)),
         Planned(
@@ -105,6 +118,8 @@ def build_real_dataset(out_dir: str | Path, options: RealOptions = RealOptions()
     """
     if options.train_clips is not None and options.train_clips < 0:
         raise DistilrayError("--train-clips must be >= 0")
+    if options.steel_sky_clips is not None and options.steel_sky_clips < 0:
+        raise DistilrayError("--steel-sky-clips must be >= 0 (or all)")
     started = time.monotonic()
     out = Path(out_dir)
     planned = plan(options)

@@ -1,10 +1,11 @@
 """Real recorded English speech shipped inside public packages (``distilray data real``).
 
 One module per source family: :mod:`.fotaq` (a ScummVM game's voice acting, read by
-:mod:`.scummvm`), :mod:`.asterisk` (telephone prompts), :mod:`.hedgewars` (game voice
-phrases) and :mod:`.sdists` (test recordings in Python source packages). Each turns
-an unpacked package (see :mod:`.fetch`) into :class:`Clip` records; which clip goes
-to which split is decided once, in :mod:`distilray.data.real`.
+:mod:`.scummvm`), :mod:`.steel_sky` (another game's voice acting, RNC-packed),
+:mod:`.asterisk` (telephone prompts) and :mod:`.sdists` (test recordings in Python
+source packages). Each turns an unpacked package (see :mod:`.fetch`) into
+:class:`Clip` records; which clip goes to which split is decided once, in
+:mod:`distilray.data.real`.
 """
 
 from __future__ import annotations

@@ -80,6 +80,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "+ Beneath a Steel Sky's voice lines, training seed 3",
         ["data.train=[{train_synth},{train_real},{train_steel_sky}]", "train.seed=3"],
     ),
+    "steel-sky-packed": (
+        "+ Beneath a Steel Sky's voice lines, every one inside a packed window (labelled "
+        "with pack_fraction=1.0 into labels-steelsky-packed)",
+        ["data.train=[{train_synth},{train_real},{train_steel_sky_packed}]"],
+    ),
     "slips": (
         "+ the teacher's KL on labels with slips (loss.deviation_weight=1: 4 rows of every "
         "batch with 5 % of their label tokens replaced, scored from the first slip on)",
@@ -260,6 +265,7 @@ def variant_overrides(name: str, stages, workdir: Path) -> list[str]:
         # labels of `data real --steel-sky-clips all`'s Beneath a Steel Sky lines, labelled
         # with the recipe's real-speech labelling config into this sibling folder
         "train_steel_sky": str(Path(train[-1]).with_name("labels-steelsky")),
+        "train_steel_sky_packed": str(Path(train[-1]).with_name("labels-steelsky-packed")),
         "steps2": 2 * stages.distill.train.max_steps,
     }
     changes = [o.format(**fields) for o in VARIANTS[name][1]]

@@ -82,7 +82,13 @@ def test_every_variant_is_a_valid_change_of_the_demo_recipe(ablation):
     from distilray.config import load_config
     from distilray.distill.config import DistillConfig
 
-    fields = {"train_synth": "a", "train_real": "b", "train_steel_sky": "c", "steps2": 520}
+    fields = {
+        "train_synth": "a",
+        "train_real": "b",
+        "train_steel_sky": "c",
+        "train_steel_sky_packed": "d",
+        "steps2": 520,
+    }
     for name, (_, changes) in ablation.VARIANTS.items():
         config = load_config(
             DistillConfig, "configs/tiny/distill.yaml", [c.format(**fields) for c in changes]

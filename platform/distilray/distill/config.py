@@ -208,7 +208,9 @@ class LossSection(StageConfig):
     on_policy_every: int = Field(
         1,
         ge=1,
-        description="add the on-policy terms on every this many steps (each costs a rollout)",
+        description="add the extra-row terms on every this many steps: the on-policy and "
+        "rollout repetition terms (each costs a rollout), the made loops and the slipped "
+        "rows (extra teacher-forced rows)",
     )
     on_policy_max_new_tokens: int = Field(
         128,

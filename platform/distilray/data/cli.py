@@ -123,7 +123,9 @@ def add_real_parser(actions) -> None:
     )
     real.add_argument("--out", required=True, help="output folder")
     real.add_argument(
-        "--train-clips", type=int, help="game voice clips in train, chosen by hash (default all)"
+        "--train-clips",
+        type=int,
+        help="Flight of the Amazon Queen voice clips in train, chosen by hash (default all)",
     )
     real.add_argument(
         "--validation-clips", type=int, default=200, help="prompts in validation (default 200)"

@@ -94,10 +94,10 @@ def compare(a: dict[Cell, dict], b: dict[Cell, dict]) -> list[dict]:
                 "snr": cell[2],
                 "utterances": difference.utterances,
                 "unpaired": len(set(a[cell]) ^ set(b[cell])),
-                "wer_a": _wer(a[cell], shared),
-                "wer_b": _wer(b[cell], shared),
-                "errors_a": _errors(a[cell], shared),
-                "errors_b": _errors(b[cell], shared),
+                "wer_a": _total(a[cell], shared).wer,
+                "wer_b": _total(b[cell], shared).wer,
+                "errors_a": _total(a[cell], shared).errors,
+                "errors_b": _total(b[cell], shared).errors,
                 "difference": difference.points,
                 "low": difference.low,
                 "high": difference.high,
@@ -106,13 +106,8 @@ def compare(a: dict[Cell, dict], b: dict[Cell, dict]) -> list[dict]:
     return table
 
 
-def _wer(stats: dict[str, WerStats], ids: list[str]) -> float:
-    return sum((stats[i] for i in ids), WerStats()).wer
-
-
-def _errors(stats: dict[str, WerStats], ids: list[str]) -> int:
-    total = sum((stats[i] for i in ids), WerStats())
-    return total.substitutions + total.deletions + total.insertions
+def _total(stats: dict[str, WerStats], ids: list[str]) -> WerStats:
+    return sum((stats[i] for i in ids), WerStats())
 
 
 def markdown(table: list[dict], names: tuple[str, str]) -> str:

@@ -50,6 +50,10 @@ SYNTHETIC_LOOPS = [
 ]
 # name -> (what it changes, distill overrides). `{train_synth}` / `{train_real}` are the
 # recipe's two training label folders.
+# the recipe's training labels plus Beneath a Steel Sky's lines (`data real
+# --steel-sky-clips all`), labelled with the recipe's real-speech config
+STEEL_SKY = "data.train=[{train_synth},{train_real},{train_steel_sky}]"
+
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "recipe": ("the recipe as configured", []),
     "no-repetition": (
@@ -70,15 +74,15 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "steel-sky": (
         "+ Beneath a Steel Sky's 3,650 voice lines as more real unlabelled speech (another "
         "cast; `data real --steel-sky-clips all`, labelled into labels-steelsky)",
-        ["data.train=[{train_synth},{train_real},{train_steel_sky}]"],
+        [STEEL_SKY],
     ),
     "steel-sky-seed-2": (
         "+ Beneath a Steel Sky's voice lines, training seed 2",
-        ["data.train=[{train_synth},{train_real},{train_steel_sky}]", "train.seed=2"],
+        [STEEL_SKY, "train.seed=2"],
     ),
     "steel-sky-seed-3": (
         "+ Beneath a Steel Sky's voice lines, training seed 3",
-        ["data.train=[{train_synth},{train_real},{train_steel_sky}]", "train.seed=3"],
+        [STEEL_SKY, "train.seed=3"],
     ),
     "steel-sky-packed": (
         "+ Beneath a Steel Sky's voice lines, every one inside a packed window (labelled "

@@ -53,6 +53,14 @@ SYNTHETIC_LOOPS = [
 # the recipe's training labels plus Beneath a Steel Sky's lines (`data real
 # --steel-sky-clips all`), labelled with the recipe's real-speech config
 STEEL_SKY = "data.train=[{train_synth},{train_real},{train_steel_sky}]"
+# the same three label folders with the `speech_end_s` column that `distilray label` now
+# writes (labels made before it: the column computed from their stored audio, into
+# sibling folders named `<folder>-t`), and unscored rows whose label stops more than
+# 1 s before the sound dropped
+LABEL_ENDS = [
+    "data.train=[{train_synth}-t,{train_real}-t,{train_steel_sky}-t]",
+    "data.max_speech_after_label_s=1.0",
+]
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "recipe": ("the recipe as configured", []),
@@ -75,6 +83,21 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "+ Beneath a Steel Sky's 3,650 voice lines as more real unlabelled speech (another "
         "cast; `data real --steel-sky-clips all`, labelled into labels-steelsky)",
         [STEEL_SKY],
+    ),
+    "steel-sky-ends": (
+        "+ Beneath a Steel Sky's voice lines, without the labels that stop before the "
+        "sound does (`data.max_speech_after_label_s=1`)",
+        LABEL_ENDS,
+    ),
+    "steel-sky-ends-seed-3": (
+        "+ Beneath a Steel Sky's voice lines, without the labels that stop before the "
+        "sound does, training seed 3",
+        [*LABEL_ENDS, "train.seed=3"],
+    ),
+    "steel-sky-ends-seed-2": (
+        "+ Beneath a Steel Sky's voice lines, without the labels that stop before the "
+        "sound does, training seed 2",
+        [*LABEL_ENDS, "train.seed=2"],
     ),
     "steel-sky-seed-2": (
         "+ Beneath a Steel Sky's voice lines, training seed 2",

@@ -18,6 +18,7 @@ from distilray.distill.data import (
     add_features,
     eval_dataset,
     is_held_out,
+    speech_after_label,
     summarize,
     train_dataset,
 )
@@ -147,6 +148,95 @@ def test_training_rows_leave_out_labels_that_never_ended(ray_local, tmp_path):
     labels = _write_labels(tmp_path / "labels", cut=("a", "e"))
     assert _ids(train_dataset(_cfg(labels, 0.1, True), EOS)) == ["b", "h", "l"]
     assert _ids(train_dataset(_cfg(labels, 0.1, True), None)) == ["a", "b", "e", "h", "l"]
+
+
+# tiny.en's <|0.00|>: a label's last timestamp token says where the teacher stopped
+T0_ID = 50363
+
+
+def _write_timed_labels(path, rows):
+    """Labels with timestamps: ``rows`` of (id, wer, last timestamp in s or None,
+    speech_end_s or None)."""
+    table = pa.table(
+        {
+            "id": [r[0] for r in rows],
+            "audio": [b"RIFF"] * len(rows),
+            "duration_s": [30.0] * len(rows),
+            "speech_end_s": pa.array([r[3] for r in rows], pa.float64()),
+            "pseudo_label_ids": pa.array(
+                [
+                    [50257, 50362, 400, EOS]  # <|notimestamps|>
+                    if r[2] is None
+                    else [50257, T0_ID, 400, T0_ID + round(r[2] / 0.02), EOS]
+                    for r in rows
+                ],
+                pa.list_(pa.int32()),
+            ),
+            "wer": pa.array([r[1] for r in rows], pa.float64()),
+            **{name: [v] * len(rows) for name, v in zip(CONFIDENCE_NAMES, CONFIDENT, strict=True)},
+            "error": pa.array([None] * len(rows), pa.string()),
+        }
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path / "part-0.parquet")
+    return path
+
+
+CONFIDENCE_NAMES = ["avg_logprob", "compression_ratio", "no_speech_prob"]
+TIMED = [
+    ("whole", None, 12.0, 12.4),  # the label reaches the end of the sound
+    ("stopped", None, 8.0, 26.0),  # the teacher stopped 18 s before the sound did: dropped
+    ("near", None, 10.0, 10.9),  # 0.9 s of sound after it: within the 1 s allowed
+    ("scored", 0.05, 4.0, 26.0),  # has a reference: its WER judges it, kept
+    ("untimed", None, None, 26.0),  # no timestamps in the label: cannot be judged, kept
+    ("unknown", None, 8.0, None),  # no speech_end_s recorded: kept
+]
+
+
+def test_speech_after_label_reads_the_last_timestamp():
+    ids = pa.array([[50257, T0_ID, 400, T0_ID + 150, T0_ID + 150, 401, T0_ID + 300, EOS]])
+    after = speech_after_label(ids, pa.array([7.5]), T0_ID)
+    assert after.tolist() == pytest.approx([1.5])  # the label ends at <|6.00|>
+
+
+def test_labels_that_stop_before_the_sound_are_dropped_and_counted(tmp_path):
+    labels = _write_timed_labels(tmp_path / "labels", TIMED)
+    cfg = DataSection(
+        train=str(labels), keep_unscored=True, max_speech_after_label_s=1.0, eval="e.parquet"
+    )
+    summary = summarize(cfg, EOS, timestamp_begin=T0_ID)
+    assert summary.kept == 5
+    assert summary.dropped["unscored, sound goes on > 1 s after the label"] == 1
+    assert "1 unscored, sound goes on > 1 s after the label" in summary.describe(cfg)
+    # the rule needs the student's timestamp ids, and is off by default
+    with pytest.raises(DataError, match="no_timestamps_token_id"):
+        summarize(cfg, EOS)
+    assert DataSection(train="labels").max_speech_after_label_s is None
+    off = DataSection(train=str(labels), keep_unscored=True, eval="e.parquet")
+    assert summarize(off, EOS).kept == 6
+
+
+def test_label_end_rule_needs_the_speech_end_column(tmp_path):
+    labels = _write_timed_labels(tmp_path / "labels", TIMED)
+    table = pq.read_table(labels / "part-0.parquet").drop_columns(["speech_end_s"])
+    pq.write_table(table, labels / "part-0.parquet")
+    cfg = DataSection(
+        train=str(labels), keep_unscored=True, max_speech_after_label_s=1.0, eval="e.parquet"
+    )
+    with pytest.raises(DataError, match="speech_end_s.*relabel.*max_speech_after_label_s=null"):
+        summarize(cfg, EOS, timestamp_begin=T0_ID)
+
+
+@pytest.mark.ray
+def test_training_rows_leave_out_labels_that_stop_before_the_sound(ray_local, tmp_path):
+    labels = _write_timed_labels(tmp_path / "labels", TIMED)
+    cfg = DataSection(
+        train=str(labels), keep_unscored=True, max_speech_after_label_s=1.0, eval="e.parquet"
+    )
+    kept = _ids(train_dataset(cfg, EOS, timestamp_begin=T0_ID))
+    assert kept == ["near", "scored", "unknown", "untimed", "whole"]
+    strict = DataSection(**{**cfg.model_dump(), "max_speech_after_label_s": 0.5})
+    assert "near" not in _ids(train_dataset(strict, EOS, timestamp_begin=T0_ID))
 
 
 def test_unscored_rows_are_excluded_by_default():

@@ -20,7 +20,14 @@ from distilray.errors import ConfigError, DataError
 from distilray.hashing import stable_id
 from distilray.inference.prompt import full_sequence, prompt_ids
 from distilray.labelling.config import LabelConfig
-from distilray.labelling.prepare import Clip, decode_row, is_packed, mix_packed, pack
+from distilray.labelling.prepare import (
+    Clip,
+    decode_row,
+    is_packed,
+    mix_packed,
+    pack,
+    speech_end_s,
+)
 from distilray.labelling.progress import ProgressCounter, batch_counts, progress_line
 from distilray.labelling.readers import input_ids, keep_rows
 from distilray.labelling.schema import OUTPUT_SCHEMA
@@ -184,6 +191,17 @@ def test_pack_mix_packs_a_share_and_keeps_the_rest_single():
     assert packed and max(c.audio.size for c in packed) > 20 * 16000  # full windows
     assert all(len(c.ids) == 1 for c in mix_packed(clips, 30, 0.0))
     assert len(mix_packed(clips, 30, 1.0)) == len(pack(clips, 30))
+
+
+def test_speech_end_is_where_the_last_sound_stops():
+    room = np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.003
+    quiet_word = tone(0.5) * 0.1  # 20 dB below the sentence: still a word
+    audio = np.concatenate([room, tone(2), room[:8000], quiet_word, room])
+    assert speech_end_s(audio) == pytest.approx(4.0, abs=0.021)  # not the room after it
+    assert speech_end_s(np.concatenate([tone(1.5), np.zeros(16000, np.float32)])) == 1.5
+    assert speech_end_s(np.zeros(16000, np.float32)) == 0.0
+    assert speech_end_s(room) == 0.0  # steady room noise alone is no sound
+    assert speech_end_s(np.zeros(0, np.float32)) == 0.0
 
 
 def test_decode_row_records_errors_instead_of_raising(tmp_path):

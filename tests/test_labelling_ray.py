@@ -118,6 +118,7 @@ def test_corrupt_and_unlabelled_rows(ray_local, tiny_random, mixed_input, tmp_pa
     assert "cannot decode" in bad["error"]
     assert bad["audio"] is bad["pseudo_label"] is bad["pseudo_label_ids"] is bad["wer"] is None
     assert bad["avg_logprob"] is bad["compression_ratio"] is bad["no_speech_prob"] is None
+    assert bad["speech_end_s"] is None
     for row in rows.values():
         assert row["error"] is None and row["teacher"] == str(tiny_random)
         assert row["text"] == inputs[row["id"]]["text"] and row["pseudo_label"] is not None
@@ -130,6 +131,7 @@ def test_corrupt_and_unlabelled_rows(ray_local, tiny_random, mixed_input, tmp_pa
         )  # the stored WAV is the clip at 16 kHz
         assert abs(stored - row["duration_s"]) < 1e-3
         assert abs(row["duration_s"] - inputs[row["id"]]["seconds"]) < 0.01
+        assert 0 < row["speech_end_s"] <= row["duration_s"]  # where the sound ends
 
     summary = result.summary
     assert (summary.rows, summary.errors, summary.scored) == (len(inputs), 1, 8)

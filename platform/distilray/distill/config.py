@@ -52,6 +52,16 @@ class DataSection(StageConfig):
         description="unscored rows: drop when P(no speech) is above this (Whisper's "
         "no_speech_threshold); null: no limit",
     )
+    max_speech_after_label_s: float | None = Field(
+        None,
+        ge=0,
+        description="unscored rows: drop when the audio goes on for more than this many "
+        "seconds after the pseudo-label's last timestamp (the labelled `speech_end_s`): "
+        "the teacher stopped early, mostly inside a packed window, and the label would "
+        "teach the student to end its transcript while someone is still speaking; needs "
+        "labels with timestamps (`return_timestamps`); rows without them are kept; null: "
+        "no check",
+    )
     drop_unfinished: bool = Field(
         True,
         description="drop rows whose pseudo-label never ended: the teacher reached the "

@@ -35,6 +35,7 @@ TRAIN_COLUMNS = ["id", "audio", "pseudo_label_ids"]
 CONFIDENCE_COLUMNS = ["avg_logprob", "compression_ratio", "no_speech_prob"]
 FILTER_COLUMNS = ["id", "wer", "error", "duration_s"]
 UNFINISHED = "label never ended (no <|endoftext|> within max_label_length)"
+TIME_PRECISION_S = 0.02  # seconds per timestamp token
 _HASH_RANGE = 2**32
 
 
@@ -57,6 +58,8 @@ class DataSummary:
             rule += ", unscored rows by teacher confidence"
         if cfg.drop_unfinished:
             rule += ", labels that ended"
+        if cfg.keep_unscored and cfg.max_speech_after_label_s is not None:
+            rule += ", unscored labels that reach the end of the sound"
         why = ", ".join(f"{n} {reason}" for reason, n in self.dropped.items() if n)
         return (
             f"filter ({rule}) kept {self.kept} of {self.candidates} training rows "
@@ -95,8 +98,22 @@ def drop_rules(cfg: DataSection) -> list[tuple[str, object]]:
 
 
 def filter_columns(cfg: DataSection) -> list[str]:
-    """The columns :func:`drop_rules` reads."""
-    return ["wer", "error", *(CONFIDENCE_COLUMNS if cfg.keep_unscored else [])]
+    """The columns :func:`drop_rules` and the label-end rule read."""
+    return [
+        "wer",
+        "error",
+        *(CONFIDENCE_COLUMNS if cfg.keep_unscored else []),
+        *(["speech_end_s"] if checks_label_end(cfg) else []),
+    ]
+
+
+def checks_label_end(cfg: DataSection) -> bool:
+    """Whether ``data.max_speech_after_label_s`` applies (it judges unscored rows only)."""
+    return cfg.keep_unscored and cfg.max_speech_after_label_s is not None
+
+
+def cut_short_reason(cfg: DataSection) -> str:
+    return f"unscored, sound goes on > {cfg.max_speech_after_label_s:g} s after the label"
 
 
 def keep_expr(cfg: DataSection):
@@ -143,6 +160,44 @@ def _drop_unfinished(batch: pa.Table, eos: int) -> pa.Table:
     return batch.filter(pa.array(~unfinished(batch["pseudo_label_ids"], eos)))
 
 
+def speech_after_label(
+    ids: pa.Array | pa.ChunkedArray,
+    speech_end: pa.Array | pa.ChunkedArray,
+    timestamp_begin: int,
+) -> np.ndarray:
+    """Seconds of sound after each pseudo-label's last timestamp token (ids from
+    ``timestamp_begin`` on are ``<|0.00|>``, ``<|0.02|>``, ...), from the labelled
+    ``speech_end_s``; NaN where a label has no timestamp or the row no ``speech_end_s``.
+
+    >>> speech_after_label(pa.array([[1, 100, 7, 150], [1, 7], None]),
+    ...                    pa.array([3.0, 3.0, 3.0]), timestamp_begin=100).tolist()
+    [2.0, nan, nan]
+    """
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    values = pc.list_flatten(ids).to_numpy(zero_copy_only=False).astype(np.int64)
+    parents = pc.list_parent_indices(ids).to_numpy(zero_copy_only=False)
+    stamps = values >= timestamp_begin
+    last = np.full(len(ids), -1, dtype=np.int64)
+    np.maximum.at(last, parents[stamps], values[stamps] - timestamp_begin)
+    end = pc.fill_null(pc.cast(speech_end, pa.float64()), np.nan)
+    after = end.to_numpy(zero_copy_only=False) - last * TIME_PRECISION_S
+    return np.where(last >= 0, after, np.nan)
+
+
+def cut_short(batch: pa.Table, limit_s: float, timestamp_begin: int) -> np.ndarray:
+    """Rows of ``batch`` without a reference whose label ends more than ``limit_s``
+    before the sound does (:func:`speech_after_label`): the teacher stopped early."""
+    after = speech_after_label(batch["pseudo_label_ids"], batch["speech_end_s"], timestamp_begin)
+    unscored = pc.is_null(batch["wer"]).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        return unscored & (after > limit_s)
+
+
+def _drop_cut_short(batch: pa.Table, limit_s: float, timestamp_begin: int) -> pa.Table:
+    return batch.filter(pa.array(~cut_short(batch, limit_s, timestamp_begin)))
+
+
 def is_held_out(row_id: str, fraction: float, seed: int = 0) -> bool:
     """Whether ``row_id`` belongs to the eval split: a stable hash, independent of row order."""
     if fraction <= 0:
@@ -180,9 +235,11 @@ def read_parquet(uri: str, required: list[str]):
     return ds
 
 
-def train_dataset(cfg: DataSection, eos: int | None):
+def train_dataset(cfg: DataSection, eos: int | None, timestamp_begin: int | None = None):
     """Training rows: filtered by λ in the scan, minus unfinished labels (``eos``: the
-    ``<|endoftext|>`` id, when ``data.drop_unfinished``) and the held-out ids."""
+    ``<|endoftext|>`` id, when ``data.drop_unfinished``), labels that stopped before the
+    sound (``timestamp_begin``: the ``<|0.00|>`` id, when ``data.max_speech_after_label_s``)
+    and the held-out ids."""
     columns = [*TRAIN_COLUMNS, *filter_columns(cfg)]
     parts = [
         read_parquet(uri, columns).select_columns(columns).filter(expr=keep_expr(cfg))
@@ -191,6 +248,15 @@ def train_dataset(cfg: DataSection, eos: int | None):
     if cfg.drop_unfinished and eos is not None:
         parts = [
             part.map_batches(_drop_unfinished, batch_format="pyarrow", fn_kwargs={"eos": eos})
+            for part in parts
+        ]
+    if checks_label_end(cfg):
+        kwargs = {
+            "limit_s": cfg.max_speech_after_label_s,
+            "timestamp_begin": _need(timestamp_begin),
+        }
+        parts = [
+            part.map_batches(_drop_cut_short, batch_format="pyarrow", fn_kwargs=kwargs)
             for part in parts
         ]
     ds = _union([with_wav_bytes(part) for part in parts])
@@ -253,14 +319,26 @@ def eval_uris(cfg: DataSection) -> list[str]:
     return [cfg.eval] if isinstance(cfg.eval, str) else list(cfg.eval)
 
 
-def summarize(cfg: DataSection, eos: int | None) -> DataSummary:
+def _need(timestamp_begin: int | None) -> int:
+    if timestamp_begin is None:
+        raise DataError(
+            "data.max_speech_after_label_s needs the student's <|0.00|> token id "
+            "(no_timestamps_token_id in its generation_config.json)"
+        )
+    return timestamp_begin
+
+
+def summarize(cfg: DataSection, eos: int | None, timestamp_begin: int | None = None) -> DataSummary:
     """Count rows before and after the filter (the same rules), reading only small columns.
 
     Runs in the driver with pyarrow: a scan of a few narrow columns, no audio. ``eos``
-    as for :func:`train_dataset`.
+    and ``timestamp_begin`` as for :func:`train_dataset`.
     """
     check_ends = cfg.drop_unfinished and eos is not None
-    extra = ["pseudo_label_ids"] if check_ends else []
+    check_cuts = checks_label_end(cfg)
+    if check_cuts:
+        _need(timestamp_begin)
+    extra = ["pseudo_label_ids"] if check_ends or check_cuts else []
     needed = list(dict.fromkeys([*FILTER_COLUMNS, *filter_columns(cfg), *extra]))
     datasets = [_labelled_dataset(uri, needed) for uri in train_uris(cfg)]
     keep = keep_expr(cfg).to_pyarrow()
@@ -268,6 +346,8 @@ def summarize(cfg: DataSection, eos: int | None) -> DataSummary:
     dropped = dict.fromkeys((reason for reason, _ in rules), 0)
     if check_ends:
         dropped[UNFINISHED] = 0
+    if check_cuts:
+        dropped[cut_short_reason(cfg)] = 0
     rows = held = kept = 0
     seconds = 0.0
     fraction = 0.0 if cfg.eval else cfg.eval_fraction
@@ -281,6 +361,10 @@ def summarize(cfg: DataSection, eos: int | None) -> DataSummary:
             cut = unfinished(train_rows["pseudo_label_ids"], eos)
             dropped[UNFINISHED] += int(cut.sum())
             train_rows = train_rows.filter(pa.array(~cut))
+        if check_cuts:
+            short = cut_short(train_rows, cfg.max_speech_after_label_s, timestamp_begin)
+            dropped[cut_short_reason(cfg)] += int(short.sum())
+            train_rows = train_rows.filter(pa.array(~short))
         rows += table.num_rows
         held += int(mask.sum())
         kept += train_rows.num_rows
@@ -302,12 +386,17 @@ def _labelled_dataset(uri: str, needed: list[str]):
         raise DataError(f"cannot read labelled Parquet {uri}: {exc}") from None
     missing = [c for c in needed if c not in dataset.schema.names]
     if missing:
-        hint = (
-            ": relabel with this version of `distilray label` (it records the teacher's "
-            "confidence), or set data.keep_unscored=false"
-            if set(missing) & set(CONFIDENCE_COLUMNS)
-            else ""
-        )
+        hint = ""
+        if set(missing) & set(CONFIDENCE_COLUMNS):
+            hint = (
+                ": relabel with this version of `distilray label` (it records the teacher's "
+                "confidence), or set data.keep_unscored=false"
+            )
+        elif "speech_end_s" in missing:
+            hint = (
+                ": relabel with this version of `distilray label` (it records where the "
+                "sound ends), or set data.max_speech_after_label_s=null"
+            )
         raise DataError(f"{uri} lacks column(s) {', '.join(missing)}{hint}")
     return dataset
 

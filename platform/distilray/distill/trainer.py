@@ -87,17 +87,34 @@ class StudentShape:
 
     mel_bins: int  # 80, or 128 for large-v3
     eos_token_id: int  # <|endoftext|>: a finished pseudo-label ends with it
+    timestamp_begin: int | None = None  # <|0.00|>; None without a generation_config.json
 
 
 def student_shape(model_ref: str) -> StudentShape:
-    """The student's mel-bin count and end-of-text token, from its config.json."""
-    if storage.is_s3(model_ref):
-        config = json.loads(storage.read_bytes(model_ref.rstrip("/") + "/config.json"))
-    else:
-        from distilray.models import resolve_model
+    """The student's mel-bin count, end-of-text and first timestamp token, from its
+    config.json and generation_config.json."""
+    config = _model_json(model_ref, "config.json")
+    generation = _model_json(model_ref, "generation_config.json", missing_ok=True) or {}
+    no_timestamps = generation.get("no_timestamps_token_id")
+    return StudentShape(
+        int(config.get("num_mel_bins", 80)),
+        int(config["eos_token_id"]),
+        None if no_timestamps is None else int(no_timestamps) + 1,
+    )
 
-        config = json.loads((Path(resolve_model(model_ref)) / "config.json").read_text())
-    return StudentShape(int(config.get("num_mel_bins", 80)), int(config["eos_token_id"]))
+
+def _model_json(model_ref: str, name: str, *, missing_ok: bool = False) -> dict | None:
+    if storage.is_s3(model_ref):
+        uri = model_ref.rstrip("/") + "/" + name
+        if missing_ok and not storage.exists(uri):
+            return None
+        return json.loads(storage.read_bytes(uri))
+    from distilray.models import resolve_model
+
+    path = Path(resolve_model(model_ref)) / name
+    if missing_ok and not path.is_file():
+        return None
+    return json.loads(path.read_text())
 
 
 def use_gpu(cfg: DistillConfig) -> bool:
@@ -183,7 +200,7 @@ def build_trainer(cfg: DistillConfig, datasets: dict, gpu: bool):
 def check_inputs(cfg: DistillConfig) -> tuple[DataSummary, StudentShape]:
     """Fail fast, before starting Ray: read the student's shape and count the filter's rows."""
     shape = student_shape(cfg.model.student)
-    summary = summarize(cfg.data, eos=shape.eos_token_id)
+    summary = summarize(cfg.data, eos=shape.eos_token_id, timestamp_begin=shape.timestamp_begin)
     logger.info(summary.describe(cfg.data))
     if summary.kept == 0:
         raise DataError(
@@ -219,7 +236,7 @@ def build_datasets(cfg: DistillConfig, shape: StudentShape) -> dict:
 
 def _build_datasets(cfg: DistillConfig, shape: StudentShape) -> dict:
     train = featurize(
-        train_dataset(cfg.data, eos=shape.eos_token_id),
+        train_dataset(cfg.data, eos=shape.eos_token_id, timestamp_begin=shape.timestamp_begin),
         shape.mel_bins,
         cfg.train.feature_batch_size,
     )

@@ -119,6 +119,33 @@ def noise_floor(audio: np.ndarray) -> float:
     return float(np.percentile(np.sqrt((frames**2).mean(axis=1)), 10)) if frames.size else 0.0
 
 
+# A 20 ms frame is loud enough to count as sound when its RMS reaches 5 % of the
+# loudest frame's (-26 dB) and three times the clip's noise floor.
+ACTIVE_SHARE_OF_PEAK = 0.05
+ACTIVE_OVER_FLOOR = 3.0
+
+
+def speech_end_s(audio: np.ndarray) -> float:
+    """Where ``audio``'s last sound ends, in seconds: the end of its last 20 ms frame
+    that is loud enough (:data:`ACTIVE_SHARE_OF_PEAK`, :data:`ACTIVE_OVER_FLOOR`);
+    0.0 for silence. A level detector, not a speech detector: what distillation compares
+    with the end of the teacher's label to find labels that stopped while the audio
+    went on.
+
+    >>> tone = np.sin(np.arange(16000) / 5).astype(np.float32)
+    >>> speech_end_s(np.concatenate([tone, np.zeros(8000, np.float32)]))
+    1.0
+    """
+    frame = SAMPLING_RATE // 50
+    frames = audio[: audio.size // frame * frame].reshape(-1, frame).astype(np.float64)
+    if not frames.size:
+        return 0.0
+    rms = np.sqrt((frames**2).mean(axis=1))
+    level = max(ACTIVE_SHARE_OF_PEAK * rms.max(), ACTIVE_OVER_FLOOR * noise_floor(audio))
+    loud = np.flatnonzero((rms >= level) & (rms > 0))
+    return float((loud[-1] + 1) * frame / SAMPLING_RATE) if loud.size else 0.0
+
+
 def _join(group: list[Clip], parts: list[np.ndarray]) -> Clip:
     """One chunk of ``group``'s clips, its audio ``parts`` (clips and pauses) in order."""
     if len(group) == 1:
@@ -163,7 +190,8 @@ def prepare_batch(
     pack_fraction: float = 1.0,
     pack_gap_s: tuple[float, float] = (0.0, 0.0),
 ) -> pa.Table:
-    """Manifest rows → ``id, source_ids, audio, duration_s, text, error, input_features``."""
+    """Manifest rows → ``id, source_ids, audio, duration_s, speech_end_s, text, error,
+    input_features``."""
     # Ray hands task arguments over zero-copy, as read-only arrays; torch warns about
     # (and must not write through) a read-only mel filter bank.
     if not feature_extractor.mel_filters.flags.writeable:
@@ -196,6 +224,9 @@ def clips_table(clips: list[Clip], feature_extractor) -> pa.Table:
             "source_ids": pa.array([c.ids for c in clips], pa.list_(pa.string())),
             "audio": pa.array(wavs, pa.binary()),
             "duration_s": pa.array([_seconds(c) for c in clips], pa.float64()),
+            "speech_end_s": pa.array(
+                [None if c.audio is None else speech_end_s(c.audio) for c in clips], pa.float64()
+            ),
             "text": pa.array([c.text for c in clips], pa.string()),
             "error": pa.array([c.error for c in clips], pa.string()),
             FEATURES: ArrowTensorArray.from_numpy(features),

@@ -34,6 +34,9 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("source_ids", pa.list_(pa.string())),  # the input ids in this row (resume key)
         pa.field("audio", AUDIO_TYPE),  # {bytes: 16 kHz mono 16-bit WAV, path: <id>.wav}
         pa.field("duration_s", pa.float64()),  # seconds of audio; null when decoding failed
+        # where the audio's last sound ends (a level detector, labelling.prepare.speech_end_s):
+        # distillation drops labels that stopped well before it (data.max_speech_after_label_s)
+        pa.field("speech_end_s", pa.float64()),
         pa.field("text", pa.string()),  # reference transcript; null when unknown
         pa.field("pseudo_label", pa.string()),  # teacher's transcript, special tokens removed
         # Full decoder sequence: prompt (<|startoftranscript|> ... ), generated tokens

@@ -99,6 +99,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "sound does, training seed 2",
         [*LABEL_ENDS, "train.seed=2"],
     ),
+    "steel-sky-ends-seed-1": (
+        "+ Beneath a Steel Sky's voice lines, without the labels that stop before the "
+        "sound does, training seed 1",
+        [*LABEL_ENDS, "train.seed=1"],
+    ),
     "steel-sky-seed-2": (
         "+ Beneath a Steel Sky's voice lines, training seed 2",
         [STEEL_SKY, "train.seed=2"],

@@ -104,6 +104,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "sound does, training seed 1",
         [*LABEL_ENDS, "train.seed=1"],
     ),
+    "steel-sky-seed-1": (
+        "+ Beneath a Steel Sky's voice lines, training seed 1",
+        [STEEL_SKY, "train.seed=1"],
+    ),
     "steel-sky-seed-2": (
         "+ Beneath a Steel Sky's voice lines, training seed 2",
         [STEEL_SKY, "train.seed=2"],

@@ -58,7 +58,7 @@ class DataSummary:
             rule += ", unscored rows by teacher confidence"
         if cfg.drop_unfinished:
             rule += ", labels that ended"
-        if cfg.keep_unscored and cfg.max_speech_after_label_s is not None:
+        if checks_label_end(cfg):
             rule += ", unscored labels that reach the end of the sound"
         why = ", ".join(f"{n} {reason}" for reason, n in self.dropped.items() if n)
         return (
@@ -113,6 +113,7 @@ def checks_label_end(cfg: DataSection) -> bool:
 
 
 def cut_short_reason(cfg: DataSection) -> str:
+    """The drop reason :func:`summarize` counts the label-end rule's rows under."""
     return f"unscored, sound goes on > {cfg.max_speech_after_label_s:g} s after the label"
 
 

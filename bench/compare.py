@@ -87,6 +87,7 @@ def compare(a: dict[Cell, dict], b: dict[Cell, dict]) -> list[dict]:
         if difference is None:
             continue
         shared = sorted(set(a[cell]) & set(b[cell]))
+        total_a, total_b = _total(a[cell], shared), _total(b[cell], shared)
         table.append(
             {
                 "dataset": cell[0],
@@ -94,10 +95,10 @@ def compare(a: dict[Cell, dict], b: dict[Cell, dict]) -> list[dict]:
                 "snr": cell[2],
                 "utterances": difference.utterances,
                 "unpaired": len(set(a[cell]) ^ set(b[cell])),
-                "wer_a": _total(a[cell], shared).wer,
-                "wer_b": _total(b[cell], shared).wer,
-                "errors_a": _total(a[cell], shared).errors,
-                "errors_b": _total(b[cell], shared).errors,
+                "wer_a": total_a.wer,
+                "wer_b": total_b.wer,
+                "errors_a": total_a.errors,
+                "errors_b": total_b.errors,
                 "difference": difference.points,
                 "low": difference.low,
                 "high": difference.high,

@@ -26,7 +26,7 @@ from distilray.audio import decode_audio
 from distilray.distill.config import DataSection
 from distilray.errors import AudioDecodeError, DataError
 from distilray.features import log_mel
-from distilray.inference.windows import CHUNK_LENGTH_S, N_FRAMES
+from distilray.inference.windows import CHUNK_LENGTH_S, N_FRAMES, TIME_PRECISION
 from distilray.labelling.schema import wav_bytes
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,6 @@ TRAIN_COLUMNS = ["id", "audio", "pseudo_label_ids"]
 CONFIDENCE_COLUMNS = ["avg_logprob", "compression_ratio", "no_speech_prob"]
 FILTER_COLUMNS = ["id", "wer", "error", "duration_s"]
 UNFINISHED = "label never ended (no <|endoftext|> within max_label_length)"
-TIME_PRECISION_S = 0.02  # seconds per timestamp token
 _HASH_RANGE = 2**32
 
 
@@ -182,7 +181,7 @@ def speech_after_label(
     last = np.full(len(ids), -1, dtype=np.int64)
     np.maximum.at(last, parents[stamps], values[stamps] - timestamp_begin)
     end = pc.fill_null(pc.cast(speech_end, pa.float64()), np.nan)
-    after = end.to_numpy(zero_copy_only=False) - last * TIME_PRECISION_S
+    after = end.to_numpy(zero_copy_only=False) - last * TIME_PRECISION
     return np.where(last >= 0, after, np.nan)
 
 

@@ -112,11 +112,20 @@ def make_pause(samples: int, previous: np.ndarray, *, silent: bool, seed: int) -
     return (rng.standard_normal(samples) * noise_floor(previous)).astype(np.float32)
 
 
-def noise_floor(audio: np.ndarray) -> float:
-    """RMS level of ``audio``'s quiet parts: the 10th percentile of its 20 ms frames'."""
-    frame = SAMPLING_RATE // 50
-    frames = audio[: audio.size // frame * frame].reshape(-1, frame).astype(np.float64)
-    return float(np.percentile(np.sqrt((frames**2).mean(axis=1)), 10)) if frames.size else 0.0
+FRAME = SAMPLING_RATE // 50  # 20 ms: the frames the level detectors below measure
+
+
+def frame_rms(audio: np.ndarray) -> np.ndarray:
+    """RMS level of each whole 20 ms frame of ``audio`` (a trailing part frame is left out)."""
+    frames = audio[: audio.size // FRAME * FRAME].reshape(-1, FRAME).astype(np.float64)
+    return np.sqrt((frames**2).mean(axis=1))
+
+
+def noise_floor(audio: np.ndarray, rms: np.ndarray | None = None) -> float:
+    """RMS level of ``audio``'s quiet parts: the 10th percentile of its 20 ms frames'
+    (``rms``: :func:`frame_rms` of ``audio``, when the caller has it already)."""
+    rms = frame_rms(audio) if rms is None else rms
+    return float(np.percentile(rms, 10)) if rms.size else 0.0
 
 
 # A 20 ms frame is loud enough to count as sound when its RMS reaches 5 % of the
@@ -136,14 +145,12 @@ def speech_end_s(audio: np.ndarray) -> float:
     >>> speech_end_s(np.concatenate([tone, np.zeros(8000, np.float32)]))
     1.0
     """
-    frame = SAMPLING_RATE // 50
-    frames = audio[: audio.size // frame * frame].reshape(-1, frame).astype(np.float64)
-    if not frames.size:
+    rms = frame_rms(audio)
+    if not rms.size:
         return 0.0
-    rms = np.sqrt((frames**2).mean(axis=1))
-    level = max(ACTIVE_SHARE_OF_PEAK * rms.max(), ACTIVE_OVER_FLOOR * noise_floor(audio))
+    level = max(ACTIVE_SHARE_OF_PEAK * rms.max(), ACTIVE_OVER_FLOOR * noise_floor(audio, rms))
     loud = np.flatnonzero((rms >= level) & (rms > 0))
-    return float((loud[-1] + 1) * frame / SAMPLING_RATE) if loud.size else 0.0
+    return float((loud[-1] + 1) * FRAME / SAMPLING_RATE) if loud.size else 0.0
 
 
 def _join(group: list[Clip], parts: list[np.ndarray]) -> Clip:

@@ -26,7 +26,6 @@ from distilray.labelling.prepare import (
     is_packed,
     mix_packed,
     pack,
-    speech_end_s,
 )
 from distilray.labelling.progress import ProgressCounter, batch_counts, progress_line
 from distilray.labelling.readers import input_ids, keep_rows
@@ -34,6 +33,7 @@ from distilray.labelling.schema import OUTPUT_SCHEMA
 from distilray.labelling.shards import PARTIAL_SUFFIX, list_shards, scan_output
 from distilray.labelling.summary import format_summary, summarize
 from distilray.labelling.teacher import check_options
+from distilray.levels import speech_end_s
 
 ROOT = Path(__file__).resolve().parents[1]
 SOT, EOT, NO_TS = 50257, 50256, 50362  # tiny.en's special tokens

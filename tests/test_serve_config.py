@@ -142,3 +142,16 @@ def test_replica_transcriber_gets_the_configured_fallback(tiny_random):
     assert on.fallback == Fallback()
     off = ServeArgs(teacher=str(tiny_random), device="cpu", fallback={"temperatures": []})
     assert load_transcriber(off).fallback is None
+
+
+def test_replica_transcriber_gets_the_configured_resume_rule(tiny_random):
+    from pydantic import ValidationError
+
+    from distilray.inference.resume import ResumeRule
+    from distilray.serving.model import load_transcriber
+
+    assert load_transcriber(ServeArgs(teacher=str(tiny_random), device="cpu")).resume is None
+    args = ServeArgs(teacher=str(tiny_random), device="cpu", resume_gap_s=1.5)
+    assert load_transcriber(args).resume == ResumeRule(gap_s=1.5)
+    with pytest.raises(ValidationError, match="resume_gap_s"):
+        ServeArgs(teacher="tiny.en", resume_gap_s=-1)

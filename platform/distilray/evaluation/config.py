@@ -103,6 +103,21 @@ class RuntimeConfig(StageConfig):
         "evaluates (sequential long-form always has its own)",
     )
 
+    resume_gap_s: float | None = Field(
+        None,
+        gt=0,
+        description="decode on where a short clip's or chunked window's transcript ends "
+        "more than this many seconds before its last sound, for every mode (README "
+        '"Keeping going after an early end"; 2 is what it measures); null: the paper\'s '
+        "greedy decoding, final at the end of text",
+    )
+
+    def resume_rule(self):
+        """The :class:`~distilray.inference.resume.ResumeRule` of ``resume_gap_s`` (None: off)."""
+        from distilray.inference.resume import ResumeRule
+
+        return None if self.resume_gap_s is None else ResumeRule(gap_s=self.resume_gap_s)
+
     def chunk_length_for(self, mode: str) -> float:
         """The chunked long-form window of ``mode`` (teacher, student or speculative)."""
         if mode == "student" and self.student_chunk_length_s is not None:

@@ -136,6 +136,7 @@ class Utterance:
     teacher_passes: int = 0  # speculative: teacher forward passes
     id: str = ""  # the manifest row's id, to name the utterances with most errors
     unfinished_windows: int | None = None  # windows that hit the token limit (None: untracked)
+    resumed_windows: int | None = None  # windows decoded on after an early end (None: untracked)
 
 
 TRIM_MIN = 5  # the WER without the worst N is given for cells of at least TRIM_MIN * N
@@ -241,6 +242,7 @@ def cell_metrics(
     tokens = sum(u.generated_tokens for u in utterances)
     drafted = sum(u.drafted for u in utterances)
     tracked = [u.unfinished_windows for u in utterances if u.unfinished_windows is not None]
+    resumed = [u.resumed_windows for u in utterances if u.resumed_windows is not None]
     return {
         "utterances": len(utterances),
         "scored": len(scored),
@@ -265,6 +267,8 @@ def cell_metrics(
         # utterances with a window that ran to the token limit: a loop to the limit
         # counts here even where the normaliser hides it from WER and 5-grams (fillers)
         "unfinished": sum(1 for n in tracked if n > 0) if tracked else None,
+        # utterances with a window decoded on after its text ended early (resume rule)
+        "resumed": sum(1 for n in resumed if n > 0) if resumed else None,
         "audio_s": audio,
         "compute_s": compute,
         "rtfx": rtfx(audio, compute),

@@ -38,6 +38,7 @@ MD_COLUMNS = [
     ("repeated_5grams_corpus", "5-gram dups (corpus)", "{}"),
     ("loops", "loops", "{}"),
     ("unfinished", "hit token limit", "{}"),
+    ("resumed", "decoded on", "{}"),
     ("rtfx", "RTFx", "{:.1f}"),
     ("latency_vs_teacher", "latency vs teacher", "{:.2f}"),
     ("tokens_per_s", "tokens/s", "{:.1f}"),
@@ -85,6 +86,7 @@ def build_cells(rows: Iterable[dict], worst: int = 0) -> list[dict]:
                 teacher_passes=row["teacher_passes"],
                 id=str(row["id"]),
                 unfinished_windows=_count(row.get("unfinished_windows")),
+                resumed_windows=_count(row.get("resumed_windows")),
             )
         )
     cells = []
@@ -151,10 +153,11 @@ def _order(item) -> tuple:
 
 def markdown_table(cells: list[dict]) -> str:
     """The cells as one Markdown table (rates in percent)."""
+    optional = {"wer_without_worst", "resumed"}  # shown where some cell has a figure
     columns = [
         c
         for c in MD_COLUMNS
-        if c[0] != "wer_without_worst" or any(cell.get(c[0]) is not None for cell in cells)
+        if c[0] not in optional or any(cell.get(c[0]) is not None for cell in cells)
     ]
     header = "| " + " | ".join(title for _, title, _ in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
@@ -217,6 +220,7 @@ TRANSCRIPT_FIELDS = (
     "reference",
     "hypothesis",
     "unfinished_windows",
+    "resumed_windows",
 )
 
 

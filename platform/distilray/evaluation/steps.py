@@ -58,6 +58,7 @@ RESULT_SCHEMA = pa.schema(
         ("accepted", pa.int64()),
         ("teacher_passes", pa.int64()),
         ("unfinished_windows", pa.int64()),  # null for sequential (not tracked)
+        ("resumed_windows", pa.int64()),  # decoded on after an early end (runtime.resume_gap_s)
         ("words", pa.list_(WORD_TYPE)),  # null unless word_timestamps (and not sequential)
         ("error", pa.string()),
     ]
@@ -134,6 +135,7 @@ class EvalWorker:
                 stride_s=rt.stride_s,
                 language=rt.language,
                 fallback=rt.fallback.rule() if rt.fallback else None,
+                resume=rt.resume_rule(),
             )
             for mode in cfg.modes
         }
@@ -228,6 +230,7 @@ def _result_row(row: dict, mode: str, form: str, result, words: bool = False) ->
         "accepted": spec.accepted if spec else 0,
         "teacher_passes": spec.teacher_passes if spec else 0,
         "unfinished_windows": result.unfinished_windows,
+        "resumed_windows": result.resumed_windows,
         "words": [vars(w) for w in result.words] if words else None,
         "error": None,
     }
@@ -249,6 +252,7 @@ def _error_row(row: dict) -> dict:
         "accepted": 0,
         "teacher_passes": 0,
         "unfinished_windows": None,
+        "resumed_windows": None,
         "words": None,
         "error": row["error"],
     }

@@ -53,6 +53,14 @@ def add_parser(subparsers) -> None:
         default="chunked",
         help="algorithm for audio over 30 s (default: chunked)",
     )
+    parser.add_argument(
+        "--resume-gap",
+        type=float,
+        metavar="S",
+        help="decode on where a clip's or chunked window's text ends more than S seconds "
+        "before its last sound (a distilled student's early end; README \"Keeping going "
+        "after an early end\"); default: off, Whisper's decoding",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument(
         "--engine",
@@ -224,6 +232,17 @@ def emit(path: str, result, args: argparse.Namespace, outputs: FileOutputs) -> N
             raise DistilrayError(f"cannot write {target}: {exc}") from None
 
 
+def resume_rule(gap_s: float | None):
+    """The :class:`~distilray.inference.resume.ResumeRule` of ``--resume-gap`` (None: off)."""
+    from distilray.inference.resume import ResumeRule
+
+    if gap_s is None:
+        return None
+    if not gap_s > 0:
+        raise DistilrayError(f"--resume-gap must be a number of seconds above 0, got {gap_s}")
+    return ResumeRule(gap_s=gap_s)
+
+
 def run(args: argparse.Namespace) -> int:
     from distilray.audio import decode_audio
     from distilray.inference.engine import Transcriber
@@ -247,8 +266,12 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.word_timestamps:
             raise DistilrayError("--word-timestamps needs --engine transformers")
+        if args.resume_gap is not None:
+            raise DistilrayError("--resume-gap needs --engine transformers")
     elif args.compute_type != "auto":
         raise DistilrayError("--compute-type is CTranslate2's: add --engine ctranslate2")
+    else:
+        engine_options["resume"] = resume_rule(args.resume_gap)
     transcriber = load(
         args.model,
         args.assistant,

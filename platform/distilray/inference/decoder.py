@@ -91,6 +91,11 @@ class RowStats:
 
     compute_s: float  # its share of the batch's decoding time
     speculative: SpeculativeStats | None = None  # drafts and acceptance (speculative only)
+    # where decoding picked up again after the text ended early (window clock, seconds;
+    # inference.resume), and whether a resumed part filled its token budget (None: not
+    # resumed, judge by the ids' length)
+    resumed_at: tuple[float, ...] = ()
+    filled_budget: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -190,9 +195,10 @@ class BaseDecoder:
         features = torch.as_tensor(features)
         began = time.perf_counter()
         falls_back = settings.fallback is not None and settings.temperature == 0
-        if falls_back and encoder_hidden_states is None:
+        if (falls_back or word_timestamps) and encoder_hidden_states is None:
             # one encoder pass for the greedy pass, the fallback's scores and every
-            # temperature of its ladder (the rows sampled again reuse their states)
+            # temperature of its ladder (the rows sampled again reuse their states), and
+            # the words' cross-attention
             encoder_hidden_states = self.encode(features)
         prompts, ids, stats = self._generate(
             features, return_timestamps, encoder_hidden_states, settings
@@ -203,7 +209,9 @@ class BaseDecoder:
             )
         segments: list[list[Segment]] = [[] for _ in ids]
         if return_timestamps or word_timestamps:
-            segments = self._segments(features, prompts, ids, end_times, word_timestamps)
+            segments = self._segments(
+                features, prompts, ids, end_times, word_timestamps, encoder_hidden_states
+            )
         share = (time.perf_counter() - began) / max(1, len(ids))
         return Decoded(ids, prompts, segments, [RowStats(share, s) for s in stats])
 
@@ -217,12 +225,14 @@ class BaseDecoder:
         texts = self.processor.batch_decode(decoded.ids, skip_special_tokens=True)
         return [text.strip() for text in texts]
 
-    def _segments(self, features, prompts, ids, end_times, words: bool) -> list[list[Segment]]:
+    def _segments(
+        self, features, prompts, ids, end_times, words: bool, encoded=None
+    ) -> list[list[Segment]]:
         ends = list(end_times) if end_times is not None else [None] * len(ids)
         if words:
             from distilray.inference.words import add_words
 
-            return add_words(self.model, self.processor, features, prompts, ids, ends)
+            return add_words(self.model, self.processor, features, prompts, ids, ends, encoded)
         return [
             segments_from_ids(self.processor, row, self.timestamp_begin, end_time=end)
             for row, end in zip(ids, ends, strict=True)

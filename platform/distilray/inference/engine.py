@@ -36,6 +36,13 @@ from distilray.inference.longform import (
     split_windows,
     transcribe_chunked,
 )
+from distilray.inference.resume import (
+    ResumeRule,
+    resume_point,
+    rows_to_resume,
+    shift_timestamps,
+    text_end,
+)
 from distilray.inference.shortform import Segment, to_model
 from distilray.inference.silence import (
     LOGPROB_THRESHOLD,
@@ -45,6 +52,7 @@ from distilray.inference.silence import (
 )
 from distilray.inference.speculative import SpeculativeStats
 from distilray.inference.windows import N_SAMPLES, is_long_form
+from distilray.levels import speech_end_s
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +89,9 @@ class TranscriptResult:
     # windows whose decoding reached max_new_tokens without its end of text: a loop, or
     # a transcript cut short (short and chunked forms; None for sequential)
     unfinished_windows: int | None = None
+    # windows whose text ended early and were decoded on (short and chunked forms with a
+    # ResumeRule; None without one, and for sequential)
+    resumed_windows: int | None = None
 
     @property
     def rtfx(self) -> float:
@@ -103,6 +114,7 @@ class TranscriptResult:
             "generated_tokens": self.generated_tokens,
             "speculative": self.speculative.as_dict() if self.speculative else None,
             "unfinished_windows": self.unfinished_windows,
+            "resumed_windows": self.resumed_windows,
         }
 
 
@@ -128,6 +140,7 @@ class Transcriber:
         logprob_threshold: float | None = LOGPROB_THRESHOLD,
         fallback: Fallback | None = None,
         decoder: Decoder | None = None,
+        resume: ResumeRule | None = None,
     ):
         if not 0 < chunk_length_s <= 30 or not 0 <= 2 * stride_s < chunk_length_s:
             raise DistilrayError(
@@ -159,6 +172,15 @@ class Transcriber:
         # Whisper's temperature fallback for ≤ 30 s windows and chunks decoded at
         # temperature 0, unless a call's options bring their own; None: plain greedy.
         self.fallback = fallback
+        # decode on where a short clip's or chunked window's text ends before its sound
+        # (inference.resume); None: Whisper's decoding, final at the end of text
+        if resume is not None and not self.decoder.capabilities.word_timestamps:
+            raise DistilrayError(
+                "decoding on after an early end times the transcript's last word, which "
+                "this decoder cannot do (the ctranslate2 engine, or a model without "
+                "alignment_heads): turn the resume rule off"
+            )
+        self.resume = resume
 
     def _rules(self, options: DecodeOptions | None) -> DecodeOptions:
         """``options`` with this transcriber's fallback where they set none."""
@@ -262,9 +284,15 @@ class Transcriber:
         return_timestamps: bool,
         word_timestamps: bool = False,
         options: DecodeOptions | None = None,
+        owned_ends: Sequence[float] | None = None,
     ) -> Decoded:
-        """Decoded ≤ 30 s clips, in batches (speculative with an assistant)."""
-        return self._decode_scored(clips, return_timestamps, word_timestamps, options)[0]
+        """Decoded ≤ 30 s clips, in batches (speculative with an assistant). With
+        ``owned_ends`` (seconds of each clip its text answers for: a chunked window's
+        span minus half of each overlap), the resume rule applies, as in :meth:`transcribe`."""
+        decoded, _ = self._decode_scored(
+            clips, return_timestamps, word_timestamps, options, owned_ends
+        )
+        return decoded
 
     def _decode_scored(
         self,
@@ -272,10 +300,17 @@ class Transcriber:
         return_timestamps: bool,
         word_timestamps: bool,
         options: DecodeOptions | None,
+        owned_ends: Sequence[float] | None = None,
     ) -> tuple[Decoded, list[Score | None]]:
         """:meth:`decode_clips`, and each window's score when asked for or needed
-        for the no-speech rule (None otherwise)."""
+        for the no-speech rule (None otherwise). With ``owned_ends`` (how far into each
+        clip its transcript is this call's to give) and a resume rule, clips whose
+        text ends early are decoded on (:meth:`_resume`)."""
         options = self._rules(options)
+        resuming = self.resume is not None and owned_ends is not None
+        # the rule needs to know where the text ends: timestamps, or else timed words
+        asked_words = word_timestamps
+        word_timestamps = word_timestamps or (resuming and not return_timestamps)
         scored = options.scores or self.no_speech_threshold is not None
         # the scores are the teacher's: its decoder's encoder output serves both
         shared = self.decoder.capabilities.encoder_states and self.decoder.model is self.teacher
@@ -324,7 +359,58 @@ class Transcriber:
             segments=[row for d in parts for row in d.segments],
             stats=[row for d in parts for row in d.stats],
         )
+        if resuming:
+            merged = self._resume(
+                clips, merged, owned_ends, return_timestamps, word_timestamps, options
+            )
+            if not (return_timestamps or asked_words):  # words timed for the rule only
+                merged = replace(merged, segments=[[] for _ in merged.ids])
         return merged, scores
+
+    def _resume(
+        self,
+        clips: Sequence[np.ndarray],
+        decoded: Decoded,
+        owned_ends: Sequence[float],
+        timestamps: bool,
+        words: bool,
+        options: DecodeOptions,
+    ) -> Decoded:
+        """``decoded`` with the rest of each clip decoded and appended where its text
+        ends ``resume.gap_s`` before its last sound (inference.resume); windows that
+        filled their token budget, or have no text, stay as they are."""
+        assert self.resume is not None
+        ids = [list(row) for row in decoded.ids]
+        segments = [list(row) for row in decoded.segments]
+        stats = list(decoded.stats)
+        ends = [
+            None if not self._text_ids(row) or self._unfinished(row) else text_end(segs)
+            for row, segs in zip(ids, segments, strict=True)
+        ]
+        sounds = [speech_end_s(np.asarray(clip)) for clip in clips]
+        for _ in range(self.resume.rounds):
+            rows = rows_to_resume(ends, sounds, owned_ends, self.resume.gap_s)
+            if not rows:
+                break
+            starts = [resume_point(ends[row]) for row in rows]  # type: ignore[arg-type]
+            rests = [
+                clips[row][round(start * SAMPLING_RATE) :]
+                for row, start in zip(rows, starts, strict=True)
+            ]
+            rest, _ = self._decode_scored(rests, timestamps, words, options)
+            ends = [None] * len(ids)
+            for row, start, rest_ids, rest_segments, rest_stats in zip(
+                rows, starts, rest.ids, rest.segments, rest.stats, strict=True
+            ):
+                if not self._text_ids(rest_ids):  # nothing more to say: the rule was wrong
+                    continue
+                ids[row] += shift_timestamps(rest_ids, start, self.timestamp_begin)
+                segments[row] += [segment.shifted(start) for segment in rest_segments]
+                filled = self._unfinished(rest_ids)
+                stats[row] = _resumed(stats[row], rest_stats, start, filled)
+                end = None if filled else text_end(rest_segments)
+                ends[row] = None if end is None else start + end
+        return Decoded(ids, decoded.prompts, segments, stats)
 
     def _blank_silence(
         self, decoded: Decoded, scores: list[Score | None], clips: list[np.ndarray]
@@ -366,7 +452,8 @@ class Transcriber:
         word_timestamps: bool,
         options: DecodeOptions,
     ) -> list[TranscriptResult]:
-        decoded, scores = self._decode_scored(audios, timestamps, word_timestamps, options)
+        owned = [len(audio) / SAMPLING_RATE for audio in audios]
+        decoded, scores = self._decode_scored(audios, timestamps, word_timestamps, options, owned)
         results = []
         for audio, ids, segments, stats, score in zip(
             audios, decoded.ids, decoded.segments, decoded.stats, scores, strict=True
@@ -374,7 +461,9 @@ class Transcriber:
             duration = len(audio) / SAMPLING_RATE
             result = self._result(self._text_ids(ids), segments, duration, "short", len(ids), stats)
             result.windows = self._window(0.0, duration, ids, score, options)
-            result.unfinished_windows = int(self._unfinished(ids))
+            result.unfinished_windows = int(self._unfinished(ids, stats))
+            if self.resume is not None:
+                result.resumed_windows = int(bool(stats.resumed_at))
             results.append(result)
         return results
 
@@ -386,10 +475,13 @@ class Transcriber:
         options: DecodeOptions,
     ) -> list[TranscriptResult]:
         windows: tuple[Decoded, list[Score | None]] | None = None
+        _, owners = split_windows(audios, self.chunk_length_s, self.stride_s)
+        # each window answers for its span minus half of each overlap
+        owned = [(span.owned[1] - span.start) / SAMPLING_RATE for _, span in owners]
 
         def decode(clips: list[np.ndarray]) -> Decoded:
             nonlocal windows
-            windows = self._decode_scored(clips, timestamps, word_timestamps, options)
+            windows = self._decode_scored(clips, timestamps, word_timestamps, options, owned)
             return windows[0]
 
         outputs = transcribe_chunked(
@@ -415,11 +507,15 @@ class Transcriber:
         if windows is None:  # no audio at all
             return results
         decoded, scores = windows
-        _, owners = split_windows(audios, self.chunk_length_s, self.stride_s)
         for result in results:
             result.unfinished_windows = 0
+            result.resumed_windows = 0 if self.resume is not None else None
         for row, (index, span) in enumerate(owners):
-            results[index].unfinished_windows += self._unfinished(decoded.ids[row])
+            results[index].unfinished_windows += self._unfinished(
+                decoded.ids[row], decoded.stats[row]
+            )
+            if self.resume is not None and decoded.stats[row].resumed_at:
+                results[index].resumed_windows = (results[index].resumed_windows or 0) + 1
             if options.scores:
                 lo, hi = (x / SAMPLING_RATE for x in span.owned)
                 results[index].windows += self._window(
@@ -450,9 +546,12 @@ class Transcriber:
                 )
         return results
 
-    def _unfinished(self, ids: list[int]) -> bool:
+    def _unfinished(self, ids: list[int], stats: RowStats | None = None) -> bool:
         """Whether a window's generated ``ids`` (end of text not included) filled the
-        token budget: decoding stopped at ``max_new_tokens``, not at its end of text."""
+        token budget: decoding stopped at ``max_new_tokens``, not at its end of text
+        (for a resumed window, ``stats`` say whether its last part did)."""
+        if stats is not None and stats.filled_budget is not None:
+            return stats.filled_budget
         return len(ids) >= self.max_new_tokens
 
     def _text_ids(self, ids: list[int]) -> list[int]:
@@ -479,3 +578,16 @@ class Transcriber:
             generated_tokens=generated,
             speculative=stats.speculative,
         )
+
+
+def _resumed(first: RowStats, rest: RowStats, start_s: float, filled: bool) -> RowStats:
+    """A window's stats once the part decoded from ``start_s`` on is appended."""
+    drafts = first.speculative
+    if rest.speculative is not None:
+        drafts = rest.speculative if drafts is None else drafts + rest.speculative
+    return RowStats(
+        first.compute_s + rest.compute_s,
+        drafts,
+        resumed_at=(*first.resumed_at, start_s),
+        filled_budget=filled,
+    )

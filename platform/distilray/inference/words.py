@@ -53,12 +53,15 @@ def add_words(
     prompts: Sequence[Sequence[int]],
     generated: Sequence[Sequence[int]],
     end_times: Sequence[float | None],
+    encoded: torch.Tensor | None = None,
 ) -> list[list[Segment]]:
-    """Timestamped segments of each row of ``features``, each with its words."""
+    """Timestamped segments of each row of ``features``, each with its words
+    (``encoded``: the encoder's output for ``features``, when the caller has it)."""
     from distilray.inference.shortform import to_model
 
-    with torch.inference_mode():
-        encoded = model.model.encoder(to_model(model, features)).last_hidden_state
+    if encoded is None:
+        with torch.inference_mode():
+            encoded = model.model.encoder(to_model(model, features)).last_hidden_state
     return [
         timed_segments(model, processor, encoded[i : i + 1], prompts[i], generated[i], end_times[i])
         for i in range(len(generated))

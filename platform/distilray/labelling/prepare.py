@@ -19,6 +19,7 @@ from distilray.features import log_mel
 from distilray.hashing import unit_hash
 from distilray.inference.windows import N_FRAMES
 from distilray.labelling.schema import FEATURES
+from distilray.levels import noise_floor, speech_end_s
 
 logger = logging.getLogger(__name__)
 
@@ -110,47 +111,6 @@ def make_pause(samples: int, previous: np.ndarray, *, silent: bool, seed: int) -
         return np.zeros(max(samples, 0), np.float32)
     rng = np.random.default_rng(seed)
     return (rng.standard_normal(samples) * noise_floor(previous)).astype(np.float32)
-
-
-FRAME = SAMPLING_RATE // 50  # 20 ms: the frames the level detectors below measure
-
-
-def frame_rms(audio: np.ndarray) -> np.ndarray:
-    """RMS level of each whole 20 ms frame of ``audio`` (a trailing part frame is left out)."""
-    frames = audio[: audio.size // FRAME * FRAME].reshape(-1, FRAME).astype(np.float64)
-    return np.sqrt((frames**2).mean(axis=1))
-
-
-def noise_floor(audio: np.ndarray, rms: np.ndarray | None = None) -> float:
-    """RMS level of ``audio``'s quiet parts: the 10th percentile of its 20 ms frames'
-    (``rms``: :func:`frame_rms` of ``audio``, when the caller has it already)."""
-    rms = frame_rms(audio) if rms is None else rms
-    return float(np.percentile(rms, 10)) if rms.size else 0.0
-
-
-# A 20 ms frame is loud enough to count as sound when its RMS reaches 5 % of the
-# loudest frame's (-26 dB) and three times the clip's noise floor.
-ACTIVE_SHARE_OF_PEAK = 0.05
-ACTIVE_OVER_FLOOR = 3.0
-
-
-def speech_end_s(audio: np.ndarray) -> float:
-    """Where ``audio``'s last sound ends, in seconds: the end of its last 20 ms frame
-    that is loud enough (:data:`ACTIVE_SHARE_OF_PEAK`, :data:`ACTIVE_OVER_FLOOR`);
-    0.0 for silence. A level detector, not a speech detector: what distillation compares
-    with the end of the teacher's label to find labels that stopped while the audio
-    went on.
-
-    >>> tone = np.sin(np.arange(16000) / 5).astype(np.float32)
-    >>> speech_end_s(np.concatenate([tone, np.zeros(8000, np.float32)]))
-    1.0
-    """
-    rms = frame_rms(audio)
-    if not rms.size:
-        return 0.0
-    level = max(ACTIVE_SHARE_OF_PEAK * rms.max(), ACTIVE_OVER_FLOOR * noise_floor(audio, rms))
-    loud = np.flatnonzero((rms >= level) & (rms > 0))
-    return float((loud[-1] + 1) * FRAME / SAMPLING_RATE) if loud.size else 0.0
 
 
 def _join(group: list[Clip], parts: list[np.ndarray]) -> Clip:

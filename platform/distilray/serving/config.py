@@ -120,6 +120,13 @@ class ServeArgs(StageConfig):
         description="temperature 0 requests: Whisper's temperature fallback for windows "
         "that loop or are unsure (sampled by the teacher alone); temperatures [] = greedy only",
     )
+    resume_gap_s: float | None = Field(
+        None,
+        gt=0,
+        description="decode on where a clip's or chunked window's transcript ends more than "
+        "this many seconds before its last sound (a distilled student's early end; README "
+        '"Keeping going after an early end"); null: Whisper\'s decoding',
+    )
     api_key_env: str | None = Field(
         "DISTILRAY_API_KEY",
         description="environment variable holding the API key; when it is set and not empty, "

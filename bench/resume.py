@@ -12,7 +12,8 @@ evaluation), ``fallback`` (Whisper's temperature fallback, ``runtime.fallback``:
 that loop or are unsure sampled again at 0.2 ... 1.0, seeded) and ``fallback+resumed``.
 Prints, per model, the WER of each form in each decoding, how many clips or windows were
 decoded on, and the recordings whose error count differs between the first two
-decodings; ``--out`` writes it all as JSON.
+decodings; ``--out`` writes it as JSON (``--per-recording``: with every recording's
+errors and transcript).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="torch seed of each fallback decoding")
     parser.add_argument("--limit", type=int, default=None, help="first N rows only")
     parser.add_argument("--out", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--per-recording",
+        action="store_true",
+        help="with --out: every recording's errors and transcript in each decoding too",
+    )
     return parser.parse_args(argv)
 
 
@@ -65,21 +71,32 @@ def errors(reference: str, hypothesis: str) -> tuple[int, int]:
 
 
 def score(rows: list[dict], results: list) -> dict:
-    """WER per form, decoded-on count, and each recording's errors."""
+    """WER, repeated 5-grams (summed over transcripts, as the evaluation's "5-gram dups")
+    and decoded-on count per form; each recording's errors and transcript."""
+    from distilray.evaluation.metrics import repeated_ngrams
+
     per_form: dict[str, list[int]] = {}
-    per_row = {}
+    per_row, texts = {}, {}
     for row, result in zip(rows, results, strict=True):
         wrong, words = errors(row["text"], result.text)
-        totals = per_form.setdefault(result.form, [0, 0, 0])
+        totals = per_form.setdefault(result.form, [0, 0, 0, 0])
         totals[0] += wrong
         totals[1] += words
         totals[2] += result.resumed_windows or 0
+        totals[3] += repeated_ngrams(result.text)
         per_row[row["id"]] = wrong
+        texts[row["id"]] = result.text
     forms = {
-        form: {"wer": 100 * e / max(1, n), "errors": e, "words": n, "resumed_windows": r}
-        for form, (e, n, r) in per_form.items()
+        form: {
+            "wer": 100 * e / max(1, n),
+            "errors": e,
+            "words": n,
+            "resumed_windows": r,
+            "repeated_5grams": g,
+        }
+        for form, (e, n, r, g) in per_form.items()
     }
-    return {"forms": forms, "errors": per_row}
+    return {"forms": forms, "errors": per_row, "transcripts": texts}
 
 
 def run_model(
@@ -130,13 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     report = {"manifest": str(args.manifest), "gap_s": args.gap, "models": {}}
     for reference in args.model:
         result = run_model(reference, rows, args.gap, args.decodings, args.seed)
-        report["models"][reference] = {**result, "changed": changes(result)}
+        kept = result
+        if not args.per_recording:  # the figures, and the recordings that changed
+            kept = {
+                name: {k: v for k, v in part.items() if k not in ("errors", "transcripts")}
+                for name, part in result.items()
+            }
+        report["models"][reference] = {**kept, "changed": changes(result)}
         cells = []
         for form in sorted(result[args.decodings[0]]["forms"]):
             figures = [result[name]["forms"][form] for name in args.decodings]
             decoded_on = max(f["resumed_windows"] for f in figures)
             wers = " -> ".join(format(f["wer"], ".1f") for f in figures)
-            cells.append(f"{form} {wers} % ({decoded_on} decoded on)")
+            grams = " -> ".join(str(f["repeated_5grams"]) for f in figures)
+            cells.append(f"{form} {wers} % ({decoded_on} decoded on; 5-grams {grams})")
         moved = ", ".join(f"{k} {a}->{b}" for k, (a, b) in changes(result).items())
         print(f"{reference}: {'; '.join(cells)}" + (f"; {moved}" if moved else ""), flush=True)
     if args.out:

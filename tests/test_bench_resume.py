@@ -20,7 +20,7 @@ def test_reports_both_decodings_per_form(resume, synth_clips, tiny_en, tmp_path,
     argv = ["--manifest", str(synth_clips), "--model", str(tiny_en), "--limit", "3"]
     assert resume.main([*argv, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert f"{tiny_en}: short " in printed and "(0 decoded on)" in printed
+    assert f"{tiny_en}: short " in printed and "(0 decoded on; 5-grams 0 -> 0)" in printed
     report = json.loads(out.read_text())
     model = report["models"][str(tiny_en)]
     greedy, resumed = model["greedy"]["forms"]["short"], model["resumed"]["forms"]["short"]
@@ -28,6 +28,10 @@ def test_reports_both_decodings_per_form(resume, synth_clips, tiny_en, tmp_path,
     # the teacher finishes these clean sentences: the rule has nothing to do
     assert resumed["resumed_windows"] == 0 and model["changed"] == {}
     assert greedy["wer"] == resumed["wer"] < 35
+    assert "transcripts" not in model["greedy"]  # figures only, unless --per-recording
+    assert resume.main([*argv, "--out", str(out), "--per-recording"]) == 0
+    kept = json.loads(out.read_text())["models"][str(tiny_en)]["resumed"]
+    assert len(kept["transcripts"]) == len(kept["errors"]) == 3
 
 
 def test_bad_arguments_are_one_line(resume, tmp_path, capsys):

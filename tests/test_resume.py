@@ -133,7 +133,7 @@ def test_the_rule_leaves_finished_transcripts_alone(teacher, synth_clips):
     from distilray.inference.engine import Transcriber
 
     model, processor = teacher
-    rows = [json.loads(line) for line in synth_clips.read_text().splitlines()]
+    rows = [json.loads(line) for line in synth_clips.read_text().splitlines()][:4]
     audios = [decode_audio(synth_clips.parent / r["audio"]) for r in rows]
     plain = Transcriber(model, processor, batch_size=4).transcribe(audios)
     ruled = Transcriber(model, processor, batch_size=4, resume=ResumeRule()).transcribe(audios)

@@ -62,39 +62,33 @@ def read_manifest(path: Path, limit: int | None) -> list[dict]:
     return rows
 
 
-def errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """Word errors and reference words, after Whisper's English normaliser."""
-    from distilray.text import wer_stats
-
-    stats = wer_stats(reference, hypothesis)
-    return stats.substitutions + stats.deletions + stats.insertions, stats.ref_words
-
-
 def score(rows: list[dict], results: list) -> dict:
-    """WER, repeated 5-grams (summed over transcripts, as the evaluation's "5-gram dups")
-    and decoded-on count per form; each recording's errors and transcript."""
+    """WER (after Whisper's English normaliser), repeated 5-grams (summed over
+    transcripts, as the evaluation's "5-gram dups") and decoded-on count per form; each
+    recording's errors and transcript."""
     from distilray.evaluation.metrics import repeated_ngrams
+    from distilray.text import WerStats, wer_stats
 
-    per_form: dict[str, list[int]] = {}
+    edits: dict[str, WerStats] = {}
+    counts: dict[str, list[int]] = {}  # form -> [windows decoded on, repeated 5-grams]
     per_row, texts = {}, {}
     for row, result in zip(rows, results, strict=True):
-        wrong, words = errors(row["text"], result.text)
-        totals = per_form.setdefault(result.form, [0, 0, 0, 0])
-        totals[0] += wrong
-        totals[1] += words
-        totals[2] += result.resumed_windows or 0
-        totals[3] += repeated_ngrams(result.text)
-        per_row[row["id"]] = wrong
+        stats = wer_stats(row["text"], result.text)
+        edits[result.form] = edits.get(result.form, WerStats()) + stats
+        form = counts.setdefault(result.form, [0, 0])
+        form[0] += result.resumed_windows or 0
+        form[1] += repeated_ngrams(result.text)
+        per_row[row["id"]] = stats.errors
         texts[row["id"]] = result.text
     forms = {
         form: {
-            "wer": 100 * e / max(1, n),
-            "errors": e,
-            "words": n,
-            "resumed_windows": r,
-            "repeated_5grams": g,
+            "wer": 100 * stats.wer,
+            "errors": stats.errors,
+            "words": stats.ref_words,
+            "resumed_windows": counts[form][0],
+            "repeated_5grams": counts[form][1],
         }
-        for form, (e, n, r, g) in per_form.items()
+        for form, stats in edits.items()
     }
     return {"forms": forms, "errors": per_row, "transcripts": texts}
 

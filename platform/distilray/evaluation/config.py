@@ -116,7 +116,7 @@ class RuntimeConfig(StageConfig):
         """The :class:`~distilray.inference.resume.ResumeRule` of ``resume_gap_s`` (None: off)."""
         from distilray.inference.resume import ResumeRule
 
-        return None if self.resume_gap_s is None else ResumeRule(gap_s=self.resume_gap_s)
+        return ResumeRule.of(self.resume_gap_s)
 
     def chunk_length_for(self, mode: str) -> float:
         """The chunked long-form window of ``mode`` (teacher, student or speculative)."""

@@ -236,11 +236,12 @@ def resume_rule(gap_s: float | None):
     """The :class:`~distilray.inference.resume.ResumeRule` of ``--resume-gap`` (None: off)."""
     from distilray.inference.resume import ResumeRule
 
-    if gap_s is None:
-        return None
-    if not gap_s > 0:
-        raise DistilrayError(f"--resume-gap must be a number of seconds above 0, got {gap_s}")
-    return ResumeRule(gap_s=gap_s)
+    try:
+        return ResumeRule.of(gap_s)
+    except ValueError:  # the rule's own check: gap_s above 0
+        raise DistilrayError(
+            f"--resume-gap must be a number of seconds above 0, got {gap_s}"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -210,7 +210,7 @@ class BaseDecoder:
         segments: list[list[Segment]] = [[] for _ in ids]
         if return_timestamps or word_timestamps:
             segments = self._segments(
-                features, prompts, ids, end_times, word_timestamps, encoder_hidden_states
+                encoder_hidden_states, prompts, ids, end_times, word_timestamps
             )
         share = (time.perf_counter() - began) / max(1, len(ids))
         return Decoded(ids, prompts, segments, [RowStats(share, s) for s in stats])
@@ -225,14 +225,14 @@ class BaseDecoder:
         texts = self.processor.batch_decode(decoded.ids, skip_special_tokens=True)
         return [text.strip() for text in texts]
 
-    def _segments(
-        self, features, prompts, ids, end_times, words: bool, encoded=None
-    ) -> list[list[Segment]]:
+    def _segments(self, encoded, prompts, ids, end_times, words: bool) -> list[list[Segment]]:
+        """Each row's segments; with ``words``, timed by cross-attention on ``encoded``
+        (the encoder output :meth:`decode` computes whenever words are asked for)."""
         ends = list(end_times) if end_times is not None else [None] * len(ids)
         if words:
             from distilray.inference.words import add_words
 
-            return add_words(self.model, self.processor, features, prompts, ids, ends, encoded)
+            return add_words(self.model, self.processor, encoded, prompts, ids, ends)
         return [
             segments_from_ids(self.processor, row, self.timestamp_begin, end_time=end)
             for row, end in zip(ids, ends, strict=True)

@@ -33,6 +33,7 @@ from distilray.inference.decoder import (
 )
 from distilray.inference.longform import (
     SequentialOptions,
+    owned_ends,
     split_windows,
     transcribe_chunked,
 )
@@ -476,8 +477,7 @@ class Transcriber:
     ) -> list[TranscriptResult]:
         windows: tuple[Decoded, list[Score | None]] | None = None
         _, owners = split_windows(audios, self.chunk_length_s, self.stride_s)
-        # each window answers for its span minus half of each overlap
-        owned = [(span.owned[1] - span.start) / SAMPLING_RATE for _, span in owners]
+        owned = owned_ends(owners)
 
         def decode(clips: list[np.ndarray]) -> Decoded:
             nonlocal windows

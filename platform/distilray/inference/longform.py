@@ -83,6 +83,12 @@ def split_windows(
     return windows, owners
 
 
+def owned_ends(owners: Sequence[tuple[int, Chunk]]) -> list[float]:
+    """How far into each window of :func:`split_windows` its text answers for, in
+    seconds on the window's clock (its span minus half of its right overlap)."""
+    return [(span.owned[1] - span.start) / SAMPLING_RATE for _, span in owners]
+
+
 def transcribe_chunked(
     audios: Sequence[np.ndarray],
     decode: WindowDecoder,

@@ -42,6 +42,11 @@ class ResumeRule:
         if self.rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
 
+    @classmethod
+    def of(cls, gap_s: float | None) -> ResumeRule | None:
+        """The rule of a ``resume_gap_s`` setting (None: off)."""
+        return None if gap_s is None else cls(gap_s=gap_s)
+
 
 def text_end(segments: Sequence[Segment]) -> float | None:
     """Where a window's transcript ends on its clock: its last word's end when words

@@ -49,19 +49,13 @@ def alignment_problem(model) -> str | None:
 def add_words(
     model,
     processor,
-    features: torch.Tensor,
+    encoded: torch.Tensor,
     prompts: Sequence[Sequence[int]],
     generated: Sequence[Sequence[int]],
     end_times: Sequence[float | None],
-    encoded: torch.Tensor | None = None,
 ) -> list[list[Segment]]:
-    """Timestamped segments of each row of ``features``, each with its words
-    (``encoded``: the encoder's output for ``features``, when the caller has it)."""
-    from distilray.inference.shortform import to_model
-
-    if encoded is None:
-        with torch.inference_mode():
-            encoded = model.model.encoder(to_model(model, features)).last_hidden_state
+    """Timestamped segments of each row of ``encoded`` (the encoder's output for the
+    rows' log-mel features, as the decoder computed it), each with its words."""
     return [
         timed_segments(model, processor, encoded[i : i + 1], prompts[i], generated[i], end_times[i])
         for i in range(len(generated))

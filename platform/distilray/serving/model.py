@@ -18,8 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from ray import serve
 
-from distilray.audio import SAMPLING_RATE
-from distilray.inference.longform import split_windows
+from distilray.inference.longform import owned_ends, split_windows
 from distilray.inference.resume import ResumeRule
 from distilray.inference.windows import is_long_form
 from distilray.serving.config import ServeArgs
@@ -105,7 +104,7 @@ def load_transcriber(args: ServeArgs):
         no_speech_threshold=args.no_speech_threshold,
         logprob_threshold=args.logprob_threshold,
         fallback=args.fallback.rule(),
-        resume=None if args.resume_gap_s is None else ResumeRule(gap_s=args.resume_gap_s),
+        resume=ResumeRule.of(args.resume_gap_s),
     )
     logger.info("loaded %s (assistant %s) on %s/%s", args.teacher, args.assistant, device, dtype)
     return transcriber
@@ -243,10 +242,7 @@ class WhisperModel:
         for start in range(0, len(windows), step):
             group = windows[start : start + step]
             # what each window answers for, so that the resume rule acts as in transcribe
-            owned = [
-                (span.owned[1] - span.start) / SAMPLING_RATE
-                for _, span in owners[start : start + step]
-            ]
+            owned = owned_ends(owners[start : start + step])
             async with self._decode_lock:
                 decoded = await asyncio.to_thread(
                     self.transcriber.decode_clips, group, False, options=options, owned_ends=owned

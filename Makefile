@@ -52,7 +52,7 @@ system-deps:
 
 setup: $(VENV)/.installed system-deps
 
-## The whole pipeline end to end on the embedded tiny.en teacher (2-core CPU: 18.3 min measured, budget 20: README row 110; 260 steps took 19-22).
+## The whole pipeline end to end on the embedded tiny.en teacher (2-core CPU: 17.4 min measured, budget 20: README row 127; 260 steps took 19-22).
 demo: setup
 	$(PY) jobs/demo.py --config configs/tiny/demo.yaml $(DEMO_ARGS)
 

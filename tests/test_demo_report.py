@@ -77,6 +77,28 @@ def test_headline_orders_clean_rows_per_dataset_and_adds_the_untrained_baseline(
     assert "without the 1 clips or recordings on which that model made the most errors" in table
     assert "synth      teacher      SNR  10.0 dB: 40.0" in table
     assert "transcribed clip.wav in 0.50 s: 'hello'" in table
+    assert "decoding:" not in table and "decoded on" not in table
+
+
+def test_the_table_says_how_its_models_decoded():
+    """A recipe that decodes on after early ends and falls back like Whisper says so, and
+    counts the windows decoded on per cell; the paper's greedy decoding is named too."""
+    from distilray.evaluation.config import RuntimeConfig
+
+    rows = [_cell("teacher", same=1.0) | {"resumed": 1}, _cell("student") | {"resumed": 0}]
+    served_as = RuntimeConfig(fallback={"temperatures": [0.2, 0.4, 1.0]}, resume_gap_s=2)
+    table = format_results(rows, [], None, served_as.decoding())
+    assert "| hit token limit | decoded on | relative latency |" in table
+    assert "| synth | teacher | short | 20.0 | – | – | 0 | 0 | 0 | 1 | 1.00 | 4.0 | 100% |" in table
+    assert "| synth | student | short | 20.0 | – | – | 0 | 2 | 1 | 0 | 1.00 | 4.0 | – |" in table
+    assert (
+        "\ndecoding: greedy, then Whisper's temperature fallback (0.2-1) and decoded on where "
+        "the text ends more than 2 s before the sound, for every model alike\n"
+    ) in table
+    assert RuntimeConfig().decoding() == "greedy, as the paper evaluates"
+    assert RuntimeConfig(fallback={"temperatures": []}).decoding() == (
+        "greedy, as the paper evaluates"
+    )
 
 
 def test_the_untrained_baseline_is_evaluated_only_when_the_recipe_asks(monkeypatch):

@@ -128,6 +128,25 @@ def test_fallback_resamples_looping_rows_only_and_repeatably(models, clips):
     assert decoder.decode(features, options=options).ids == first.ids  # seeded
 
 
+def test_a_fallback_sample_does_not_depend_on_its_batch(models, clips):
+    """A window sampled by the fallback gets the same text alone, in a batch, and in the
+    batch reversed: a served request does not change with the traffic batched beside
+    it, and an evaluation's teacher and speculative runs sample alike."""
+    from distilray.features import log_mel
+    from distilray.inference.decoder import DecodeOptions, Fallback, GreedyDecoder
+
+    teacher, processor, _ = models
+    features = torch.from_numpy(log_mel(processor.feature_extractor, clips[:4]))
+    decoder = GreedyDecoder(teacher, processor, max_new_tokens=30)
+    # thresholds every greedy row fails, so that each one is sampled up the ladder
+    options = DecodeOptions(fallback=Fallback((0.5, 1.0), 0.1, 0.0))
+    batched = decoder.decode(features, options=options).ids
+    backwards = decoder.decode(features.flip(0), options=options).ids[::-1]
+    alone = [decoder.decode(features[i : i + 1], options=options).ids[0] for i in range(4)]
+    assert batched == alone == backwards
+    assert batched != decoder.decode(features).ids  # the rows really were sampled
+
+
 def test_speculative_fallback_equals_the_teachers(models, clips):
     from distilray.features import log_mel
     from distilray.inference.decoder import (

@@ -246,15 +246,22 @@ def _fmt(value, pattern: str = "{}") -> str:
     return "–" if value is None else pattern.format(value)
 
 
-def format_results(rows: list[dict], noisy: list[dict], served: dict | None) -> str:
+def format_results(
+    rows: list[dict], noisy: list[dict], served: dict | None, decoding: str | None = None
+) -> str:
+    """The results table of a demo-style run; ``decoding`` says how its models decoded
+    (``RuntimeConfig.decoding``). A "decoded on" column appears where the evaluation
+    counted windows decoded on after an early end."""
     from distilray.evaluation.report import versus_teacher
 
     worst = max((len(c.get("worst") or []) for c in rows), default=0)
+    resumed = any(c.get("resumed") is not None for c in rows)
     lines = [
         "| data | model | form | WER % | vs teacher (95 % CI) | WER % w/o worst | "
-        "5-gram repeats | loops | hit token limit | relative latency | RTFx | "
-        "identical to teacher | acceptance |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "5-gram repeats | loops | hit token limit | "
+        + ("decoded on | " if resumed else "")
+        + "relative latency | RTFx | identical to teacher | acceptance |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if resumed else ""),
     ]
     for c in rows:
         same = c.get("identical_to_teacher")
@@ -265,10 +272,13 @@ def format_results(rows: list[dict], noisy: list[dict], served: dict | None) -> 
             f"{_fmt(None if trimmed is None else 100 * trimmed, '{:.1f}')} | "
             f"{_fmt(c.get('repeated_5grams'))} | {_fmt(c.get('loops'))} | "
             f"{_fmt(c.get('unfinished'))} | "
-            f"{_fmt(c.get('latency_vs_teacher'), '{:.2f}')} | {c['rtfx']:.1f} | "
+            + (f"{_fmt(c.get('resumed'))} | " if resumed else "")
+            + f"{_fmt(c.get('latency_vs_teacher'), '{:.2f}')} | {c['rtfx']:.1f} | "
             f"{'–' if same is None else f'{100 * same:.0f}%'} | "
             f"{_fmt(c.get('acceptance_rate'), '{:.2f}')} |"
         )
+    if decoding:
+        lines.append(f"\ndecoding: {decoding}")
     if worst:
         lines.append(
             f"\nw/o worst: without the {worst} clips or recordings on which that model made "
@@ -396,7 +406,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     _banner(7, total, "results")
     rows = headline(evaluated.cells, baseline)
     noisy = [c for c in evaluated.cells if c["form"] == "short" and c["snr_db"] is not None]
-    table = format_results(rows, noisy, served)
+    table = format_results(rows, noisy, served, stages.eval.runtime.decoding())
     print(table, flush=True)
     results = {
         "headline": rows,
@@ -411,6 +421,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             "student": outcome.student,
             "data": outcome.data.describe(stages.distill.data),
         },
+        "decoding": stages.eval.runtime.decoding(),
         "eval_report": evaluated.paths,
         "wall_s": time.perf_counter() - began_all,
     }

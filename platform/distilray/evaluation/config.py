@@ -112,6 +112,20 @@ class RuntimeConfig(StageConfig):
         "greedy decoding, final at the end of text",
     )
 
+    def decoding(self) -> str:
+        """How short clips and chunked windows are decoded, in words (results tables)."""
+        ways = []
+        if self.fallback and self.fallback.temperatures:
+            ladder = self.fallback.temperatures
+            ways.append(f"Whisper's temperature fallback ({ladder[0]:g}-{ladder[-1]:g})")
+        if self.resume_gap_s is not None:
+            ways.append(
+                f"decoded on where the text ends more than {self.resume_gap_s:g} s before the sound"
+            )
+        if not ways:
+            return "greedy, as the paper evaluates"
+        return "greedy, then " + " and ".join(ways) + ", for every model alike"
+
     def resume_rule(self):
         """The :class:`~distilray.inference.resume.ResumeRule` of ``resume_gap_s`` (None: off)."""
         from distilray.inference.resume import ResumeRule

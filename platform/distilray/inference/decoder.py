@@ -40,7 +40,8 @@ class Fallback:
     A window whose text compresses too well (a repetition loop) or whose tokens the
     decoding model found too unlikely is decoded again, sampled at the next
     temperature of the ladder, until one passes or the ladder ends; the last try is
-    kept (openai/whisper ``transcribe``). Sampling is seeded, so a call is repeatable.
+    kept (openai/whisper ``transcribe``). Sampling is seeded per window, so a window
+    gets the same text in every call, whatever it is batched with.
     A window that falls back is the decoding model's own sample: with an assistant
     it is decoded by the teacher alone, as any sampled call is.
     """
@@ -289,21 +290,26 @@ class BaseDecoder:
     def _fall_back(
         self, features, return_timestamps, encoder_states, settings, prompts, ids, stats
     ):
-        """Rows that fail :class:`Fallback`'s tests, sampled again up its ladder."""
+        """Rows that fail :class:`Fallback`'s tests, sampled again up its ladder.
+
+        Each row is sampled alone, from the generator seeded for that temperature: a
+        window's sample depends on the window, never on the others batched with it (a
+        served request's text does not change with the traffic beside it, and an
+        evaluation's teacher and speculative runs sample alike whatever else they batch)."""
         rule = settings.fallback
         prompts, ids, stats = list(prompts), list(ids), list(stats)
         todo = self._failing(rule, encoder_states, range(len(ids)), prompts, ids)
         for step, temperature in enumerate(rule.temperatures):
             if not todo:
                 break
-            rows = torch.tensor(todo)
             sampled = replace(settings, temperature=temperature)
-            states = encoder_states[rows.to(encoder_states.device)]
-            with torch.random.fork_rng(devices=_cuda_devices(self.model)):
-                torch.manual_seed(rule.seed + step)
-                again = self._greedy(features[rows], return_timestamps, states, sampled)
-            for j, row in enumerate(todo):
-                prompts[row], ids[row] = again[0][j], again[1][j]
+            for row in todo:
+                one = torch.tensor([row])
+                states = encoder_states[one.to(encoder_states.device)]
+                with torch.random.fork_rng(devices=_cuda_devices(self.model)):
+                    torch.manual_seed(rule.seed + step)
+                    again = self._greedy(features[one], return_timestamps, states, sampled)
+                prompts[row], ids[row] = again[0][0], again[1][0]
                 stats[row] = None  # sampled by the model alone: no speculative counters
             todo = self._failing(rule, encoder_states, todo, prompts, ids)
         return prompts, ids, stats

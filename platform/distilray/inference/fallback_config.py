@@ -26,7 +26,11 @@ class FallbackConfig(StageConfig):
     logprob_threshold: float | None = Field(
         -1.0, le=0, description="a window whose average log-probability is below this is unsure"
     )
-    seed: int = Field(0, description="sampling seed: the same call gives the same text")
+    seed: int = Field(
+        0,
+        description="sampling seed of every window: a window gets the same text in every "
+        "call, whatever it is batched with",
+    )
 
     @field_validator("temperatures")
     @classmethod

@@ -406,7 +406,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     _banner(7, total, "results")
     rows = headline(evaluated.cells, baseline)
     noisy = [c for c in evaluated.cells if c["form"] == "short" and c["snr_db"] is not None]
-    table = format_results(rows, noisy, served, stages.eval.runtime.decoding())
+    decoding = stages.eval.runtime.decoding()
+    table = format_results(rows, noisy, served, decoding)
     print(table, flush=True)
     results = {
         "headline": rows,
@@ -421,7 +422,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             "student": outcome.student,
             "data": outcome.data.describe(stages.distill.data),
         },
-        "decoding": stages.eval.runtime.decoding(),
+        "decoding": decoding,
         "eval_report": evaluated.paths,
         "wall_s": time.perf_counter() - began_all,
     }

@@ -304,11 +304,12 @@ class BaseDecoder:
                 break
             sampled = replace(settings, temperature=temperature)
             for row in todo:
-                one = torch.tensor([row])
-                states = encoder_states[one.to(encoder_states.device)]
+                one = slice(row, row + 1)
                 with torch.random.fork_rng(devices=_cuda_devices(self.model)):
                     torch.manual_seed(rule.seed + step)
-                    again = self._greedy(features[one], return_timestamps, states, sampled)
+                    again = self._greedy(
+                        features[one], return_timestamps, encoder_states[one], sampled
+                    )
                 prompts[row], ids[row] = again[0][0], again[1][0]
                 stats[row] = None  # sampled by the model alone: no speculative counters
             todo = self._failing(rule, encoder_states, todo, prompts, ids)

@@ -61,11 +61,12 @@ def test_random_teacher_greedy_ids_equal_transformers(tiny_random, random_ct2):
 
 def test_ct2_decoder_gives_the_greedy_decoders_rows(tiny_random, random_ct2):
     """One decoder interface: the same Decoded rows (prompts, ids, segments) as
-    GreedyDecoder, and clear errors for what CTranslate2 does not do."""
+    GreedyDecoder, with a text prompt and with Whisper's fallback too (random weights
+    loop, so every row is sampled again), and a clear error for sequential long-form."""
     from distilray.engines.ct2 import CT2Whisper
     from distilray.engines.ct2_decoder import CT2Decoder
     from distilray.errors import DistilrayError
-    from distilray.inference.decoder import DecodeOptions, GreedyDecoder
+    from distilray.inference.decoder import DecodeOptions, Fallback, GreedyDecoder
     from distilray.inference.engine import Transcriber
     from distilray.inference.longform import SequentialOptions
     from distilray.inference.prompt import text_prompt_ids
@@ -80,16 +81,19 @@ def test_ct2_decoder_gives_the_greedy_decoders_rows(tiny_random, random_ct2):
         want = greedy.decode(features, return_timestamps=timestamps, end_times=[30.0, 30.0])
         got = ct2.decode(features, return_timestamps=timestamps, end_times=[30.0, 30.0])
         assert (got.ids, got.prompts, got.segments) == (want.ids, want.prompts, want.segments)
-        encoded = ct2.decode(features, encoder_hidden_states=engine.encode(features))
-        assert encoded.ids == greedy.decode(features).ids
+        for states in (ct2.encode(features), ct2.encode(features).clone()):  # its own, a copy
+            again = ct2.decode(features, return_timestamps=timestamps, encoder_hidden_states=states)
+            assert again.ids == want.ids
+    prompt = text_prompt_ids(processor.tokenizer, "hello there")
+    fallback = Fallback(temperatures=(0.5, 1.0))
+    for options in (DecodeOptions(prompt_ids=prompt), DecodeOptions(fallback=fallback)):
+        want, got = greedy.decode(features, options=options), ct2.decode(features, options=options)
+        assert (got.ids, got.prompts) == (want.ids, want.prompts)
+    assert got.ids != greedy.decode(features).ids  # the fallback's samples, not the loops
     caps = ct2.capabilities
-    assert caps.timestamps and not caps.sequential and not caps.word_timestamps
+    assert caps.timestamps and caps.encoder_states and not caps.sequential
+    assert caps.word_timestamps == greedy.capabilities.word_timestamps
     refused = [
-        lambda: ct2.decode(features, word_timestamps=True),
-        lambda: ct2.decode(features, options=DecodeOptions(temperature=0.5)),
-        lambda: ct2.decode(
-            features, options=DecodeOptions(prompt_ids=text_prompt_ids(processor.tokenizer, "hi"))
-        ),
         lambda: ct2.sequential([np.zeros(16000, np.float32)], SequentialOptions()),
         lambda: Transcriber(model, processor, decoder=ct2).transcribe(
             [np.zeros(16000, np.float32)], long_form="sequential"

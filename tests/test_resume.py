@@ -95,30 +95,55 @@ def two_sentences(synth_clips):
     return audio, len(first) / SR, rows[0]["text"], rows[1]["text"]
 
 
-def _transcriber(teacher, cut_s, resume, **kwargs):
+def _transcriber(teacher, cut_s, resume, ct2=None, **kwargs):
+    """The teacher's transcriber, decoding on transformers or (``ct2``: a CTranslate2
+    copy of it) on CTranslate2, whose first pass hears each window up to ``cut_s``."""
     from distilray.inference.decoder import make_decoder
     from distilray.inference.engine import Transcriber
 
     model, processor = teacher
-    decoder = HearsFirstPart(make_decoder(model, processor, None), cut_s)
+    if ct2 is None:
+        inner = make_decoder(model, processor, None)
+    else:
+        from distilray.engines.ct2_decoder import CT2Decoder
+
+        inner = CT2Decoder(ct2, model, processor)
+    decoder = HearsFirstPart(inner, cut_s)
     return Transcriber(model, processor, decoder=decoder, resume=resume, **kwargs)
 
 
-def test_a_clip_whose_text_ends_early_is_decoded_on(teacher, two_sentences):
+@pytest.fixture(scope="module")
+def engines(tiny_en):
+    """Decoding engines by name: transformers (None), CTranslate2 where installed."""
+    import importlib.util
+
+    found = {"transformers": None}
+    if importlib.util.find_spec("ctranslate2") is not None:
+        from distilray.engines.ct2 import CT2Whisper
+
+        found["ctranslate2"] = CT2Whisper.load(str(tiny_en))
+    return found
+
+
+@pytest.mark.parametrize("engine", ["transformers", "ctranslate2"])
+def test_a_clip_whose_text_ends_early_is_decoded_on(teacher, two_sentences, engines, engine):
+    if engine not in engines:
+        pytest.skip("ctranslate2 is not installed")
+    ct2 = engines[engine]
     audio, first_s, first, second = two_sentences
     cut = first_s + 0.2
-    [alone] = _transcriber(teacher, cut, None).transcribe([audio])
+    [alone] = _transcriber(teacher, cut, None, ct2).transcribe([audio])
     both = f"{first} {second}"
     # the first pass ends after the first sentence: the second's words are all missing
     assert wer(first, alone.text) < 0.35 and wer(both, alone.text) > 0.5
     assert alone.resumed_windows is None
 
-    [resumed] = _transcriber(teacher, cut, ResumeRule(gap_s=2.0)).transcribe([audio])
+    [resumed] = _transcriber(teacher, cut, ResumeRule(gap_s=2.0), ct2).transcribe([audio])
     assert resumed.resumed_windows == 1
     assert wer(both, resumed.text) < wer(both, alone.text) - 0.3
     assert resumed.segments == []  # words were timed for the rule, not asked for
 
-    [timed] = _transcriber(teacher, cut, ResumeRule(gap_s=2.0)).transcribe(
+    [timed] = _transcriber(teacher, cut, ResumeRule(gap_s=2.0), ct2).transcribe(
         [audio], return_timestamps=True
     )
     assert wer(both, timed.text) < wer(both, alone.text) - 0.3
@@ -192,7 +217,6 @@ def test_the_rule_is_set_from_eval_config_and_transcribe_flag(tmp_path, capsys):
     audio.write_bytes(b"")
     for flags, message in (
         (["--resume-gap", "-1"], "--resume-gap must be a number of seconds above 0"),
-        (["--resume-gap", "2", "--engine", "ctranslate2"], "--resume-gap needs --engine"),
     ):
         code = main(["transcribe", "--model", "tiny.en", *flags, str(audio)])
         assert code == 2 and message in capsys.readouterr().err

@@ -124,3 +124,42 @@ def test_transcribe_writes_files_and_prints_no_library_warnings(spoken, tiny_en,
     for path in spoken:
         assert (tmp_path / f"{path.stem}.srt").read_text().startswith("1\n00:00:00,000 --> ")
         assert json.loads((tmp_path / f"{path.stem}.json").read_text())["text"]
+
+
+def test_decoding_flags_set_every_files_options(spoken, tiny_en, capsys):
+    """--prompt, --temperature and --no-fallback become the call's DecodeOptions (the
+    fallback on by default, as served); a prompted transcript is what the engine gives
+    with that prompt; bad flags are refused before the model loads."""
+    from distilray.audio import decode_audio
+    from distilray.cli import build_parser, main
+    from distilray.inference.cli import decode_options
+    from distilray.inference.decoder import DecodeOptions, Fallback
+    from distilray.inference.engine import Transcriber
+    from distilray.inference.prompt import text_prompt_ids
+
+    transcriber = Transcriber.load(str(tiny_en))
+    tokenizer = transcriber.processor.tokenizer
+
+    def options(*flags: str) -> DecodeOptions:
+        args = build_parser().parse_args(["transcribe", "-m", "tiny.en", *flags, "a.wav"])
+        return decode_options(args, tokenizer)
+
+    assert options() == DecodeOptions(fallback=Fallback())
+    assert options("--no-fallback") == DecodeOptions()
+    sampled = options("--temperature", "0.6", "--prompt", "Quilter, Hessian")
+    assert sampled.temperature == 0.6
+    assert sampled.prompt_ids == text_prompt_ids(tokenizer, "Quilter, Hessian") != ()
+
+    prompt = "Names: Zyx Quorble."
+    assert main(["transcribe", "-m", str(tiny_en), "--prompt", prompt, str(spoken[0])]) == 0
+    printed = capsys.readouterr().out.split("\t")[1].strip()
+    want = transcriber.transcribe([decode_audio(spoken[0])], options=options("--prompt", prompt))[
+        0
+    ].text
+    assert printed == want
+    for wrong, message in (
+        (["--temperature", "-0.5"], "--temperature must be 0 or more"),
+        (["--prompt", "x", "--long-form", "sequential"], "--prompt works with"),
+    ):
+        assert main(["transcribe", "-m", "no/such-model", *wrong, str(spoken[0])]) == 2
+        assert message in capsys.readouterr().err

@@ -83,6 +83,19 @@ class CT2Whisper:
             tensor = torch.as_tensor(encoded, device=device)
         return tensor.to(device=device, dtype=dtype)
 
+    def as_view(self, hidden):
+        """Encoder output as CTranslate2 takes it: a ``StorageView`` as it is, a torch
+        tensor (:meth:`hidden_states`) viewed in place where its memory allows it. The
+        caller keeps ``hidden`` alive while the view is used."""
+        import ctranslate2
+
+        if isinstance(hidden, ctranslate2.StorageView):
+            return hidden
+        hidden = hidden.detach()
+        if hidden.device.type == "cpu":
+            return ctranslate2.StorageView.from_array(np.ascontiguousarray(hidden.float().numpy()))
+        return ctranslate2.StorageView.from_array(hidden.contiguous())
+
     def greedy(
         self,
         encoded,

@@ -2,14 +2,20 @@
 
 :class:`CT2Decoder` decodes with a :class:`~distilray.engines.ct2.CT2Whisper` under
 the same checks and the same :class:`~distilray.inference.decoder.Decoded` rows as
-the transformers decoders: the forced prompt each row started from, the generated
-ids (timestamps kept, no end of text) and window-relative segments. The transformers
-model it is given supplies the tokenizer and the decoding settings only.
+the transformers decoders: the forced prompt each row started from (a text prompt
+in front of it), the generated ids (timestamps kept, no end of text) and
+window-relative segments, with words when asked.
 
-What it cannot do it refuses with a clear error, and says so in its capabilities:
-Whisper's sequential long-form and word timestamps (both need transformers
-``generate`` and the decoder's cross-attentions), sampling (temperature > 0) and
-text prompts.
+Greedy decoding, the work of every window, runs on CTranslate2. The transformers model
+it is given supplies the tokenizer and the decoding settings, and what needs the
+model's own ``generate`` or a teacher-forced pass over CTranslate2's encoder output
+(which :meth:`CT2Decoder.encode` returns as a torch tensor): sampled calls
+(temperature > 0) and the rows Whisper's temperature fallback samples again, the
+fallback's scores, and word timing by the alignment heads' cross-attention (the same
+words at the same times as the transformers engine's, so decoding on after an early
+end decides alike; CTranslate2's own alignment renormalises the attention over the
+audio and stretches a last word over the silence after it). Whisper's sequential
+long-form needs transformers ``generate`` and is refused.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ ENGINE_HINT = "use --engine transformers"
 
 
 class CT2Decoder(BaseDecoder):
-    """Greedy short-form decoding (≤ 30 s windows) on CTranslate2."""
+    """Short-form decoding (≤ 30 s windows) on CTranslate2."""
 
     def __init__(self, engine: CT2Whisper, model, processor, **kwargs):
         super().__init__(model, processor, **kwargs)
@@ -40,7 +46,15 @@ class CT2Decoder(BaseDecoder):
             )
         self.engine = engine
         self.max_initial_timestamp = getattr(config, "max_initial_timestamp_index", None)
-        self.capabilities = Capabilities(timestamps=True, sequential=False, word_timestamps=False)
+        # the transformers model's alignment heads are the converted copy's
+        # (CTranslate2's converter reads them from the same generation config)
+        self.capabilities = Capabilities(
+            timestamps=True,
+            sequential=False,
+            word_timestamps=self.capabilities.word_timestamps,
+            encoder_states=True,
+        )
+        self._encoded: tuple[torch.Tensor, object] | None = None  # last batch: tensor, view
 
     def decode(
         self,
@@ -55,56 +69,54 @@ class CT2Decoder(BaseDecoder):
         """:class:`Decoded` rows of ≤ 30 s log-mel ``features``.
 
         ``encoder_hidden_states``, when the caller already encoded the batch, is
-        :meth:`CT2Whisper.encode`'s output for ``features`` (CTranslate2's own).
+        :meth:`encode`'s output for ``features`` (CTranslate2's encoder output).
         """
-        if word_timestamps:
-            raise DistilrayError(
-                f"word timestamps need the transformers engine's cross-attentions: {ENGINE_HINT}"
+        if encoder_hidden_states is None:
+            encoder_hidden_states = self.encode(features)
+        try:
+            return super().decode(
+                features,
+                return_timestamps=return_timestamps,
+                word_timestamps=word_timestamps,
+                end_times=end_times,
+                encoder_hidden_states=encoder_hidden_states,
+                options=options,
             )
-        return super().decode(
-            features,
-            return_timestamps=return_timestamps,
-            end_times=end_times,
-            encoder_hidden_states=encoder_hidden_states,
-            options=options,
-        )
+        finally:
+            self._encoded = None  # the batch's engine output is not kept past its decoding
 
-    def encode(self, features):
-        """CTranslate2's encoder output for ``features``, as :meth:`decode` takes it
-        (not the transformers model's: ``capabilities.encoder_states`` is off)."""
-        return self.engine.encode(torch.as_tensor(features).cpu().numpy())
+    def encode(self, features) -> torch.Tensor:
+        """CTranslate2's encoder output for ``features`` as a torch tensor on the
+        model's device, as :meth:`decode` and the teacher-forced scores take it."""
+        view = self.engine.encode(torch.as_tensor(features).cpu().numpy())
+        hidden = self.engine.hidden_states(view, device=self.model.device, dtype=self.model.dtype)
+        self._encoded = (hidden, view)
+        return hidden
 
-    def settings(self, options: DecodeOptions | None) -> DecodeOptions:
-        settings = super().settings(options)
-        if settings.temperature > 0:
-            raise DistilrayError(
-                f"the CTranslate2 engine decodes greedily (temperature 0): {ENGINE_HINT} to sample"
-            )
-        if settings.prompt_ids:
-            raise DistilrayError(f"the CTranslate2 engine takes no text prompt: {ENGINE_HINT}")
-        if settings.fallback is not None:
-            raise DistilrayError(
-                f"the CTranslate2 engine has no temperature fallback: {ENGINE_HINT} for it"
-            )
-        return settings
-
-    def _generate(self, features, return_timestamps, encoder_hidden_states, settings):
-        encoded = encoder_hidden_states
-        if encoded is None:
-            encoded = self.encode(features)
-        prompt = prompt_ids(
-            self.model.generation_config, settings.language, settings.task, return_timestamps
-        )
-        ids = self.engine.greedy(
-            encoded,
-            prompt,
-            max_new_tokens=self.max_new_tokens,
-            max_initial_timestamp_index=self.max_initial_timestamp,
-        )
-        return [list(prompt) for _ in ids], ids, [None] * len(ids)
+    def _view(self, hidden: torch.Tensor):
+        """``hidden`` as CTranslate2 takes it: the engine's own output where it is the
+        batch :meth:`encode` returned last, else a view of the tensor."""
+        if self._encoded is not None and self._encoded[0] is hidden:
+            return self._encoded[1]
+        return self.engine.as_view(hidden)
 
     def sequential(self, audios: Sequence[np.ndarray], options, decode=None):
         raise DistilrayError(
             "sequential long-form runs on transformers generate: decode long audio chunked "
             f"with the CTranslate2 engine, or {ENGINE_HINT}"
         )
+
+    def _generate(self, features, return_timestamps, encoder_hidden_states, settings):
+        if settings.temperature > 0:  # sampled by the transformers model, as a fallback row is
+            return self._greedy(features, return_timestamps, encoder_hidden_states, settings)
+        forced = prompt_ids(
+            self.model.generation_config, settings.language, settings.task, return_timestamps
+        )
+        prompt = [*settings.prompt_ids, *forced]
+        ids = self.engine.greedy(
+            self._view(encoder_hidden_states),
+            prompt,
+            max_new_tokens=self.max_new_tokens,
+            max_initial_timestamp_index=self.max_initial_timestamp,
+        )
+        return [list(prompt) for _ in ids], ids, [None] * len(ids)

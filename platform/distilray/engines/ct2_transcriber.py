@@ -3,9 +3,11 @@
 :class:`CT2Transcriber` is :class:`~distilray.inference.engine.Transcriber` with a
 :class:`~distilray.engines.ct2_decoder.CT2Decoder`: short-form decoding (clips of up
 to 30 s, and the windows of chunked long-form) runs on CTranslate2; batching, chunk
-merging, timestamps and the no-speech rule are the transformers engine's. What the
-decoder cannot do (speculative decoding, sequential long-form, word timestamps,
-sampling, text prompts) is refused with a clear error.
+merging, timestamps, the no-speech rule, Whisper's temperature fallback and decoding on
+after an early end are the transformers engine's, and the teacher's scores read
+CTranslate2's encoder output (one encoder pass per batch). Word timestamps are
+CTranslate2's alignment. Speculative decoding and sequential long-form need
+transformers ``generate`` and are refused with a clear error.
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ result is printed as soon as its batch is done: one line per file, ``path<TAB>te
 in the order given. With ``--timestamps`` the text carries its segments as
 ``[start-end] text``; with ``--json`` each line is a JSON object with the full result.
 ``--output-format txt|srt|vtt|json|all`` also writes ``DIR/<name>.<format>`` per file
-into ``--output-dir`` (default: the current folder), as whisper does. A file that
+into ``--output-dir`` (default: the current folder), as whisper does. Windows are
+decoded greedily with Whisper's temperature fallback, as ``distilray serve`` and
+whisper's own command do (``--no-fallback``: greedy output alone; ``--temperature``
+above 0 samples; ``--prompt`` is Whisper's initial prompt for every file). A file that
 cannot be read or decoded is reported on stderr as ``error: path: reason``; the other
 files are still transcribed, and the command then exits with status 2.
 """
@@ -60,6 +63,25 @@ def add_parser(subparsers) -> None:
         help="decode on where a clip's or chunked window's text ends more than S seconds "
         "before its last sound (a distilled student's early end; README \"Keeping going "
         "after an early end\"); default: off, Whisper's decoding",
+    )
+    parser.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="Whisper's initial prompt: text that conditions decoding of every clip and "
+        "window (names, spellings, style); not with --long-form sequential",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0 (default): greedy, with Whisper's temperature fallback; above 0: sampled "
+        "at that temperature by the model alone (no --assistant drafting)",
+    )
+    parser.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="greedy output only: no temperature fallback for windows whose text loops "
+        "(compresses more than 2.4x) or is too unsure (average log-probability under -1)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument(
@@ -244,12 +266,31 @@ def resume_rule(gap_s: float | None):
         ) from None
 
 
+def decode_options(args: argparse.Namespace, tokenizer=None):
+    """The decoding settings of ``--prompt``, ``--temperature`` and ``--no-fallback`` for
+    every file (``--prompt`` is encoded once a ``tokenizer`` is given), checked."""
+    from distilray.inference.decoder import DecodeOptions, Fallback
+    from distilray.inference.prompt import text_prompt_ids
+
+    if args.prompt is not None and args.long_form == "sequential":
+        raise DistilrayError("--prompt works with --long-form chunked (the default)")
+    if not args.temperature >= 0:  # NaN included
+        raise DistilrayError(f"--temperature must be 0 or more, got {args.temperature}")
+    prompt = text_prompt_ids(tokenizer, args.prompt) if args.prompt and tokenizer else ()
+    return DecodeOptions(
+        prompt_ids=prompt,
+        temperature=args.temperature,
+        fallback=None if args.no_fallback else Fallback(),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from distilray.audio import decode_audio
     from distilray.inference.engine import Transcriber
     from distilray.inference.windows import N_SAMPLES
 
     outputs = file_outputs(args.output_format, args.output_dir, args.files)
+    decode_options(args)  # flags checked before the model loads
     if args.word_timestamps and args.long_form == "sequential":
         raise DistilrayError("--word-timestamps works with --long-form chunked (the default)")
     load = Transcriber.load
@@ -265,14 +306,9 @@ def run(args: argparse.Namespace) -> int:
             raise DistilrayError(
                 "--engine ctranslate2 decodes long audio chunked: drop --long-form"
             )
-        if args.word_timestamps:
-            raise DistilrayError("--word-timestamps needs --engine transformers")
-        if args.resume_gap is not None:
-            raise DistilrayError("--resume-gap needs --engine transformers")
     elif args.compute_type != "auto":
         raise DistilrayError("--compute-type is CTranslate2's: add --engine ctranslate2")
-    else:
-        engine_options["resume"] = resume_rule(args.resume_gap)
+    engine_options["resume"] = resume_rule(args.resume_gap)
     transcriber = load(
         args.model,
         args.assistant,
@@ -281,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         language=args.language,
     )
+    options = decode_options(args, transcriber.processor.tokenizer)
     timestamps = args.timestamps or args.word_timestamps or outputs.timestamped
     failed: list[str] = []
 
@@ -294,6 +331,7 @@ def run(args: argparse.Namespace) -> int:
             long_form=args.long_form,
             return_timestamps=timestamps,
             word_timestamps=args.word_timestamps,
+            options=options,
         )
 
     batcher = Batcher(transcriber.batch_size, N_SAMPLES)

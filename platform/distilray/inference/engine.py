@@ -178,8 +178,8 @@ class Transcriber:
         if resume is not None and not self.decoder.capabilities.word_timestamps:
             raise DistilrayError(
                 "decoding on after an early end times the transcript's last word, which "
-                "this decoder cannot do (the ctranslate2 engine, or a model without "
-                "alignment_heads): turn the resume rule off"
+                "this decoder cannot do (a model without alignment_heads): turn the "
+                "resume rule off"
             )
         self.resume = resume
 

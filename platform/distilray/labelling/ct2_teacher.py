@@ -130,10 +130,8 @@ class CT2TeacherLabeller(TeacherLabeller):
         self.progress = progress
 
     def _encode(self, features: np.ndarray):
-        """CTranslate2's encoder output (the decoder's input) and the same as a torch
-        tensor on the scoring decoder's device."""
-        encoded = self.engine.encode(features)
-        hidden = self.engine.hidden_states(
-            encoded, device=self.model.device, dtype=self.model.dtype
-        )
-        return encoded, hidden
+        """CTranslate2's encoder output as a torch tensor on the scoring decoder's
+        device, twice: the decoder decodes from it (the engine's own output, kept by
+        :meth:`CT2Decoder.encode`), the scores and the encoder store read it."""
+        hidden = self.decoder.encode(features)
+        return hidden, hidden

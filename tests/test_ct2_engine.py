@@ -90,6 +90,18 @@ def test_ct2_decoder_gives_the_greedy_decoders_rows(tiny_random, random_ct2):
         want, got = greedy.decode(features, options=options), ct2.decode(features, options=options)
         assert (got.ids, got.prompts) == (want.ids, want.prompts)
     assert got.ids != greedy.decode(features).ids  # the fallback's samples, not the loops
+    # the token budget as transformers counts it, also where a long text prompt eats
+    # into it (random weights decode to the budget)
+    for words, budget in ((100, 25), (400, 100), (400, 300)):
+        options = DecodeOptions(prompt_ids=text_prompt_ids(processor.tokenizer, "x " * words))
+        for timestamps in (False, True):
+            want, got = (
+                decoder(engine, model, processor, max_new_tokens=budget).decode(
+                    features[:1], return_timestamps=timestamps, options=options
+                )
+                for decoder in (lambda _, *a, **k: GreedyDecoder(*a, **k), CT2Decoder)
+            )
+            assert got.ids == want.ids and len(got.ids[0]) > 0
     caps = ct2.capabilities
     assert caps.timestamps and caps.encoder_states and not caps.sequential
     assert caps.word_timestamps == greedy.capabilities.word_timestamps

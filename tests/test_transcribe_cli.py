@@ -159,7 +159,8 @@ def test_decoding_flags_set_every_files_options(spoken, tiny_en, capsys):
     assert printed == want
     for wrong, message in (
         (["--temperature", "-0.5"], "--temperature must be 0 or more"),
-        (["--prompt", "x", "--long-form", "sequential"], "--prompt works with"),
+        (["--prompt", "x", "--long-form", "sequential"], "--prompt and --temperature work"),
+        (["--temperature", "0.5", "--long-form", "sequential"], "own temperature ladder"),
     ):
         assert main(["transcribe", "-m", "no/such-model", *wrong, str(spoken[0])]) == 2
         assert message in capsys.readouterr().err

@@ -103,26 +103,54 @@ class CT2Whisper:
         *,
         max_new_tokens: int,
         max_initial_timestamp_index: int | None = None,
+        max_positions: int = 448,
     ) -> list[list[int]]:
         """Generated ids per row (timestamps as generated; prompt and end of text left out).
 
         ``encoded`` is :meth:`encode`'s output (log-mel features work too); every row
-        starts from ``prompt``. At most ``max_new_tokens`` tokens are decoded per row,
-        end of text included, as transformers' ``generate`` counts them.
+        starts from ``prompt`` (a text prompt, then the forced tokens). As many tokens
+        are decoded per row, end of text included, as transformers' ``generate`` decodes
+        with ``max_length=max_new_tokens`` (:func:`generate_steps`) for a decoder of
+        ``max_positions`` positions.
         """
         batch = encoded.shape[0]
         options = {}
         if max_initial_timestamp_index is not None:
             options["max_initial_timestamp_index"] = max_initial_timestamp_index
+        steps = generate_steps(max_new_tokens, len(prompt), max_positions)
         results = self.model.generate(
             encoded,
             [list(prompt)] * batch,
             beam_size=1,
-            # CTranslate2's Whisper decodes at most max_length / 2 steps after the prompt
-            # (OpenAI's sample_len = n_text_ctx // 2), end of text included.
-            max_length=2 * max_new_tokens,
+            max_length=ct2_max_length(steps, len(prompt)),
             suppress_blank=True,
             suppress_tokens=[-1],  # the generation config's list, from the model's config.json
             **options,
         )
         return [list(result.sequences_ids[0]) for result in results]
+
+
+def generate_steps(budget: int, prompt_length: int, max_positions: int = 448) -> int:
+    """Tokens transformers' Whisper ``generate`` decodes with ``max_length=budget`` after a
+    decoder prompt of ``prompt_length`` tokens (text prompt + forced tokens), end of text
+    included: it counts ``max_length`` from the prompt's end but adds at most
+    ``max_positions // 2 - 1`` of the prompt's length, and never passes the decoder's
+    last position.
+
+    >>> generate_steps(100, 3), generate_steps(100, 226), generate_steps(300, 226)
+    (100, 97, 222)
+    """
+    beyond = max(0, prompt_length - (max_positions // 2 - 1))
+    return max(0, min(budget - beyond, max_positions - prompt_length))
+
+
+def ct2_max_length(steps: int, prompt_length: int) -> int:
+    """CTranslate2's ``max_length`` for exactly ``steps`` tokens after a prompt of
+    ``prompt_length`` tokens: its Whisper decodes ``min(max_length // 2, max_length -
+    prompt_length + 1)`` of them (OpenAI's ``sample_len = n_text_ctx // 2``, and the
+    whole sequence within ``max_length + 1`` positions).
+
+    >>> ct2_max_length(25, 2), ct2_max_length(97, 226)
+    (50, 322)
+    """
+    return max(1, 2 * steps, steps + prompt_length - 1)

@@ -118,5 +118,6 @@ class CT2Decoder(BaseDecoder):
             prompt,
             max_new_tokens=self.max_new_tokens,
             max_initial_timestamp_index=self.max_initial_timestamp,
+            max_positions=self.model.config.max_target_positions,
         )
         return [list(prompt) for _ in ids], ids, [None] * len(ids)

@@ -4,10 +4,11 @@
 :class:`~distilray.engines.ct2_decoder.CT2Decoder`: short-form decoding (clips of up
 to 30 s, and the windows of chunked long-form) runs on CTranslate2; batching, chunk
 merging, timestamps, the no-speech rule, Whisper's temperature fallback and decoding on
-after an early end are the transformers engine's, and the teacher's scores read
-CTranslate2's encoder output (one encoder pass per batch). Word timestamps are
-CTranslate2's alignment. Speculative decoding and sequential long-form need
-transformers ``generate`` and are refused with a clear error.
+after an early end are the transformers engine's. The teacher's scores, the fallback's
+samples and word timing read CTranslate2's encoder output with the transformers model
+(one encoder pass per batch; :mod:`distilray.engines.ct2_decoder`). Speculative
+decoding and sequential long-form need transformers ``generate`` and are refused with a
+clear error.
 """
 
 from __future__ import annotations

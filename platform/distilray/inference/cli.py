@@ -68,14 +68,15 @@ def add_parser(subparsers) -> None:
         "--prompt",
         metavar="TEXT",
         help="Whisper's initial prompt: text that conditions decoding of every clip and "
-        "window (names, spellings, style); not with --long-form sequential",
+        "window (names, spellings, style); chunked long-form only",
     )
     parser.add_argument(
         "--temperature",
         type=float,
         default=0.0,
         help="0 (default): greedy, with Whisper's temperature fallback; above 0: sampled "
-        "at that temperature by the model alone (no --assistant drafting)",
+        "at that temperature by the model alone (no --assistant drafting); chunked "
+        "long-form only",
     )
     parser.add_argument(
         "--no-fallback",
@@ -272,8 +273,12 @@ def decode_options(args: argparse.Namespace, tokenizer=None):
     from distilray.inference.decoder import DecodeOptions, Fallback
     from distilray.inference.prompt import text_prompt_ids
 
-    if args.prompt is not None and args.long_form == "sequential":
-        raise DistilrayError("--prompt works with --long-form chunked (the default)")
+    sequential = args.long_form == "sequential"
+    if sequential and (args.prompt is not None or args.temperature != 0):
+        raise DistilrayError(
+            "--prompt and --temperature work with --long-form chunked (the default): "
+            "sequential long-form has its own temperature ladder and no text prompt"
+        )
     if not args.temperature >= 0:  # NaN included
         raise DistilrayError(f"--temperature must be 0 or more, got {args.temperature}")
     prompt = text_prompt_ids(tokenizer, args.prompt) if args.prompt and tokenizer else ()

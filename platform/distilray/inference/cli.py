@@ -68,15 +68,16 @@ def add_parser(subparsers) -> None:
         "--prompt",
         metavar="TEXT",
         help="Whisper's initial prompt: text that conditions decoding of every clip and "
-        "window (names, spellings, style); chunked long-form only",
+        "window (names, spellings, style); not with --long-form sequential",
     )
     parser.add_argument(
         "--temperature",
         type=float,
         default=0.0,
+        metavar="T",
         help="0 (default): greedy, with Whisper's temperature fallback; above 0: sampled "
-        "at that temperature by the model alone (no --assistant drafting); chunked "
-        "long-form only",
+        "at that temperature by the model alone (no --assistant drafting); not with "
+        "--long-form sequential",
     )
     parser.add_argument(
         "--no-fallback",

@@ -94,12 +94,13 @@ def test_ct2_decoder_gives_the_greedy_decoders_rows(tiny_random, random_ct2):
     # into it (random weights decode to the budget)
     for words, budget in ((100, 25), (400, 100), (400, 300)):
         options = DecodeOptions(prompt_ids=text_prompt_ids(processor.tokenizer, "x " * words))
+        pair = (
+            GreedyDecoder(model, processor, max_new_tokens=budget),
+            CT2Decoder(engine, model, processor, max_new_tokens=budget),
+        )
         for timestamps in (False, True):
             want, got = (
-                decoder(engine, model, processor, max_new_tokens=budget).decode(
-                    features[:1], return_timestamps=timestamps, options=options
-                )
-                for decoder in (lambda _, *a, **k: GreedyDecoder(*a, **k), CT2Decoder)
+                d.decode(features[:1], return_timestamps=timestamps, options=options) for d in pair
             )
             assert got.ids == want.ids and len(got.ids[0]) > 0
     caps = ct2.capabilities

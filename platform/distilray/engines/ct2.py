@@ -84,13 +84,11 @@ class CT2Whisper:
         return tensor.to(device=device, dtype=dtype)
 
     def as_view(self, hidden):
-        """Encoder output as CTranslate2 takes it: a ``StorageView`` as it is, a torch
-        tensor (:meth:`hidden_states`) viewed in place where its memory allows it. The
-        caller keeps ``hidden`` alive while the view is used."""
+        """A torch tensor of encoder output (:meth:`hidden_states`) as CTranslate2 takes
+        it, viewed in place where its memory allows it. The caller keeps ``hidden`` alive
+        while the view is used."""
         import ctranslate2
 
-        if isinstance(hidden, ctranslate2.StorageView):
-            return hidden
         hidden = hidden.detach()
         if hidden.device.type == "cpu":
             return ctranslate2.StorageView.from_array(np.ascontiguousarray(hidden.float().numpy()))

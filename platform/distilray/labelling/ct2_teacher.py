@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from distilray.errors import ConfigError
 from distilray.inference.confidence import no_speech_token_id
 from distilray.inference.prompt import end_of_text
@@ -128,10 +126,3 @@ class CT2TeacherLabeller(TeacherLabeller):
         self.suppress = list(config.suppress_tokens or [])
         self.no_speech_id = no_speech_token_id(config)
         self.progress = progress
-
-    def _encode(self, features: np.ndarray):
-        """CTranslate2's encoder output as a torch tensor on the scoring decoder's
-        device, twice: the decoder decodes from it (the engine's own output, kept by
-        :meth:`CT2Decoder.encode`), the scores and the encoder store read it."""
-        hidden = self.decoder.encode(features)
-        return hidden, hidden

@@ -154,28 +154,21 @@ class TeacherLabeller:
         return out
 
     def _encode(self, features: np.ndarray):
-        """``(encoded, hidden)``: the encoder output as the decoder takes it, and as the
-        torch tensor the scores and the encoder store take (here both the same)."""
-        import torch
-
-        from distilray.inference.shortform import to_model
-
-        with torch.inference_mode():
-            hidden = self.model.model.encoder(
-                to_model(self.model, np.ascontiguousarray(features))
-            ).last_hidden_state
-        return hidden, hidden
+        """The teacher's encoder output for ``features`` as its decoder takes it, a torch
+        tensor the scores and the encoder store read too (CTranslate2's output on that
+        engine: :meth:`CT2Decoder.encode`)."""
+        return self.decoder.encode(np.ascontiguousarray(features))
 
     def _run(self, features: np.ndarray) -> list[_Labelled]:
         """Label sequences, then one teacher-forced pass for ``(avg_logprob, no_speech_prob)``."""
         from distilray.inference.confidence import sequence_scores
 
-        encoded, hidden = self._encode(features)
+        hidden = self._encode(features)
         if self.store is not None:
             for row, states in zip(features, hidden, strict=True):
                 self.store.save(row, states)
         decoded = self.decoder.decode(
-            features, return_timestamps=self.return_timestamps, encoder_hidden_states=encoded
+            features, return_timestamps=self.return_timestamps, encoder_hidden_states=hidden
         )
         sequences = [
             full_sequence(prompt, row, self.eos, self.decoder.max_new_tokens)

@@ -44,14 +44,14 @@ def decoded(synth_clips) -> pa.Table:
     return decode_rows(_clips(synth_clips, 2), [None], seed=0)
 
 
-def _config(tiny_en, student_dir, tmp_path, **extra) -> EvalConfig:
+def _config(tiny_en, student_dir, tmp_path, runtime=None, **extra) -> EvalConfig:
     return EvalConfig.model_validate(
         {
             "models": {"teacher": str(tiny_en), "student": str(student_dir)},
             "datasets": [{"name": "synth", "manifest": "unused.jsonl"}],
             "modes": ["teacher", "student"],
             "forms": ["short"],
-            "runtime": {"batch_size": 2, "max_new_tokens": 40},
+            "runtime": {"batch_size": 2, "max_new_tokens": 40, **(runtime or {})},
             "output_dir": str(tmp_path),
             **extra,
         }
@@ -126,3 +126,62 @@ def test_noise_modes_narrow_the_evaluated_modes_only(tiny_en, student_dir, tmp_p
     # a config that names speculative for noise still evaluates only its own modes
     narrowed = _config(tiny_en, student_dir, tmp_path, noise={"modes": ["speculative", "student"]})
     assert narrowed.noisy_modes() == ["student"]
+
+
+def test_the_ctranslate2_engine_gives_the_transformers_cells(
+    tiny_en, student_dir, decoded, tmp_path
+):
+    """``runtime.engine: ctranslate2`` decodes teacher and student on CTranslate2 copies
+    of the two models: at float32 every transcript is the transformers engine's, and the
+    report says which engine ran; int8 runs the same cells."""
+    pytest.importorskip("ctranslate2")
+    reference = EvalWorker(_config(tiny_en, student_dir, tmp_path))(decoded).to_pylist()
+    cfg = _config(tiny_en, student_dir, tmp_path, runtime={"engine": "ctranslate2"})
+    assert cfg.runtime.engine_name() == "CTranslate2 float32"
+    worker = EvalWorker(cfg)
+    assert {type(t).__name__ for t in worker.transcribers.values()} == {"CT2Transcriber"}
+    rows = worker(decoded).to_pylist()
+
+    def cells(rows):
+        return sorted((r["mode"], r["id"], r["hypothesis"]) for r in rows)
+
+    assert cells(rows) == cells(reference)
+    assert all(r["hypothesis"] and r["error"] is None for r in rows)
+    extra = {"engine": cfg.runtime.engine_name(), "decoding": cfg.runtime.decoding()}
+    write_report(tmp_path / "ct2", build_cells(rows), extra, rows)
+    markdown = (tmp_path / "ct2" / "results.md").read_text()
+    assert "Engine: CTranslate2 float32." in markdown
+    assert "Decoding: greedy, as the paper evaluates." in markdown
+
+    runtime = {"engine": "ctranslate2", "compute_type": "int8"}
+    quantized = EvalWorker(_config(tiny_en, student_dir, tmp_path, runtime=runtime))
+    assert {r["mode"] for r in quantized(decoded).to_pylist()} == {"teacher", "student"}
+
+
+def test_the_config_refuses_what_ctranslate2_cannot_decode(tiny_en, student_dir, tmp_path):
+    """Speculative decoding and sequential long-form stay transformers'; a compute type
+    without the CTranslate2 engine is a mistake. All refused before any model loads."""
+    from typing import get_args
+
+    from pydantic import ValidationError
+
+    from distilray.engines.ct2 import COMPUTE_TYPES
+    from distilray.evaluation.config import ComputeType
+
+    assert set(get_args(ComputeType)) == {"auto", *COMPUTE_TYPES}
+    ct2 = {"engine": "ctranslate2"}
+    refused = {
+        "speculative decoding runs on transformers": {
+            "modes": ["teacher", "speculative"],
+            "runtime": ct2,
+        },
+        "decodes long-form chunked": {"forms": ["short", "sequential"], "runtime": ct2},
+        "compute_type is CTranslate2's": {"runtime": {"compute_type": "int8"}},
+        "compute_type": {"runtime": {**ct2, "compute_type": "int4"}},
+    }
+    for message, extra in refused.items():
+        with pytest.raises(ValidationError, match=message):
+            _config(tiny_en, student_dir, tmp_path, **extra)
+    cfg = _config(tiny_en, student_dir, tmp_path, forms=["short", "chunked"], runtime=ct2)
+    assert cfg.runtime.engine_name() == "CTranslate2 float32"
+    assert _config(tiny_en, student_dir, tmp_path).runtime.engine_name() == "transformers"

@@ -15,6 +15,9 @@ from distilray.data.columns_config import (
 )
 from distilray.inference.fallback_config import FallbackConfig
 
+# auto and CTranslate2's compute types (distilray.engines.ct2.COMPUTE_TYPES; a test
+# keeps the two lists equal)
+ComputeType = Literal["auto", "float32", "int8", "float16", "int8_float16", "bfloat16"]
 Mode = Literal["teacher", "student", "speculative"]
 Form = Literal["short", "chunked", "sequential"]
 
@@ -71,6 +74,19 @@ class RuntimeConfig(StageConfig):
     dtype: Literal["float32", "float16", "bfloat16"] | None = Field(
         None, description="model dtype (default: float32 on CPU, float16 on GPU)"
     )
+    engine: Literal["transformers", "ctranslate2"] = Field(
+        "transformers",
+        description="what decodes the teacher and student modes: transformers `generate`, "
+        "or CTranslate2 (the model converted once and cached, as faster-whisper runs it; "
+        "short and chunked forms; speculative decoding and sequential long-form need "
+        "transformers). Needs `pip install 'distilray[ct2]'`",
+    )
+    compute_type: ComputeType = Field(
+        "auto",
+        description="CTranslate2's compute type (engine: ctranslate2): auto = float32 on "
+        "CPU (the transformers engine's transcripts), float16 on a GPU; int8 and the other "
+        "reduced types are faster and may differ",
+    )
     num_actors: int = Field(1, ge=1, description="model actors at most (Ray actor pool size)")
     gpus_per_actor: float = Field(0.0, ge=0, description="GPUs each actor reserves")
     cpus_per_actor: float = Field(
@@ -111,6 +127,16 @@ class RuntimeConfig(StageConfig):
         '"Keeping going after an early end"; 2 is what it measures); null: the paper\'s '
         "greedy decoding, final at the end of text",
     )
+
+    def engine_name(self) -> str:
+        """The engine in words (results tables): ``transformers`` or ``CTranslate2 int8``."""
+        if self.engine == "transformers":
+            return "transformers"
+        from distilray.engines.ct2 import default_compute_type
+
+        kind = "cpu" if self.device == "cpu" else "cuda"
+        chosen = default_compute_type(kind) if self.compute_type == "auto" else self.compute_type
+        return f"CTranslate2 {chosen}"
 
     def decoding(self) -> str:
         """How short clips and chunked windows are decoded, in words (results tables)."""
@@ -202,4 +228,25 @@ class EvalConfig(StageConfig):
                     "runtime.stride_s must be below half of every chunk length "
                     "(runtime.chunk_length_s, runtime.student_chunk_length_s)"
                 )
+        self._engine_fits()
         return self
+
+    def _engine_fits(self) -> None:
+        """What the CTranslate2 engine cannot run is refused before any model loads."""
+        rt = self.runtime
+        if rt.engine == "transformers":
+            if rt.compute_type != "auto":
+                raise ValueError(
+                    "runtime.compute_type is CTranslate2's: set runtime.engine=ctranslate2"
+                )
+            return
+        if "speculative" in self.modes:
+            raise ValueError(
+                "speculative decoding runs on transformers: drop it from modes or set "
+                "runtime.engine=transformers"
+            )
+        if "sequential" in self.forms:
+            raise ValueError(
+                "runtime.engine=ctranslate2 decodes long-form chunked: drop sequential from "
+                "forms or set runtime.engine=transformers"
+            )

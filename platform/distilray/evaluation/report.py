@@ -224,6 +224,10 @@ TRANSCRIPT_FIELDS = (
 )
 
 
+# what decoded the cells, said above the table: (key of ``extra``, label)
+HOW = (("engine", "Engine"), ("decoding", "Decoding"))
+
+
 def write_report(
     out_dir: str | Path, cells: list[dict], extra: dict, rows: Iterable[dict] = ()
 ) -> dict[str, Path]:
@@ -238,8 +242,12 @@ def write_report(
     }
     paths["json"].write_text(json.dumps({"cells": cells, **extra}, indent=2, default=str) + "\n")
     worst = worst_section(cells)
+    how = "".join(f"{label}: {extra[key]}.\n" for key, label in HOW if extra.get(key) is not None)
     paths["markdown"].write_text(
-        "# Evaluation results\n\n" + markdown_table(cells) + (f"\n{worst}" if worst else "")
+        "# Evaluation results\n\n"
+        + (f"{how}\n" if how else "")
+        + markdown_table(cells)
+        + (f"\n{worst}" if worst else "")
     )
     with paths["transcripts"].open("w") as f:
         for row in rows:

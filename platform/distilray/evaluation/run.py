@@ -131,6 +131,8 @@ def run_evaluation(cfg: EvalConfig) -> EvalRun:
         logger.warning("skipped %s/%s: %s", error["dataset"], error["id"], error["error"])
     cells = build_cells(rows, cfg.worst_utterances)
     extra = {
+        "engine": cfg.runtime.engine_name(),
+        "decoding": cfg.runtime.decoding(),
         "config": cfg.model_dump(),
         "errors": errors,
         "wall_s": time.perf_counter() - began,

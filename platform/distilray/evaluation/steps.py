@@ -109,7 +109,6 @@ class EvalWorker:
     def __init__(self, cfg: EvalConfig):
         import torch
 
-        from distilray.inference.engine import Transcriber
         from distilray.models import load_whisper
 
         rt = cfg.runtime
@@ -119,25 +118,14 @@ class EvalWorker:
         student = None
         if cfg.models.student:
             student = load_whisper(cfg.models.student, device=rt.device, dtype=dtype)[0]
-        # (model, assistant) of each mode; speculative output is the teacher's
-        pairs = {"teacher": (teacher, None), "student": (student, None)}
-        pairs["speculative"] = (teacher, student)
+        # (model, its reference, assistant) of each mode; speculative output is the teacher's
+        pairs = {
+            "teacher": (teacher, cfg.models.teacher, None),
+            "student": (student, cfg.models.student, None),
+            "speculative": (teacher, cfg.models.teacher, student),
+        }
         self.transcribers = {
-            mode: Transcriber(
-                pairs[mode][0],
-                processor,
-                pairs[mode][1],
-                batch_size=rt.batch_size,
-                num_draft_tokens=rt.num_draft_tokens,
-                draft_schedule=rt.draft_schedule,
-                max_new_tokens=rt.max_new_tokens,
-                chunk_length_s=rt.chunk_length_for(mode),
-                stride_s=rt.stride_s,
-                language=rt.language,
-                fallback=rt.fallback.rule() if rt.fallback else None,
-                resume=rt.resume_rule(),
-            )
-            for mode in cfg.modes
+            mode: _transcriber(rt, mode, *pairs[mode], processor) for mode in cfg.modes
         }
         self.forms = list(cfg.forms)
         self.noisy_modes = set(cfg.noisy_modes())
@@ -192,6 +180,47 @@ class EvalWorker:
                     for i, r in zip(chosen, results, strict=True)
                 )
         return pa.Table.from_pylist(out, schema=RESULT_SCHEMA)
+
+
+def _transcriber(rt, mode: str, model, ref: str, assistant, processor):
+    """The :class:`Transcriber` of one mode under ``runtime`` (``rt``): transformers, or
+    CTranslate2 decoding a copy of ``ref`` (the config refuses speculative decoding and
+    sequential long-form there)."""
+    options = {
+        "batch_size": rt.batch_size,
+        "max_new_tokens": rt.max_new_tokens,
+        "chunk_length_s": rt.chunk_length_for(mode),
+        "stride_s": rt.stride_s,
+        "language": rt.language,
+        "fallback": rt.fallback.rule() if rt.fallback else None,
+        "resume": rt.resume_rule(),
+    }
+    if rt.engine == "ctranslate2":
+        import torch
+
+        from distilray.engines.ct2 import CT2Whisper, default_compute_type
+        from distilray.engines.ct2_transcriber import CT2Transcriber
+
+        device = torch.device(rt.device)
+        compute = rt.compute_type
+        engine = CT2Whisper.load(
+            ref,
+            device=device.type,
+            device_index=device.index or 0,
+            compute_type=default_compute_type(device.type) if compute == "auto" else compute,
+            threads=max(1, int(rt.cpus_per_actor)),
+        )
+        return CT2Transcriber(engine, model, processor, **options)
+    from distilray.inference.engine import Transcriber
+
+    return Transcriber(
+        model,
+        processor,
+        assistant,
+        num_draft_tokens=rt.num_draft_tokens,
+        draft_schedule=rt.draft_schedule,
+        **options,
+    )
 
 
 def _check_word_timestamps(transcribers: dict, cfg: EvalConfig) -> None:

@@ -380,3 +380,103 @@ def test_ids_without_an_id_column_hash_the_path_as_written_or_the_bytes(tmp_path
     out = normalize_manifest_table(embedded, str(tmp_path))
     assert out["id"].to_pylist() == [stable_id(tone(freq=200)), stable_id("b.wav")]
     assert out["audio_path"].to_pylist() == [None, None]  # embedded bytes are what is read
+
+
+def _kaldi_dir(root: Path) -> Path:
+    """A Kaldi data directory: ``data/test`` of a recipe, its audio elsewhere."""
+    (root / "corpus" / "spk1").mkdir(parents=True)
+    (root / "corpus" / "spk1" / "u1.wav").write_bytes(tone(freq=300))
+    (root / "corpus" / "spk1" / "u2.flac").write_bytes(b"not audio")
+    data = root / "recipe" / "data" / "test"
+    data.mkdir(parents=True)
+    (data / "wav.scp").write_text(
+        f"spk1-u1 {root / 'corpus' / 'spk1' / 'u1.wav'}\n\n"
+        "spk1-u2 flac -c -d -s ../../../corpus/spk1/u2.flac |\n"
+        "spk1-u3 /nowhere/u3.wav\n"
+    )
+    (data / "text").write_text("spk1-u1 HELLO   THERE\nspk1-u2\nother-utt SOMETHING ELSE\n")
+    (data / "utt2spk").write_text("spk1-u1 spk1\nspk1-u2 spk1\nspk1-u3 spk1\n")
+    return data
+
+
+def test_a_kaldi_data_directory_is_a_manifest(tmp_path):
+    """``wav.scp`` gives ids and audio (relative paths against the data directory; a
+    command that only decodes a file is that file), ``text`` the references: an utterance listed with no words has an empty reference,
+    one not listed has none. The folder or its ``wav.scp`` may be named."""
+    data = _kaldi_dir(tmp_path)
+    want = [
+        {
+            "id": "spk1-u1",
+            "audio_bytes": None,
+            "audio_path": str(tmp_path / "corpus" / "spk1" / "u1.wav"),
+            "text": "HELLO THERE",
+        },
+        {
+            "id": "spk1-u2",
+            "audio_bytes": None,
+            "audio_path": str(tmp_path / "corpus" / "spk1" / "u2.flac"),
+            "text": "",
+        },
+        {"id": "spk1-u3", "audio_bytes": None, "audio_path": "/nowhere/u3.wav", "text": None},
+    ]
+    for uri in (data, data / "wav.scp", str(data) + "/"):
+        assert manifest_files(uri) == ("folder", [str(data / "wav.scp")])
+        table = read_manifest(uri)
+        assert table.schema == MANIFEST_SCHEMA
+        assert table.to_pylist() == want
+    assert len(decode_audio(want[0]["audio_path"])) == 4000
+
+
+def test_labelling_reads_a_kaldi_directory_and_records_its_bad_audio(tmp_path):
+    """The labelling reader takes the directory as any manifest; audio that is not
+    there or not audio becomes the row's error when it is decoded, never a crash."""
+    from distilray.labelling.prepare import decode_row
+    from distilray.labelling.readers import input_ids
+
+    data = _kaldi_dir(tmp_path)
+    assert input_ids(str(data)).to_pylist() == ["spk1-u1", "spk1-u2", "spk1-u3"]
+    clips = {r["id"]: decode_row(r, 30.0) for r in read_manifest(data).to_pylist()}
+    assert clips["spk1-u1"].error is None and len(clips["spk1-u1"].audio) == 4000
+    assert clips["spk1-u2"].error and clips["spk1-u3"].error
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("u1 sox /a/u1.flac -t wav - |\n", r"wav.scp:1: 'u1' is read by running a command"),
+        ("u1 sph2pipe -f wav -p -c 2 /a/u1.sph |\n", r"wav.scp:1: 'u1' is read by running a"),
+        ("u1 flac -c -d -s /a/u1.flac /a/u2.flac |\n", r"wav.scp:1: 'u1' is read by running"),
+        ("u1 /a/raw.ark:1234\n", r"wav.scp:1: 'u1' is an offset into a Kaldi archive"),
+        ("u1 /a/u1.wav\nu1 /a/u2.wav\n", r"wav.scp:2: recording 'u1' is listed twice"),
+        ("u1\n", r"wav.scp:1: expected '<recording id> <audio file>'"),
+        ("\n", r"wav.scp lists no recordings"),
+    ],
+)
+def test_what_a_wav_scp_cannot_give_is_refused_with_its_line(tmp_path, content, message):
+    (tmp_path / "wav.scp").write_text(content)
+    with pytest.raises(DataError, match=message):
+        read_manifest(tmp_path)
+
+
+def test_kaldi_segments_are_refused_with_what_to_do(tmp_path):
+    data = _kaldi_dir(tmp_path)
+    (data / "segments").write_text("utt1 spk1-u1 0.0 1.5\n")
+    with pytest.raises(DataError, match="segments: utterances cut out of longer recordings"):
+        read_manifest(data)
+
+
+@pytest.mark.s3
+def test_a_kaldi_directory_on_s3(s3_bucket):
+    base = f"{s3_bucket}/kaldi/data/test"
+    storage.write_bytes(f"{s3_bucket}/kaldi/audio/a.wav", tone())
+    storage.write_bytes(f"{base}/wav.scp", b"a ../../audio/a.wav\n")
+    storage.write_bytes(f"{base}/text", b"a ALPHA\n")
+    assert manifest_files(base) == ("folder", [f"{base}/wav.scp"])
+    assert read_manifest(base).to_pylist() == [
+        {
+            "id": "a",
+            "audio_bytes": None,
+            "audio_path": f"{s3_bucket}/kaldi/audio/a.wav",
+            "text": "ALPHA",
+        }
+    ]

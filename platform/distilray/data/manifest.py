@@ -1,6 +1,6 @@
 """Input manifests: which audio to transcribe or train on, and its reference text.
 
-Three layouts are accepted, local or on ``s3://``:
+Four layouts are accepted, local or on ``s3://``:
 
 * **Parquet** files with an audio column, optionally a transcript and an id, where
   the audio is a path/URI string or a ``{bytes, path}`` struct as Hugging Face
@@ -8,7 +8,8 @@ Three layouts are accepted, local or on ``s3://``:
 * **JSONL** files with the same fields (the audio a path/URI string);
 * a **folder of audio files**, each with an optional same-stem ``.txt`` reference
   or a line in a LibriSpeech ``*.trans.txt`` or CMU Sphinx ``*.transcription`` list
-  (:mod:`distilray.data.reference_lists`).
+  (:mod:`distilray.data.reference_lists`);
+* a **Kaldi data directory** (``wav.scp`` and ``text``; :mod:`distilray.data.kaldi`).
 
 The columns are ``audio``, ``text`` and ``id`` unless :class:`ManifestColumns` maps
 them to others (Common Voice: ``path``/``sentence``); a manifest without ids gets
@@ -30,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from distilray.data.kaldi import WAV_SCP, is_kaldi_scp, kaldi_table
 from distilray.data.reference_lists import ReferenceLists, is_reference_list
 from distilray.errors import DataError
 from distilray.hashing import stable_id
@@ -100,6 +102,9 @@ def manifest_files(uri: str | os.PathLike) -> tuple[str, list[str]]:
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         raise DataError(f"manifest {uri} does not exist")
+    scp = kaldi_scp(uri)
+    if scp is not None:
+        return "folder", [scp]
     if info.type == pafs.FileType.File:
         return _format_of(str(uri)), [_uri(uri, path)]
     files = [f for f in list_files(uri) if not _hidden(f, path)]
@@ -325,8 +330,33 @@ def check_unique_ids(table: pa.Table, source: str) -> None:
         raise DataError(f"{source}: {len(duplicates)} duplicate ids: {shown}{more}")
 
 
+def kaldi_scp(uri: str | os.PathLike) -> str | None:
+    """The ``wav.scp`` of a Kaldi data directory named by ``uri`` (the folder or the
+    file itself), or None."""
+    fs, path = filesystem_for(uri)
+    if is_kaldi_scp(path):
+        return _uri(uri, path)
+    candidate = posixpath.join(path, WAV_SCP)
+    if fs.get_file_info(candidate).type == pafs.FileType.File:
+        return _uri(uri, candidate)
+    return None
+
+
 def folder_table(uri: str | os.PathLike) -> pa.Table:
-    """A folder of audio files as a manifest: ids are relative stem paths (``spk1/utt3``)."""
+    """A folder of audio files as a manifest: ids are relative stem paths (``spk1/utt3``);
+    a Kaldi data directory: its ``wav.scp`` ids (:mod:`distilray.data.kaldi`)."""
+    scp = kaldi_scp(uri)
+    if scp is not None:
+        table = kaldi_table(scp)
+        return pa.Table.from_arrays(
+            [
+                table["id"],
+                pa.nulls(table.num_rows, pa.binary()),
+                table["audio_path"],
+                table["text"],
+            ],
+            schema=MANIFEST_SCHEMA,
+        )
     _, root = filesystem_for(uri)
     prefix = _uri(uri, root)
     files = [f for f in list_files(uri) if not _hidden(f, root)]

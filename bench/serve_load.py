@@ -1,7 +1,8 @@
 """Serve's overhead: the same clips through the same Transcriber, in-process and over HTTP.
 
-For each deployment variant (``plain``: teacher alone; ``speculative``: teacher with
-a student assistant) and each ``--concurrency``, the same request sequence is timed
+For each deployment variant (``plain``: teacher alone; ``plain-ct2``, with ``--ct2``:
+the teacher alone on the CTranslate2 engine; ``speculative``: teacher with a student
+assistant) and each ``--concurrency``, the same request sequence is timed
 
 * in-process: ``--concurrency`` client threads hand decoded audio to one
   :class:`~distilray.inference.engine.Transcriber` (loaded as a replica loads it)
@@ -188,13 +189,14 @@ def cut_student(teacher: str, out: Path) -> str:
     return str(out)
 
 
-def serve_args(args: argparse.Namespace, assistant: str | None):
+def serve_args(args: argparse.Namespace, assistant: str | None, engine: str = "transformers"):
     """The app args both paths use: the in-process Transcriber is loaded from them too."""
     from distilray.serving.config import ServeArgs
 
     return ServeArgs(
         teacher=args.teacher,
         assistant=assistant,
+        engine=engine,
         torch_threads=max(1, round(args.cpus)),
         api_key_env=None,
         batching={"max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait},
@@ -396,6 +398,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="student for the speculative variant: a model folder/URI, 'cut' (a 2-layer "
         "student initialised from the teacher, not distilled) or 'none' (plain variant only)",
     )
+    p.add_argument(
+        "--ct2",
+        action="store_true",
+        help="also the plain variant on the CTranslate2 engine (engine: ctranslate2, float32)",
+    )
     p.add_argument("--clips", type=int, default=8, help="distinct synthetic clips")
     p.add_argument(
         "--requests",
@@ -444,11 +451,13 @@ def measure(label: dict, clips: list[Clip], outcome) -> dict:
     return row
 
 
-def run_variant(args, name: str, assistant: str | None, clips: list[Clip]) -> list[dict]:
+def run_variant(
+    args, name: str, assistant: str | None, clips: list[Clip], engine: str = "transformers"
+) -> list[dict]:
     """In-process then Serve, for every concurrency, of one deployment variant."""
     from ray import serve
 
-    app_args = serve_args(args, assistant)
+    app_args = serve_args(args, assistant, engine)
     engine = load_inprocess(app_args)
     url = start_endpoint(app_args, args.port, args.cpus)
     rows = []
@@ -497,9 +506,13 @@ def main(argv: list[str] | None = None) -> int:
             assistant = {"none": None, "cut": None}.get(args.assistant.lower(), args.assistant)
             if args.assistant.lower() == "cut":
                 assistant = cut_student(args.teacher, Path(tmp) / "student")
-            variants = [("plain", None)] + ([("speculative", assistant)] if assistant else [])
-            for name, student in variants:
-                rows += run_variant(args, name, student, clips)
+            variants = [("plain", None, "transformers")]
+            if args.ct2:
+                variants.append(("plain-ct2", None, "ctranslate2"))
+            if assistant:
+                variants.append(("speculative", assistant, "transformers"))
+            for name, student, engine in variants:
+                rows += run_variant(args, name, student, clips, engine)
     rows = with_overheads(rows)
     config = {k: v for k, v in vars(args).items() if k != "out"}
     audio_s = round(sum(c.duration_s for c in clips), 2)

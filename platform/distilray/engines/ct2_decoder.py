@@ -41,8 +41,9 @@ class CT2Decoder(BaseDecoder):
         config = model.generation_config
         if getattr(config, "is_multilingual", False) and not self.language:
             raise DistilrayError(
-                "the CTranslate2 engine does not detect the language: give the language "
-                "(--language)"
+                "the CTranslate2 engine does not detect the language of a multilingual "
+                "model: name the language (transcribe --language) or decode with the "
+                "transformers engine (serve: engine: transformers detects it per request)"
             )
         self.engine = engine
         self.max_initial_timestamp = getattr(config, "max_initial_timestamp_index", None)

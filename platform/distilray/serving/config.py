@@ -55,6 +55,18 @@ class ServeArgs(StageConfig):
         description="distilled student used as the speculative-decoding assistant; "
         "null = teacher only",
     )
+    engine: Literal["transformers", "ctranslate2"] = Field(
+        "transformers",
+        description="what decodes: transformers `generate`, or CTranslate2 (the teacher "
+        "converted once and cached, as faster-whisper runs it: the same transcripts at "
+        "float32, decoding several times as fast on a CPU; English-only teachers, no "
+        "assistant). Needs `pip install 'distilray[ct2]'`",
+    )
+    compute_type: Literal["auto", "float32", "int8", "float16", "int8_float16", "bfloat16"] = Field(
+        "auto",
+        description="CTranslate2's compute type (engine: ctranslate2): auto = float32 on "
+        "CPU, float16 on a GPU; int8 and the other reduced types may change transcripts",
+    )
     num_draft_tokens: int = Field(
         5, ge=1, description="tokens the assistant drafts per teacher verification pass"
     )
@@ -143,6 +155,13 @@ class ServeArgs(StageConfig):
                 f"stride_s ({self.stride_s}) must be below half of chunk_length_s "
                 f"({self.chunk_length_s}): neighbouring windows overlap by 2 x stride_s"
             )
+        if self.engine == "ctranslate2" and self.assistant:
+            raise ValueError(
+                "speculative decoding (assistant) runs on transformers: set engine: "
+                "transformers or leave assistant unset"
+            )
+        if self.engine == "transformers" and self.compute_type != "auto":
+            raise ValueError("compute_type is CTranslate2's: set engine: ctranslate2")
         return self
 
     def model_ids(self) -> list[str]:

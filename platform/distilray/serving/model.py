@@ -90,12 +90,22 @@ def load_transcriber(args: ServeArgs):
     dtype = args.dtype
     if dtype == "auto":
         dtype = "float16" if device == "cuda" else "float32"
-    transcriber = Transcriber.load(
+    load, engine = (
+        Transcriber.load,
+        {
+            "dtype": getattr(torch, dtype),
+            "num_draft_tokens": args.num_draft_tokens,
+        },
+    )
+    if args.engine == "ctranslate2":
+        from distilray.engines.ct2_transcriber import CT2Transcriber
+
+        load, engine = CT2Transcriber.load, {"compute_type": args.compute_type}
+    transcriber = load(
         args.teacher,
         args.assistant,
         device=device,
-        dtype=getattr(torch, dtype),
-        num_draft_tokens=args.num_draft_tokens,
+        **engine,
         max_new_tokens=args.max_new_tokens,
         chunk_length_s=args.chunk_length_s,
         stride_s=args.stride_s,
@@ -106,7 +116,14 @@ def load_transcriber(args: ServeArgs):
         fallback=args.fallback.rule(),
         resume=ResumeRule.of(args.resume_gap_s),
     )
-    logger.info("loaded %s (assistant %s) on %s/%s", args.teacher, args.assistant, device, dtype)
+    logger.info(
+        "loaded %s (assistant %s) on %s/%s, %s engine",
+        args.teacher,
+        args.assistant,
+        device,
+        dtype,
+        args.engine,
+    )
     return transcriber
 
 

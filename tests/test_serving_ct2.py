@@ -113,3 +113,17 @@ def test_serve_args_refuse_what_the_engine_cannot_do():
     with pytest.raises(ValidationError, match="compute_type is CTranslate2's"):
         ServeArgs(compute_type="int8")
     assert ServeArgs(engine="ctranslate2", compute_type="int8").compute_type == "int8"
+
+
+def test_a_multilingual_teacher_on_ctranslate2_is_refused_when_the_replica_loads(tmp_path, tiny_en):
+    """CTranslate2 detects no language here: the replica names the way out."""
+    from distilray.errors import DistilrayError
+    from distilray.models.testing import make_tiny_random_whisper
+    from distilray.serving.config import ServeArgs
+    from distilray.serving.model import load_transcriber
+    from multilingual import make_multilingual
+
+    teacher = make_multilingual(make_tiny_random_whisper(tmp_path / "ml", decoder_layers=2))
+    args = ServeArgs(teacher=str(teacher), engine="ctranslate2", device="cpu")
+    with pytest.raises(DistilrayError, match="serve: engine: transformers detects it"):
+        load_transcriber(args)

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
 from distilray.errors import ConfigError
 from distilray.models.ct2_export import cached_ct2_model, require_ctranslate2
 
-COMPUTE_TYPES = ("float32", "int8", "float16", "int8_float16", "bfloat16")
+# what the configs take (auto: float32 on CPU, float16 on a GPU), and CTranslate2's own
+ComputeType = Literal["auto", "float32", "int8", "float16", "int8_float16", "bfloat16"]
+COMPUTE_TYPES: tuple[str, ...] = get_args(ComputeType)[1:]
 
 
 def default_compute_type(device: str) -> str:

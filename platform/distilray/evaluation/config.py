@@ -13,11 +13,9 @@ from distilray.data.columns_config import (
     id_column_field,
     text_column_field,
 )
+from distilray.engines.ct2 import ComputeType
 from distilray.inference.fallback_config import FallbackConfig
 
-# auto and CTranslate2's compute types (distilray.engines.ct2.COMPUTE_TYPES; a test
-# keeps the two lists equal)
-ComputeType = Literal["auto", "float32", "int8", "float16", "int8_float16", "bfloat16"]
 Mode = Literal["teacher", "student", "speculative"]
 Form = Literal["short", "chunked", "sequential"]
 

@@ -15,6 +15,7 @@ from distilray.data.columns_config import (
     id_column_field,
     text_column_field,
 )
+from distilray.engines.ct2 import ComputeType
 
 WHISPER_WINDOW_S = 30.0  # seconds of audio the encoder sees; longer clips would be cut
 MAX_TARGET_POSITIONS = 448  # decoder positions of every Whisper size
@@ -71,7 +72,7 @@ class LabelConfig(StageConfig, ManifestColumnFields):
         "ctranslate2 at float32 on CPU actors when installed (same labels, faster), "
         "transformers on GPU actors",
     )
-    compute_type: Literal["auto", "float32", "int8", "float16", "int8_float16", "bfloat16"] = Field(
+    compute_type: ComputeType = Field(
         "auto",
         description="CTranslate2 compute type (setting one selects ctranslate2); auto = "
         "float32 on CPU (labels identical to transformers'), float16 on GPU; int8 and "

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from distilray.config import StageConfig
+from distilray.engines.ct2 import ComputeType
 from distilray.inference.fallback_config import FallbackConfig
 
 MIB = 1024 * 1024
@@ -62,7 +63,7 @@ class ServeArgs(StageConfig):
         "float32, decoding several times as fast on a CPU; English-only teachers, no "
         "assistant). Needs `pip install 'distilray[ct2]'`",
     )
-    compute_type: Literal["auto", "float32", "int8", "float16", "int8_float16", "bfloat16"] = Field(
+    compute_type: ComputeType = Field(
         "auto",
         description="CTranslate2's compute type (engine: ctranslate2): auto = float32 on "
         "CPU, float16 on a GPU; int8 and the other reduced types may change transcripts",

@@ -114,7 +114,9 @@ def _ct2_decoder(model, args, device: str, threads: int):
     engine = CT2Whisper.load(args.teacher, device=device, compute_type="float32", threads=threads)
     prompt = prompt_ids(model.generation_config, None, None, False)
     return lambda features: engine.greedy(
-        engine.encode(features.numpy()), prompt, max_new_tokens=args.max_label_length
+        engine.encode(features.numpy()),
+        [prompt] * len(features),
+        max_new_tokens=args.max_label_length,
     )
 
 

@@ -51,7 +51,7 @@ def test_random_teacher_greedy_ids_equal_transformers(tiny_random, random_ct2):
         )
         got = engine.greedy(
             engine.encode(features),
-            prompt_ids(model.generation_config, None, None, timestamps),
+            [prompt_ids(model.generation_config, None, None, timestamps)] * len(features),
             max_new_tokens=25,
             max_initial_timestamp_index=model.generation_config.max_initial_timestamp_index,
         )
@@ -198,3 +198,97 @@ def test_config_refuses_compute_type_for_transformers(tmp_path):
     assert LabelConfig(**base, compute_type="int8").engine == "auto"
     with pytest.raises(ValidationError, match="compute_type is CTranslate2's"):
         LabelConfig(**base, engine="transformers", compute_type="int8")
+
+
+@pytest.fixture(scope="module")
+def multilingual_random(tmp_path_factory, isolated_cache):
+    """A random Whisper with the multilingual models' vocabulary layout (51,865 ids)."""
+    from distilray.models.testing import make_tiny_random_whisper
+
+    return make_tiny_random_whisper(
+        tmp_path_factory.mktemp("multilingual"), decoder_layers=2, multilingual=True
+    )
+
+
+def _sounds() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * 16000) / 16000
+    return [
+        (0.1 * rng.standard_normal(3 * 16000)).astype(np.float32),
+        (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+        np.zeros(16000, np.float32),
+    ]
+
+
+def test_a_multilingual_model_detects_and_decodes_as_on_transformers(multilingual_random):
+    """CTranslate2 detects the language itself (its first step over the language
+    tokens) where none is given, as transformers' ``generate`` does, and every prompt
+    names the task (transcribe unless told otherwise), as Whisper's does: the same
+    languages, prompts and ids as the transformers engine, detected or named, for
+    transcription and translation, with and without timestamps."""
+    from distilray.engines.ct2_transcriber import CT2Transcriber
+    from distilray.features import log_mel
+    from distilray.inference.engine import DecodeOptions, Transcriber
+
+    path = str(multilingual_random)
+    reference = Transcriber.load(path, max_new_tokens=12)
+    ct2 = CT2Transcriber.load(path, max_new_tokens=12, compute_type="float32")
+    assert ct2.engine.is_multilingual
+    audios = _sounds()
+    detected = [reference.detect_language(a) for a in audios]
+    assert [ct2.detect_language(a) for a in audios] == detected
+    assert all(f"<|{code}|>" in reference.teacher.generation_config.lang_to_id for code in detected)
+
+    features = torch.from_numpy(log_mel(reference.processor.feature_extractor, audios))
+    want, got = reference.decoder.decode(features), ct2.decoder.decode(features)
+    transcribe = reference.teacher.generation_config.task_to_id["transcribe"]
+    assert got.prompts == want.prompts and got.ids == want.ids
+    assert all(prompt[2] == transcribe for prompt in got.prompts)  # detected, then the task
+    for options in (None, DecodeOptions(language="de"), DecodeOptions(task="translate")):
+        for timestamps in (False, True):
+            a = reference.transcribe(audios, return_timestamps=timestamps, options=options)
+            b = ct2.transcribe(audios, return_timestamps=timestamps, options=options)
+            assert [r.token_ids for r in b] == [r.token_ids for r in a]
+
+
+def test_rows_of_one_batch_may_start_from_other_languages(multilingual_random):
+    """One CTranslate2 call decodes rows in different languages (detection gives
+    each row its own): each row's ids are those it gets decoded alone."""
+    from distilray.engines.ct2 import CT2Whisper
+    from distilray.features import log_mel
+    from distilray.inference.prompt import prompt_ids
+    from distilray.models import load_whisper
+
+    model, processor = load_whisper(str(multilingual_random))
+    engine = CT2Whisper.load(str(multilingual_random), compute_type="float32")
+    features = log_mel(processor.feature_extractor, _sounds()[:2])
+    config = model.generation_config
+    prompts = [prompt_ids(config, code, None, False) for code in ("de", "fr")]
+    assert prompts[0] != prompts[1]
+    together = engine.greedy(engine.encode(features), prompts, max_new_tokens=10)
+    alone = [
+        engine.greedy(engine.encode(features[i : i + 1]), [prompts[i]], max_new_tokens=10)[0]
+        for i in range(2)
+    ]
+    assert together == alone
+
+
+def test_a_model_ctranslate2_reads_otherwise_is_refused(tiny_random, tmp_path):
+    """A configuration that calls tiny.en's vocabulary multilingual: CTranslate2 would
+    decode it as English-only, so the engine says so instead of decoding."""
+    import shutil
+
+    from distilray.engines.ct2 import CT2Whisper
+    from distilray.engines.ct2_decoder import CT2Decoder
+    from distilray.errors import DistilrayError
+    from distilray.models import load_whisper
+    from multilingual import make_multilingual
+
+    model_dir = tmp_path / "fake"
+    shutil.copytree(tiny_random, model_dir)
+    make_multilingual(model_dir)
+
+    model, processor = load_whisper(model_dir)
+    engine = CT2Whisper.load(str(model_dir), compute_type="float32")
+    with pytest.raises(DistilrayError, match="does not read this model's vocabulary"):
+        CT2Decoder(engine, model, processor)

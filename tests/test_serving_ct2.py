@@ -115,15 +115,16 @@ def test_serve_args_refuse_what_the_engine_cannot_do():
     assert ServeArgs(engine="ctranslate2", compute_type="int8").compute_type == "int8"
 
 
-def test_a_multilingual_teacher_on_ctranslate2_is_refused_when_the_replica_loads(tmp_path, tiny_en):
-    """CTranslate2 detects no language here: the replica names the way out."""
-    from distilray.errors import DistilrayError
+def test_a_multilingual_teacher_detects_its_language_on_ctranslate2(tmp_path, tiny_en):
+    """A replica on CTranslate2 serves a multilingual teacher: the language a request
+    names none of is detected by CTranslate2, as the transformers replica detects it."""
     from distilray.models.testing import make_tiny_random_whisper
     from distilray.serving.config import ServeArgs
-    from distilray.serving.model import load_transcriber
-    from multilingual import make_multilingual
+    from distilray.serving.model import load_transcriber, model_info
 
-    teacher = make_multilingual(make_tiny_random_whisper(tmp_path / "ml", decoder_layers=2))
-    args = ServeArgs(teacher=str(teacher), engine="ctranslate2", device="cpu")
-    with pytest.raises(DistilrayError, match="serve: engine: transformers detects it"):
-        load_transcriber(args)
+    teacher = make_tiny_random_whisper(tmp_path / "ml", decoder_layers=2, multilingual=True)
+    ct2 = load_transcriber(ServeArgs(teacher=str(teacher), engine="ctranslate2", device="cpu"))
+    plain = load_transcriber(ServeArgs(teacher=str(teacher), device="cpu"))
+    assert type(ct2).__name__ == "CT2Transcriber" and model_info(ct2).multilingual
+    noise = (0.1 * np.random.default_rng(0).standard_normal(48000)).astype(np.float32)
+    assert ct2.detect_language(noise) == plain.detect_language(noise)

@@ -97,10 +97,22 @@ class CT2Whisper:
             return ctranslate2.StorageView.from_array(np.ascontiguousarray(hidden.float().numpy()))
         return ctranslate2.StorageView.from_array(hidden.contiguous())
 
+    @property
+    def is_multilingual(self) -> bool:
+        """Whether CTranslate2 takes the model for a multilingual one (its vocabulary)."""
+        return bool(self.model.is_multilingual)
+
+    def detect_language(self, encoded) -> list[str]:
+        """Each row's most likely language token (``<|de|>``): CTranslate2's first
+        decoding step over the language tokens, as Whisper and transformers detect it."""
+        if not self.is_multilingual:
+            raise ConfigError("an English-only model has no language to detect")
+        return [row[0][0] for row in self.model.detect_language(encoded)]
+
     def greedy(
         self,
         encoded,
-        prompt: Sequence[int],
+        prompts: Sequence[Sequence[int]],
         *,
         max_new_tokens: int,
         max_initial_timestamp_index: int | None = None,
@@ -108,22 +120,25 @@ class CT2Whisper:
     ) -> list[list[int]]:
         """Generated ids per row (timestamps as generated; prompt and end of text left out).
 
-        ``encoded`` is :meth:`encode`'s output (log-mel features work too); every row
-        starts from ``prompt`` (a text prompt, then the forced tokens). As many tokens
-        are decoded per row, end of text included, as transformers' ``generate`` decodes
-        with ``max_length=max_new_tokens`` (:func:`generate_steps`) for a decoder of
+        ``encoded`` is :meth:`encode`'s output (log-mel features work too); each row
+        starts from its ``prompts`` entry (a text prompt, then the forced tokens; every
+        row's of one length, languages may differ). As many tokens are decoded per row,
+        end of text included, as transformers' ``generate`` decodes with
+        ``max_length=max_new_tokens`` (:func:`generate_steps`) for a decoder of
         ``max_positions`` positions.
         """
-        batch = encoded.shape[0]
+        if len(prompts) != encoded.shape[0] or len({len(p) for p in prompts}) > 1:
+            raise ValueError("one prompt per row, all of one length")
         options = {}
         if max_initial_timestamp_index is not None:
             options["max_initial_timestamp_index"] = max_initial_timestamp_index
-        steps = generate_steps(max_new_tokens, len(prompt), max_positions)
+        length = len(prompts[0])
+        steps = generate_steps(max_new_tokens, length, max_positions)
         results = self.model.generate(
             encoded,
-            [list(prompt)] * batch,
+            [list(prompt) for prompt in prompts],
             beam_size=1,
-            max_length=ct2_max_length(steps, len(prompt)),
+            max_length=ct2_max_length(steps, length),
             suppress_blank=True,
             suppress_tokens=[-1],  # the generation config's list, from the model's config.json
             **options,

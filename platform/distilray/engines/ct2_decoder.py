@@ -39,11 +39,11 @@ class CT2Decoder(BaseDecoder):
     def __init__(self, engine: CT2Whisper, model, processor, **kwargs):
         super().__init__(model, processor, **kwargs)
         config = model.generation_config
-        if getattr(config, "is_multilingual", False) and not self.language:
+        if bool(getattr(config, "is_multilingual", False)) != engine.is_multilingual:
             raise DistilrayError(
-                "the CTranslate2 engine does not detect the language of a multilingual "
-                "model: name the language (transcribe --language) or decode with the "
-                "transformers engine (serve: engine: transformers detects it per request)"
+                "CTranslate2 does not read this model's vocabulary as the model's "
+                "configuration does (multilingual or English-only): "
+                f"{ENGINE_HINT}"
             )
         self.engine = engine
         self.max_initial_timestamp = getattr(config, "max_initial_timestamp_index", None)
@@ -110,15 +110,23 @@ class CT2Decoder(BaseDecoder):
     def _generate(self, features, return_timestamps, encoder_hidden_states, settings):
         if settings.temperature > 0:  # sampled by the transformers model, as a fallback row is
             return self._greedy(features, return_timestamps, encoder_hidden_states, settings)
-        forced = prompt_ids(
-            self.model.generation_config, settings.language, settings.task, return_timestamps
-        )
-        prompt = [*settings.prompt_ids, *forced]
+        view = self._view(encoder_hidden_states)
+        config = self.model.generation_config
+        languages: list[str | None] = [settings.language] * len(encoder_hidden_states)
+        if settings.language is None and self.engine.is_multilingual:
+            languages = list(self.engine.detect_language(view))  # per row, as generate does
+        prompts = [
+            [
+                *settings.prompt_ids,
+                *prompt_ids(config, language, settings.task, return_timestamps),
+            ]
+            for language in languages
+        ]
         ids = self.engine.greedy(
-            self._view(encoder_hidden_states),
-            prompt,
+            view,
+            prompts,
             max_new_tokens=self.max_new_tokens,
             max_initial_timestamp_index=self.max_initial_timestamp,
             max_positions=self.model.config.max_target_positions,
         )
-        return [list(prompt) for _ in ids], ids, [None] * len(ids)
+        return prompts, ids, [None] * len(ids)

@@ -13,12 +13,15 @@ clear error.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from distilray.engines.ct2 import CT2Whisper, default_compute_type
 from distilray.engines.ct2_decoder import CT2Decoder
 from distilray.errors import DistilrayError
+from distilray.features import log_mel
 from distilray.inference.engine import Transcriber
+from distilray.inference.windows import N_SAMPLES
 
 
 class CT2Transcriber(Transcriber):
@@ -40,6 +43,13 @@ class CT2Transcriber(Transcriber):
         )
         super().__init__(teacher, processor, decoder=decoder, **kwargs)
         self.engine = engine
+
+    def detect_language(self, audio: np.ndarray) -> str:
+        """Language code (``en``) CTranslate2 hears in the first 30 s of ``audio``."""
+        if not self.engine.is_multilingual:
+            return "en"
+        features = log_mel(self.processor.feature_extractor, [audio[:N_SAMPLES]])
+        return self.engine.detect_language(self.engine.encode(features))[0].strip("<|>")
 
     @classmethod
     def load(

@@ -240,8 +240,10 @@ class BaseDecoder:
         ]
 
     def settings(self, options: DecodeOptions | None) -> DecodeOptions:
-        """``options`` checked, with the decoder's language and task where they name none;
-        an English-only model's are left unset (``generate`` refuses them)."""
+        """``options`` checked, with the decoder's language and task where they name none
+        (a multilingual model transcribes unless told to translate: Whisper's prompt
+        always names the task, also when the language is detected); an English-only
+        model's are left unset (``generate`` refuses them)."""
         if options is None:
             options = DecodeOptions()
         else:
@@ -252,7 +254,9 @@ class BaseDecoder:
             task=options.task if options.task is not None else self.task,
         )
         if not _multilingual(self.model):
-            options = replace(options, language=None, task=None)
+            return replace(options, language=None, task=None)
+        if options.task is None:
+            options = replace(options, task="transcribe")
         return options
 
     def _check(self, options: DecodeOptions) -> None:

@@ -52,11 +52,11 @@ system-deps:
 
 setup: $(VENV)/.installed system-deps
 
-## The whole pipeline end to end on the embedded tiny.en teacher (2-core CPU: 17.4 min measured, budget 20: README row 127; 260 steps took 19-22).
+## The whole pipeline end to end on the embedded tiny.en teacher (2-core CPU: 17.4 min measured, budget 20: README row 127; 10.7 on a faster machine, row 129; 260 steps took 19-22).
 demo: setup
 	$(PY) jobs/demo.py --config configs/tiny/demo.yaml $(DEMO_ARGS)
 
-## The quality recipe: the demo's stages at a larger scale (2-core CPU: budget 90 min; 57.8 min measured: README row 90; 83 on the slower machine kind, row 79).
+## The quality recipe: the demo's stages at a larger scale (2-core CPU: budget 90 min; 57.8 min measured: README row 90; 83 on the slower machine kind, row 79; 35.5 on a faster one, row 130).
 quality: setup
 	$(PY) jobs/demo.py --config configs/tiny/quality.yaml $(DEMO_ARGS)
 

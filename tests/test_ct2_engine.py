@@ -292,3 +292,27 @@ def test_a_model_ctranslate2_reads_otherwise_is_refused(tiny_random, tmp_path):
     engine = CT2Whisper.load(str(model_dir), compute_type="float32")
     with pytest.raises(DistilrayError, match="does not read this model's vocabulary"):
         CT2Decoder(engine, model, processor)
+
+
+def test_the_rows_decoding_time_includes_the_ctranslate2_encoder(tiny_random, random_ct2):
+    """Each row's ``compute_s`` (what RTFx and latency reports add up) counts the
+    CTranslate2 encoder pass as the transformers decoder's counts its own: an encoder
+    made 0.4 s slower makes the two rows' decoding time at least 0.4 s."""
+    import time
+
+    from distilray.engines.ct2 import CT2Whisper
+    from distilray.engines.ct2_decoder import CT2Decoder
+    from distilray.models import load_whisper
+
+    model, processor = load_whisper(tiny_random)
+    engine = CT2Whisper(random_ct2, compute_type="float32")
+    encode = engine.encode
+
+    def slow_encode(features):
+        time.sleep(0.4)
+        return encode(features)
+
+    engine.encode = slow_encode
+    features = np.random.default_rng(1).standard_normal((2, 80, 3000)).astype(np.float32)
+    decoded = CT2Decoder(engine, model, processor, max_new_tokens=4).decode(features)
+    assert sum(row.compute_s for row in decoded.stats) >= 0.4

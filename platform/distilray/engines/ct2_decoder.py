@@ -36,6 +36,8 @@ ENGINE_HINT = "use --engine transformers"
 class CT2Decoder(BaseDecoder):
     """Short-form decoding (≤ 30 s windows) on CTranslate2."""
 
+    decodes_encoder_states = True  # CTranslate2 decodes its own encoder's output
+
     def __init__(self, engine: CT2Whisper, model, processor, **kwargs):
         super().__init__(model, processor, **kwargs)
         config = model.generation_config
@@ -72,8 +74,6 @@ class CT2Decoder(BaseDecoder):
         ``encoder_hidden_states``, when the caller already encoded the batch, is
         :meth:`encode`'s output for ``features`` (CTranslate2's encoder output).
         """
-        if encoder_hidden_states is None:
-            encoder_hidden_states = self.encode(features)
         try:
             return super().decode(
                 features,

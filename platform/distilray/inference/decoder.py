@@ -149,6 +149,10 @@ PROMPT_ALLOWANCE = 4  # start of transcript, language, task, no-timestamps
 class BaseDecoder:
     """Settings shared by every decoder, checked once; subclasses give ``_generate``."""
 
+    # whether ``_generate`` always reads the encoder's output (an engine that decodes
+    # encoder states only): :meth:`decode` then encodes first, inside its timing
+    decodes_encoder_states = False
+
     def __init__(
         self,
         model,
@@ -196,10 +200,11 @@ class BaseDecoder:
         features = torch.as_tensor(features)
         began = time.perf_counter()
         falls_back = settings.fallback is not None and settings.temperature == 0
-        if (falls_back or word_timestamps) and encoder_hidden_states is None:
+        needs_states = falls_back or word_timestamps or self.decodes_encoder_states
+        if needs_states and encoder_hidden_states is None:
             # one encoder pass for the greedy pass, the fallback's scores and every
             # temperature of its ladder (the rows sampled again reuse their states), and
-            # the words' cross-attention
+            # the words' cross-attention; timed with the rest of the rows' decoding
             encoder_hidden_states = self.encode(features)
         prompts, ids, stats = self._generate(
             features, return_timestamps, encoder_hidden_states, settings

@@ -83,7 +83,8 @@ class RuntimeConfig(StageConfig):
         "auto",
         description="CTranslate2's compute type (engine: ctranslate2): auto = float32 on "
         "CPU (the transformers engine's transcripts), float16 on a GPU; int8 and the other "
-        "reduced types are faster and may differ",
+        "reduced types change a share of transcripts (faster on hardware that has "
+        "fast int8 or float16 kernels)",
     )
     num_actors: int = Field(1, ge=1, description="model actors at most (Ray actor pool size)")
     gpus_per_actor: float = Field(0.0, ge=0, description="GPUs each actor reserves")

@@ -60,8 +60,7 @@ class ServeArgs(StageConfig):
         "transformers",
         description="what decodes: transformers `generate`, or CTranslate2 (the teacher "
         "converted once and cached, as faster-whisper runs it: the same transcripts at "
-        "float32, decoding several times as fast on a CPU; no assistant). Needs "
-        "`pip install 'distilray[ct2]'`",
+        "float32; no assistant). Needs `pip install 'distilray[ct2]'`",
     )
     compute_type: ComputeType = Field(
         "auto",

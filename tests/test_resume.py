@@ -64,6 +64,7 @@ class HearsFirstPart:
 
     def __init__(self, decoder, cut_s: float):
         self.inner, self.cut_s, self.calls = decoder, cut_s, 0
+        self.options = []  # each call's DecodeOptions
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -72,6 +73,7 @@ class HearsFirstPart:
         import torch
 
         self.calls += 1
+        self.options.append(kwargs.get("options"))
         if self.calls == 1:
             features = torch.as_tensor(features).clone()
             features[..., int(self.cut_s * 100) :] = features.min()
@@ -138,9 +140,15 @@ def test_a_clip_whose_text_ends_early_is_decoded_on(teacher, two_sentences, engi
     assert wer(first, alone.text) < 0.35 and wer(both, alone.text) > 0.5
     assert alone.resumed_windows is None
 
-    [resumed] = _transcriber(teacher, cut, ResumeRule(gap_s=2.0), ct2).transcribe([audio])
+    resuming = _transcriber(teacher, cut, ResumeRule(gap_s=2.0), ct2)
+    [resumed] = resuming.transcribe([audio])
     assert resumed.resumed_windows == 1
     assert wer(both, resumed.text) < wer(both, alone.text) - 0.3
+    # the rest was decoded with what the window said so far as Whisper's previous text
+    tokenizer = teacher[1].tokenizer
+    prompt = resuming.decoder.options[-1].prompt_ids
+    assert prompt[0] == tokenizer.convert_tokens_to_ids("<|startofprev|>")
+    assert tokenizer.decode(prompt[1:]).strip() == alone.text
     assert resumed.segments == []  # words were timed for the rule, not asked for
 
     [timed] = _transcriber(teacher, cut, ResumeRule(gap_s=2.0), ct2).transcribe(

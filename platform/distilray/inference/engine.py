@@ -37,6 +37,7 @@ from distilray.inference.longform import (
     split_windows,
     transcribe_chunked,
 )
+from distilray.inference.prompt import MAX_PROMPT_TOKENS
 from distilray.inference.resume import (
     ResumeRule,
     resume_point,
@@ -398,7 +399,18 @@ class Transcriber:
                 clips[row][round(start * SAMPLING_RATE) :]
                 for row, start in zip(rows, starts, strict=True)
             ]
-            rest, _ = self._decode_scored(rests, timestamps, words, options)
+            # each rest is decoded with what its window said so far as Whisper's previous
+            # text (after any prompt of the call's): the rest continues that text
+            parts = [
+                self._decode_scored([audio], timestamps, words, self._after(options, ids[row]))[0]
+                for row, audio in zip(rows, rests, strict=True)
+            ]
+            rest = Decoded(
+                ids=[p.ids[0] for p in parts],
+                prompts=[p.prompts[0] for p in parts],
+                segments=[p.segments[0] for p in parts],
+                stats=[p.stats[0] for p in parts],
+            )
             ends = [None] * len(ids)
             for row, start, rest_ids, rest_segments, rest_stats in zip(
                 rows, starts, rest.ids, rest.segments, rest.stats, strict=True
@@ -412,6 +424,16 @@ class Transcriber:
                 end = None if filled else text_end(rest_segments)
                 ends[row] = None if end is None else start + end
         return Decoded(ids, decoded.prompts, segments, stats)
+
+    def _after(self, options: DecodeOptions, said: Sequence[int]) -> DecodeOptions:
+        """``options`` with the text ids ``said`` appended to its prompt: Whisper's
+        ``<|startofprev|>`` + previous text, its last tokens within the prompt limit."""
+        text = self._text_ids(list(said))
+        if not text:
+            return options
+        start_of_prev = self.processor.tokenizer.convert_tokens_to_ids("<|startofprev|>")
+        before = list(options.prompt_ids[1:])  # the call's own prompt, after its marker
+        return replace(options, prompt_ids=(start_of_prev, *[*before, *text][-MAX_PROMPT_TOKENS:]))
 
     def _blank_silence(
         self, decoded: Decoded, scores: list[Score | None], clips: list[np.ndarray]

@@ -32,6 +32,15 @@ def default_compute_type(device: str) -> str:
     return "float32" if device == "cpu" else "float16"
 
 
+def resolve_compute_type(compute_type: str, device: str) -> str:
+    """``compute_type`` with ``auto`` resolved for a device type (``cpu``, ``cuda``).
+
+    >>> resolve_compute_type("auto", "cpu"), resolve_compute_type("int8", "cuda")
+    ('float32', 'int8')
+    """
+    return default_compute_type(device) if compute_type == "auto" else compute_type
+
+
 class CT2Whisper:
     """A CTranslate2 Whisper: encode log-mel features, greedily decode encoder outputs."""
 
@@ -65,9 +74,25 @@ class CT2Whisper:
             ) from None
 
     @classmethod
-    def load(cls, model: str | Path, **kwargs) -> CT2Whisper:
-        """The engine for a model reference (converted into the model cache once)."""
-        return cls(cached_ct2_model(model), **kwargs)
+    def load(
+        cls,
+        model: str | Path,
+        *,
+        device: str = "cpu",
+        compute_type: str = "float32",
+        threads: int = 1,
+    ) -> CT2Whisper:
+        """The engine for a model reference (converted into the model cache once) on a
+        torch-style ``device`` (``cpu``, ``cuda``, ``cuda:1``), ``compute_type`` ``auto``
+        resolved for it (:func:`resolve_compute_type`)."""
+        kind, _, index = str(device).partition(":")
+        return cls(
+            cached_ct2_model(model),
+            device=kind,
+            device_index=int(index or 0),
+            compute_type=resolve_compute_type(compute_type, kind),
+            threads=threads,
+        )
 
     def encode(self, features: np.ndarray):
         """The encoder output (a CTranslate2 ``StorageView``) of ``(batch, mels, frames)``."""

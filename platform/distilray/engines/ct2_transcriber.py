@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from distilray.engines.ct2 import CT2Whisper, default_compute_type
+from distilray.engines.ct2 import CT2Whisper
 from distilray.engines.ct2_decoder import CT2Decoder
 from distilray.errors import DistilrayError
 from distilray.features import log_mel
@@ -69,12 +69,7 @@ class CT2Transcriber(Transcriber):
                 "speculative decoding (--assistant) runs on transformers: use --engine transformers"
             )
         teacher, processor = load_whisper(model, device=device)
-        kind = torch.device(device).type
         engine = CT2Whisper.load(
-            model,
-            device=kind,
-            device_index=torch.device(device).index or 0,
-            compute_type=default_compute_type(kind) if compute_type == "auto" else compute_type,
-            threads=torch.get_num_threads(),
+            model, device=device, compute_type=compute_type, threads=torch.get_num_threads()
         )
         return cls(engine, teacher, processor, **kwargs)

@@ -131,11 +131,10 @@ class RuntimeConfig(StageConfig):
         """The engine in words (results tables): ``transformers`` or ``CTranslate2 int8``."""
         if self.engine == "transformers":
             return "transformers"
-        from distilray.engines.ct2 import default_compute_type
+        from distilray.engines.ct2 import resolve_compute_type
 
-        kind = "cpu" if self.device == "cpu" else "cuda"
-        chosen = default_compute_type(kind) if self.compute_type == "auto" else self.compute_type
-        return f"CTranslate2 {chosen}"
+        kind = self.device.partition(":")[0]
+        return f"CTranslate2 {resolve_compute_type(self.compute_type, kind)}"
 
     def decoding(self) -> str:
         """How short clips and chunked windows are decoded, in words (results tables)."""

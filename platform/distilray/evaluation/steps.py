@@ -196,18 +196,13 @@ def _transcriber(rt, mode: str, model, ref: str, assistant, processor):
         "resume": rt.resume_rule(),
     }
     if rt.engine == "ctranslate2":
-        import torch
-
-        from distilray.engines.ct2 import CT2Whisper, default_compute_type
+        from distilray.engines.ct2 import CT2Whisper
         from distilray.engines.ct2_transcriber import CT2Transcriber
 
-        device = torch.device(rt.device)
-        compute = rt.compute_type
         engine = CT2Whisper.load(
             ref,
-            device=device.type,
-            device_index=device.index or 0,
-            compute_type=default_compute_type(device.type) if compute == "auto" else compute,
+            device=rt.device,
+            compute_type=rt.compute_type,
             threads=max(1, int(rt.cpus_per_actor)),
         )
         return CT2Transcriber(engine, model, processor, **options)

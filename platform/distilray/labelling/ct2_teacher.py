@@ -43,7 +43,7 @@ def choose_engine(
     reduced precisions do not reproduce. An explicit ``compute_type`` selects
     CTranslate2.
     """
-    from distilray.engines.ct2 import default_compute_type
+    from distilray.engines.ct2 import resolve_compute_type
 
     if engine == "auto":
         explicit = compute_type != "auto"
@@ -59,7 +59,7 @@ def choose_engine(
     from distilray.models.ct2_export import require_ctranslate2
 
     require_ctranslate2()
-    chosen = default_compute_type(device) if compute_type == "auto" else compute_type
+    chosen = resolve_compute_type(compute_type, device)
     if encoder_cache_dir and chosen != "float32":
         raise ConfigError(
             f"encoder_cache_dir keeps the teacher's float32 encoder outputs, but the "

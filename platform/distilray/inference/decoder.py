@@ -108,6 +108,16 @@ class Decoded:
     segments: list[list[Segment]]  # window-relative segments (with words when asked); [] without
     stats: list[RowStats]  # per row
 
+    @classmethod
+    def joined(cls, parts: Sequence[Decoded]) -> Decoded:
+        """The rows of ``parts``, one batch after the other."""
+        return cls(
+            ids=[row for d in parts for row in d.ids],
+            prompts=[row for d in parts for row in d.prompts],
+            segments=[row for d in parts for row in d.segments],
+            stats=[row for d in parts for row in d.stats],
+        )
+
 
 class Decoder(Protocol):
     """Turns a batch of ≤ 30 s log-mel features into :class:`Decoded` rows."""

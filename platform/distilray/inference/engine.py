@@ -355,12 +355,7 @@ class Transcriber:
                 decoded = self._blank_silence(decoded, batch_scores, batch)
             parts.append(decoded)
             scores.extend(batch_scores)
-        merged = Decoded(
-            ids=[row for d in parts for row in d.ids],
-            prompts=[row for d in parts for row in d.prompts],
-            segments=[row for d in parts for row in d.segments],
-            stats=[row for d in parts for row in d.stats],
-        )
+        merged = Decoded.joined(parts)
         if resuming:
             merged = self._resume(
                 clips, merged, owned_ends, return_timestamps, word_timestamps, options
@@ -401,15 +396,13 @@ class Transcriber:
             ]
             # each rest is decoded with what its window said so far as Whisper's previous
             # text (after any prompt of the call's): the rest continues that text
-            parts = [
-                self._decode_scored([audio], timestamps, words, self._after(options, ids[row]))[0]
-                for row, audio in zip(rows, rests, strict=True)
-            ]
-            rest = Decoded(
-                ids=[p.ids[0] for p in parts],
-                prompts=[p.prompts[0] for p in parts],
-                segments=[p.segments[0] for p in parts],
-                stats=[p.stats[0] for p in parts],
+            rest = Decoded.joined(
+                [
+                    self._decode_scored([audio], timestamps, words, self._after(options, ids[row]))[
+                        0
+                    ]
+                    for row, audio in zip(rows, rests, strict=True)
+                ]
             )
             ends = [None] * len(ids)
             for row, start, rest_ids, rest_segments, rest_stats in zip(

@@ -25,6 +25,7 @@ import re
 
 import pyarrow as pa
 
+from distilray.data.reference_lists import keyed_lines
 from distilray.errors import DataError
 from distilray.storage import exists, read_bytes
 
@@ -47,12 +48,7 @@ def parse_wav_scp(content: str, source: str) -> dict[str, str]:
     {'utt1': '/data/a.wav', 'utt2': 'b/c.flac'}
     """
     files: dict[str, str] = {}
-    for number, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{source}:{number}"
-        recording, _, target = line.strip().partition(" ")
-        target = target.strip()
+    for where, line, recording, target in keyed_lines(content, source):
         if not target:
             raise DataError(f"{where}: expected '<recording id> <audio file>', got {line!r}")
         if target.endswith("|"):
@@ -127,12 +123,9 @@ def parse_text(content: str, source: str) -> dict[str, str]:
     {'utt1': 'HELLO THERE', 'utt2': ''}
     """
     texts: dict[str, str] = {}
-    for number, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        utterance, _, text = line.strip().partition(" ")
+    for where, _, utterance, text in keyed_lines(content, source):
         if utterance in texts:
-            raise DataError(f"{source}:{number}: utterance {utterance!r} is listed twice")
+            raise DataError(f"{where}: utterance {utterance!r} is listed twice")
         texts[utterance] = " ".join(text.split())
     return texts
 

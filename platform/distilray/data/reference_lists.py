@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from distilray.errors import DataError
 
@@ -35,6 +35,20 @@ def is_reference_list(uri: str) -> bool:
     return uri.endswith(LIST_SUFFIXES)
 
 
+def keyed_lines(content: str, source: str) -> Iterator[tuple[str, str, str, str]]:
+    """``(where, line, key, rest)`` of each non-blank line of a list whose lines start
+    with a key (an utterance or recording id) and a space: ``where`` is
+    ``source:number`` for messages, ``rest`` what follows the key, stripped.
+
+    >>> list(keyed_lines("a HELLO \\n\\nb\\n", "t"))
+    [('t:1', 'a HELLO ', 'a', 'HELLO'), ('t:3', 'b', 'b', '')]
+    """
+    for number, line in enumerate(content.splitlines(), 1):
+        if line.strip():
+            key, _, rest = line.strip().partition(" ")
+            yield f"{source}:{number}", line, key, rest.strip()
+
+
 def parse_librispeech(content: str, source: str) -> dict[str, str]:
     """``{utterance id: text}`` of a LibriSpeech ``*.trans.txt``.
 
@@ -42,13 +56,10 @@ def parse_librispeech(content: str, source: str) -> dict[str, str]:
     {'1-2-0000': 'HELLO THERE', '1-2-0001': 'GOOD BYE'}
     """
     texts: dict[str, str] = {}
-    for number, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        utterance, _, text = line.strip().partition(" ")
-        if not text.strip():
-            raise DataError(f"{source}:{number}: expected '<utterance id> <text>', got {line!r}")
-        _add(texts, utterance, text.strip(), f"{source}:{number}")
+    for where, line, utterance, text in keyed_lines(content, source):
+        if not text:
+            raise DataError(f"{where}: expected '<utterance id> <text>', got {line!r}")
+        _add(texts, utterance, text, where)
     return texts
 
 

@@ -1,4 +1,5 @@
-"""``distilray data ...``: dataset tools (``data synth`` makes synthetic speech)."""
+"""``distilray data ...``: dataset tools (``synth``: synthetic speech; ``voices``: the speakers;
+``real``: real recorded speech from packages)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("data", help="dataset tools: synthetic speech")
+    parser = subparsers.add_parser(
+        "data", help="dataset tools: synthetic speech, voices, real recorded speech"
+    )
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     synth = actions.add_parser(
         "synth",

@@ -41,6 +41,25 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     return default_compute_type(device) if compute_type == "auto" else compute_type
 
 
+def check_compute_type(engine: str, compute_type: str, *, field: str = "compute_type") -> None:
+    """Refuse a CTranslate2 ``compute_type`` given to the transformers engine, where it
+    would be ignored silently (``field``: the setting's name as the user writes it).
+
+    >>> check_compute_type("ctranslate2", "int8")
+    >>> check_compute_type("transformers", "int8", field="runtime.compute_type")
+    Traceback (most recent call last):
+    ...
+    ValueError: runtime.compute_type is CTranslate2's: set runtime.engine=ctranslate2 (the transformers engine takes dtype)
+    """
+    if engine == "transformers" and compute_type != "auto":
+        prefix = field.rpartition(".")[0]
+        engine_field = f"{prefix}.engine" if prefix else "engine"
+        raise ValueError(
+            f"{field} is CTranslate2's: set {engine_field}=ctranslate2 "
+            "(the transformers engine takes dtype)"
+        )
+
+
 class CT2Whisper:
     """A CTranslate2 Whisper: encode log-mel features, greedily decode encoder outputs."""
 

@@ -13,7 +13,7 @@ from distilray.data.columns_config import (
     id_column_field,
     text_column_field,
 )
-from distilray.engines.ct2 import ComputeType
+from distilray.engines.ct2 import ComputeType, check_compute_type
 from distilray.inference.fallback_config import FallbackConfig
 
 Mode = Literal["teacher", "student", "speculative"]
@@ -232,11 +232,8 @@ class EvalConfig(StageConfig):
     def _engine_fits(self) -> None:
         """What the CTranslate2 engine cannot run is refused before any model loads."""
         rt = self.runtime
+        check_compute_type(rt.engine, rt.compute_type, field="runtime.compute_type")
         if rt.engine == "transformers":
-            if rt.compute_type != "auto":
-                raise ValueError(
-                    "runtime.compute_type is CTranslate2's: set runtime.engine=ctranslate2"
-                )
             return
         if "speculative" in self.modes:
             raise ValueError(

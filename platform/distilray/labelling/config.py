@@ -15,7 +15,7 @@ from distilray.data.columns_config import (
     id_column_field,
     text_column_field,
 )
-from distilray.engines.ct2 import ComputeType
+from distilray.engines.ct2 import ComputeType, check_compute_type
 
 WHISPER_WINDOW_S = 30.0  # seconds of audio the encoder sees; longer clips would be cut
 MAX_TARGET_POSITIONS = 448  # decoder positions of every Whisper size
@@ -155,11 +155,7 @@ class LabelConfig(StageConfig, ManifestColumnFields):
                 f"pack_gap_s must be [shortest, longest] with 0 <= shortest <= longest < "
                 f"max_chunk_s ({self.max_chunk_s}), got {list(self.pack_gap_s)}"
             )
-        if self.engine == "transformers" and self.compute_type != "auto":
-            raise ValueError(
-                "compute_type is CTranslate2's: set engine=ctranslate2 (or auto), or use "
-                "dtype for the transformers engine"
-            )
+        check_compute_type(self.engine, self.compute_type)
         if is_inside(self.output, self.input):
             # A Parquet input folder would read the labelled shards back as input.
             raise ValueError(

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from distilray.config import StageConfig
-from distilray.engines.ct2 import ComputeType
+from distilray.engines.ct2 import ComputeType, check_compute_type
 from distilray.inference.fallback_config import FallbackConfig
 
 MIB = 1024 * 1024
@@ -160,8 +160,7 @@ class ServeArgs(StageConfig):
                 "speculative decoding (assistant) runs on transformers: set engine: "
                 "transformers or leave assistant unset"
             )
-        if self.engine == "transformers" and self.compute_type != "auto":
-            raise ValueError("compute_type is CTranslate2's: set engine: ctranslate2")
+        check_compute_type(self.engine, self.compute_type)
         return self
 
     def model_ids(self) -> list[str]:

@@ -256,6 +256,29 @@ def test_invalid_json_line_is_reported_with_its_number(tmp_path):
         read_manifest(path)
 
 
+def test_text_files_that_are_not_utf8_are_named(tmp_path):
+    """A JSONL manifest, a reference ``.txt`` beside a clip and a Kaldi ``text`` file
+    in another encoding (Latin-1 here) each stop the read with that file's name."""
+    latin1 = "caf\u00e9 cr\u00e8me".encode("latin-1")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b'{"id": "a", "audio": "a.wav", "text": "' + latin1 + b'"}\n')
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "u1.wav").write_bytes(tone())
+    (tmp_path / "clips" / "u1.txt").write_bytes(latin1)
+    kaldi = tmp_path / "kaldi"
+    kaldi.mkdir()
+    (kaldi / "wav.scp").write_text("u1 ../clips/u1.wav\n")
+    (kaldi / "text").write_bytes(b"u1 " + latin1 + b"\n")
+    for uri, named in [
+        (manifest, f"JSONL manifest {manifest}"),
+        (tmp_path / "clips", f"reference {tmp_path / 'clips' / 'u1.txt'}"),
+        (kaldi, str(kaldi / "text")),
+    ]:
+        with pytest.raises(DataError, match="is not UTF-8 text") as info:
+            read_manifest(uri)
+        assert named in str(info.value)
+
+
 def test_parquet_errors(tmp_path):
     pq.write_table(pa.table({"name": ["a"], "wav": ["a.wav"]}), tmp_path / "no_audio.parquet")
     with pytest.raises(DataError, match=r"no_audio.parquet: no column 'audio' .* name, wav\)"):

@@ -64,6 +64,15 @@ def read_bytes(uri: str | os.PathLike) -> bytes:
         raise DataError(f"cannot read {uri}: {exc}") from None
 
 
+def read_text(uri: str | os.PathLike, what: str = "") -> str:
+    """Read a whole UTF-8 text file from local disk or S3; ``what`` names the file in
+    the error for bytes that are not UTF-8 (``"reference "`` -> "reference X is not ...")."""
+    try:
+        return read_bytes(uri).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{what}{uri} is not UTF-8 text") from None
+
+
 def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
     """Write a whole file to local disk or S3 (parent folders are created)."""
     fs, path = filesystem_for(uri)

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from distilray.data.reference_lists import keyed_lines
 from distilray.errors import DataError
-from distilray.storage import exists, read_bytes
+from distilray.storage import exists, read_text
 
 WAV_SCP = "wav.scp"
 TEXT = "text"
@@ -143,9 +143,9 @@ def kaldi_table(scp_uri: str) -> pa.Table:
             "segment out as an audio file (Kaldi's extract-segments) and list those in "
             "wav.scp, or make a JSONL manifest of the cut files"
         )
-    files = parse_wav_scp(_read_text(scp_uri), scp_uri)
+    files = parse_wav_scp(read_text(scp_uri), scp_uri)
     text_uri = posixpath.join(folder, TEXT)
-    texts = parse_text(_read_text(text_uri), text_uri) if exists(text_uri) else {}
+    texts = parse_text(read_text(text_uri), text_uri) if exists(text_uri) else {}
     ids = list(files)
     paths = [resolve_audio_path(files[i], folder, scp_uri) for i in ids]
     return pa.table(
@@ -155,10 +155,3 @@ def kaldi_table(scp_uri: str) -> pa.Table:
             "text": pa.array([texts.get(i) for i in ids], pa.string()),
         }
     )
-
-
-def _read_text(uri: str) -> str:
-    try:
-        return read_bytes(uri).decode("utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{uri} is not UTF-8 text") from None

@@ -35,7 +35,7 @@ from distilray.data.kaldi import WAV_SCP, is_kaldi_scp, kaldi_table
 from distilray.data.reference_lists import ReferenceLists, is_reference_list
 from distilray.errors import DataError
 from distilray.hashing import stable_id
-from distilray.storage import filesystem_for, is_s3, list_files, read_bytes
+from distilray.storage import filesystem_for, is_s3, list_files, read_text
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -175,10 +175,7 @@ def _read_parquet(uri: str, columns: ManifestColumns) -> pa.Table:
 
 def _read_jsonl(uri: str, columns: ManifestColumns) -> pa.Table:
     records = []
-    try:
-        lines = read_bytes(uri).decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise DataError(f"{uri} is not UTF-8 text: is it really a JSONL manifest?") from None
+    lines = read_text(uri, "JSONL manifest ").splitlines()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -371,7 +368,7 @@ def folder_table(uri: str | os.PathLike) -> pa.Table:
     with ThreadPoolExecutor(max_workers=8) as pool:  # S3 reads are latency-bound
         texts = list(pool.map(lambda stem: _reference(references.get(stem)), stems))
         listed = ReferenceLists(
-            {f: text for f, text in zip(lists, pool.map(_read_text, lists), strict=True)}
+            {f: text for f, text in zip(lists, pool.map(read_text, lists), strict=True)}
         )
     if len(listed):
         texts = [
@@ -393,11 +390,4 @@ def folder_table(uri: str | os.PathLike) -> pa.Table:
 
 
 def _reference(uri: str | None) -> str | None:
-    return None if uri is None else _read_text(uri).strip()
-
-
-def _read_text(uri: str) -> str:
-    try:
-        return read_bytes(uri).decode("utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"reference {uri} is not UTF-8 text") from None
+    return None if uri is None else read_text(uri, "reference ").strip()

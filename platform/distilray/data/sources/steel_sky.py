@@ -1,11 +1,12 @@
-"""Beneath a Steel Sky (CD talkie): 3,650 voice-acted lines (2.2 h), more unlabelled speech.
+"""Beneath a Steel Sky (CD talkie): 3,650 voice-acted lines (2.2 h) with their subtitles.
 
 A second cast of voice actors beside Flight of the Amazon Queen's, recorded for a
 1994 CD: 8-bit unsigned PCM at 11,025 Hz, so band-limited to 5.5 kHz. The game's
-subtitles are Huffman-coded in its script data and are not paired with the lines
-here: the clips carry no text and are meant for pseudo-labelling by the teacher.
-Which actor speaks a line is not recorded either (one speaker label, ``steelsky:cast``;
-the source is used for training only).
+subtitles are Huffman-coded in its text files and paired with the lines by text number
+(:mod:`.steel_sky_text`): 3,363 lines carry the subtitle as their text, the rest none.
+Which actor speaks a line is not recorded (one speaker label, ``steelsky:cast``): the
+source goes to training (``data real --steel-sky-clips``) or to a test set of its own
+(``--steel-sky-test``), never both.
 
 The archive follows ScummVM's ``engines/sky/disk.cpp`` (``Disk::loadFile``). ``sky.dnr``
 is a little-endian table: an entry count (uint32), then 8 bytes per file::
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from distilray.audio import decode_audio
-from distilray.data.sources import Clip, Package, Source
+from distilray.data.sources import Clip, Package, Source, steel_sky_text
 from distilray.errors import DataError
 
 KEY = "steelsky"
@@ -47,9 +48,12 @@ SOURCE = Source(
             licence_file="usr/share/doc/beneath-a-steel-sky/copyright",
         ),
     ),
-    files=(f"{FOLDER}/sky.dnr + sky.dsk: files 50000-59999 (RNC-packed 8-bit PCM, 11,025 Hz)",),
-    note="game voice acting (CD talkie), a cast of voice actors; no transcripts "
-    "(pseudo-label with the teacher)",
+    files=(
+        f"{FOLDER}/sky.dnr + sky.dsk: files 50000-59999 (RNC-packed 8-bit PCM, 11,025 Hz)",
+        f"{FOLDER}/sky.dsk: files 60600-60607 (the English subtitles, Huffman-coded)",
+    ),
+    note="game voice acting (CD talkie), a cast of voice actors; the game's subtitle of "
+    "each line as its text where it decodes (3,363 of 3,650 lines)",
 )
 SPEECH_FIRST, SPEECH_END = 50_000, 60_000  # Sound::startSpeech loads speech file + 50000
 SAMPLE_RATE = 11_025
@@ -99,15 +103,21 @@ def speech_entries(root: Path) -> list[Entry]:
     )
 
 
-def read_file(dsk: Path, entry: Entry) -> bytes:
-    """The file's content after its 22-byte header, decompressed when packed."""
+def stored(dsk: Path, entry: Entry) -> bytes:
+    """The file's bytes as ``sky.dsk`` stores them (header included, not unpacked)."""
     with open(dsk, "rb") as handle:
         handle.seek(entry.offset)
-        stored = handle.read(entry.size)
-    if len(stored) != entry.size or entry.size < HEADER_BYTES:
+        data = handle.read(entry.size)
+    if len(data) != entry.size or entry.size < HEADER_BYTES:
         raise DataError(f"{dsk}: file {entry.number} is truncated")
-    (flag,) = struct.unpack_from("<H", stored)
-    packed = stored[HEADER_BYTES:]
+    return data
+
+
+def read_file(dsk: Path, entry: Entry) -> bytes:
+    """The file's content after its 22-byte header, decompressed when packed."""
+    stored_bytes = stored(dsk, entry)
+    (flag,) = struct.unpack_from("<H", stored_bytes)
+    packed = stored_bytes[HEADER_BYTES:]
     if entry.never_packed or not flag >> 7 & 1 or not packed.startswith(RNC_SIGNATURE):
         return packed  # stored as it is (ScummVM too reads a file without the signature so)
     from propack import unpack  # RNC ProPack (method 1), with its CRC checks
@@ -137,15 +147,31 @@ def load_line(dsk: Path, entry: Entry) -> np.ndarray:
     return decode_audio(speech_wav(read_file(dsk, entry)))
 
 
+def line_texts(root: Path) -> dict[int, str]:
+    """Speech file number -> the game's subtitle for that line (:mod:`.steel_sky_text`);
+    empty where the archive holds no English text files."""
+    folder = root / FOLDER
+    dsk = folder / "sky.dsk"
+    table = {e.number: e for e in read_table(folder / "sky.dnr", dsk.stat().st_size)}
+    if not all(n in table for n in steel_sky_text.SECTION_FILES):
+        return {}
+    try:
+        return steel_sky_text.subtitles(lambda number: stored(dsk, table[number]))
+    except (struct.error, IndexError) as error:
+        raise DataError(f"{dsk}: the text files do not read as the game's: {error}") from None
+
+
 def clips(root: Path) -> list[Clip]:
-    """One unlabelled clip per speech file of the game unpacked under ``root``."""
+    """One clip per speech file of the game unpacked under ``root``, with the line's
+    subtitle as its text where it decodes (None otherwise: pseudo-label it)."""
     dsk = root / FOLDER / "sky.dsk"
+    texts = line_texts(root)
     return [
         Clip(
             id=f"{KEY}-{entry.number}",
             source=KEY,
             speaker=f"{KEY}:cast",
-            text=None,
+            text=texts.get(entry.number),
             load=lambda entry=entry: load_line(dsk, entry),
         )
         for entry in speech_entries(root)

@@ -146,9 +146,14 @@ def test_section_files_decode_to_their_messages():
     alphabet = "".join(c for c in steel_sky_text.CODES if c != steel_sky_text.END)
     more = [f"Line {'abcde'[n % 5] * (n % 3 + 1)}." for n in range(30)]  # a second block
     messages = [*LINES, alphabet, *more]
-    texts = steel_sky_text.decode_section(section_file(messages))
+    section = section_file(messages)
+    texts = steel_sky_text.decode_section(section)
     assert texts == {n: m for n, m in enumerate(messages) if m is not None}
     assert 2 not in texts
+    # an end of text where the length table says none is a wrong code table: no text
+    start, length = steel_sky_text.message_spans(section)[1]
+    assert steel_sky_text.decode_message(section, start, length) == LINES[1]
+    assert steel_sky_text.decode_message(section, start, length + 1) is None
 
 
 def test_lines_carry_their_subtitles(tmp_path):

@@ -64,11 +64,12 @@ def text_number(speech_file: int) -> int | None:
     return section << 12 | (line - SPEECH_OFFSETS[section])
 
 
-def message_offsets(section: bytes) -> list[int]:
-    """Where each message of a section file starts, in 2-bit steps from its bit stream."""
+def message_spans(section: bytes) -> list[tuple[int, int]]:
+    """``(start, length)`` of each message of a section file, in 2-bit steps from its bit
+    stream; a length of 128 steps or more is stored in units of 8 steps, rounded up."""
     lengths_at, bits_at = struct.unpack_from("<HH", section)
     blocks = struct.unpack_from(f"<{(lengths_at - 4) // 2}H", section, 4)
-    offsets, block_start = [], 0
+    spans, block_start = [], 0
     for block, block_length in enumerate(blocks):
         position = block_start
         for index in range(32):
@@ -76,37 +77,45 @@ def message_offsets(section: bytes) -> list[int]:
             length = section[at] if at < bits_at else 0
             if length & 0x80:
                 length = (length & 0x7F) << 3
-            offsets.append(position)
+            spans.append((position, length))
             position += length
         block_start += block_length
-    return offsets
+    return spans
 
 
-def decode_message(section: bytes, offset: int) -> str | None:
-    """The text of the message at ``offset``; None where a code is not in :data:`CODES`."""
+def decode_message(section: bytes, offset: int, length: int | None = None) -> str | None:
+    """The text of the message at ``offset`` (2-bit steps). None where a code is not in
+    :data:`CODES`, or, given its ``length``, where its end of text does not fall where
+    that length says (the check that a code table is right)."""
     _, bits_at = struct.unpack_from("<HH", section)
     byte, bit = bits_at + (offset >> 2), 7 - 2 * (offset & 3)
-    out, code = [], ""
+    out, code, read = [], "", 0
     while byte < len(section):
         code += "1" if section[byte] >> bit & 1 else "0"
-        byte, bit = (byte, bit - 1) if bit else (byte + 1, 7)
+        byte, bit, read = (byte, bit - 1, read + 1) if bit else (byte + 1, 7, read + 1)
         char = _BY_CODE.get(code)
         if char is None:
             if len(code) >= _LONGEST:
                 return None
             continue
-        if char == END:
-            return "".join(out)
-        out.append(char)
-        code = ""
+        if char != END:
+            out.append(char)
+            code = ""
+            continue
+        used = -(-read // 2)  # whole 2-bit steps
+        if length is not None and not (
+            used == length or (length >= 128 and 0 <= length - used < 8)
+        ):
+            return None
+        return "".join(out)
     return None
 
 
 def decode_section(section: bytes) -> dict[int, str]:
     """Message number within the section -> text, for every message that decodes."""
     texts = {}
-    for number, offset in enumerate(message_offsets(section)):
-        text = decode_message(section, offset)
+    for number, (offset, length) in enumerate(message_spans(section)):
+        text = decode_message(section, offset, length)
         if text is not None:
             texts[number] = text
     return texts

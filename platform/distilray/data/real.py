@@ -84,25 +84,15 @@ def plan(options: RealOptions) -> list[Planned]:
     pyannote_root = unpacked(sdists.PYANNOTE_SAMPLE.packages[0])
     train_fotaq = hash_order(fotaq.clips(fotaq_root), options.seed)
     steel_sky_lines = []
-    if options.steel_sky_clips != 0:  # a second game: 66 MB more to fetch, only when asked
-        steel_sky_lines = [
-            Planned(
-                steel_sky.SOURCE,
-                "train",
-                hash_order(steel_sky.clips(_root(steel_sky.SOURCE)), options.seed),
-                options.steel_sky_clips,
-            )
-        ]
-    elif options.steel_sky_test != 0:  # its lines with their subtitles, as a test set
+    # a second game: 66 MB more to fetch, only when asked; its lines go to training or,
+    # those with a subtitle, to a test set of their own (build_real_dataset refuses both)
+    if options.steel_sky_clips != 0 or options.steel_sky_test != 0:
         lines = steel_sky.clips(_root(steel_sky.SOURCE))
-        steel_sky_lines = [
-            Planned(
-                steel_sky.SOURCE,
-                STEEL_SKY_TEST,
-                hash_order([c for c in lines if c.text], options.seed),
-                options.steel_sky_test,
-            )
-        ]
+        split, limit = "train", options.steel_sky_clips
+        if options.steel_sky_clips == 0:
+            split, limit = STEEL_SKY_TEST, options.steel_sky_test
+            lines = [c for c in lines if c.text]
+        steel_sky_lines = [Planned(steel_sky.SOURCE, split, hash_order(lines, options.seed), limit)]
     return [
         Planned(fotaq.SOURCE, "train", train_fotaq, options.train_clips),
         *steel_sky_lines,

@@ -56,7 +56,7 @@ setup: $(VENV)/.installed system-deps
 demo: setup
 	$(PY) jobs/demo.py --config configs/tiny/demo.yaml $(DEMO_ARGS)
 
-## The quality recipe: the demo's stages at a larger scale (2-core CPU: budget 90 min; 57.8 min measured: README row 90; 83 on the slower machine kind, row 79; 33.6 on a faster one with the Steel Sky test set, row 132).
+## The quality recipe: the demo's stages at a larger scale (2-core CPU: budget 90 min; 83 min measured on the slower machine kind: README row 79; 33.6 and 36.7 on a faster one with the Steel Sky test set, rows 132-133).
 quality: setup
 	$(PY) jobs/demo.py --config configs/tiny/quality.yaml $(DEMO_ARGS)
 

@@ -94,12 +94,18 @@ def read_table(dnr: Path, dsk_size: int) -> list[Entry]:
     return entries
 
 
-def speech_entries(root: Path) -> list[Entry]:
-    """The speech files of the game unpacked under ``root``, in file-number order."""
+def archive_table(root: Path) -> list[Entry]:
+    """Every entry of ``sky.dnr`` of the game unpacked under ``root``."""
     folder = root / FOLDER
-    table = read_table(folder / "sky.dnr", (folder / "sky.dsk").stat().st_size)
+    return read_table(folder / "sky.dnr", (folder / "sky.dsk").stat().st_size)
+
+
+def speech_entries(root: Path, table: list[Entry] | None = None) -> list[Entry]:
+    """The speech files of the game unpacked under ``root`` (of ``table``, its
+    :func:`archive_table` when already read), in file-number order."""
+    entries = archive_table(root) if table is None else table
     return sorted(
-        (e for e in table if SPEECH_FIRST <= e.number < SPEECH_END), key=lambda e: e.number
+        (e for e in entries if SPEECH_FIRST <= e.number < SPEECH_END), key=lambda e: e.number
     )
 
 
@@ -147,16 +153,14 @@ def load_line(dsk: Path, entry: Entry) -> np.ndarray:
     return decode_audio(speech_wav(read_file(dsk, entry)))
 
 
-def line_texts(root: Path) -> dict[int, str]:
-    """Speech file number -> the game's subtitle for that line (:mod:`.steel_sky_text`);
-    empty where the archive holds no English text files."""
-    folder = root / FOLDER
-    dsk = folder / "sky.dsk"
-    table = {e.number: e for e in read_table(folder / "sky.dnr", dsk.stat().st_size)}
-    if not all(n in table for n in steel_sky_text.SECTION_FILES):
+def line_texts(dsk: Path, table: list[Entry]) -> dict[int, str]:
+    """Speech file number -> the game's subtitle for that line (:mod:`.steel_sky_text`),
+    read from ``dsk`` by its ``table``; empty where it holds no English text files."""
+    by_number = {e.number: e for e in table}
+    if not all(n in by_number for n in steel_sky_text.SECTION_FILES):
         return {}
     try:
-        return steel_sky_text.subtitles(lambda number: stored(dsk, table[number]))
+        return steel_sky_text.subtitles(lambda number: stored(dsk, by_number[number]))
     except (struct.error, IndexError) as error:
         raise DataError(f"{dsk}: the text files do not read as the game's: {error}") from None
 
@@ -165,7 +169,8 @@ def clips(root: Path) -> list[Clip]:
     """One clip per speech file of the game unpacked under ``root``, with the line's
     subtitle as its text where it decodes (None otherwise: pseudo-label it)."""
     dsk = root / FOLDER / "sky.dsk"
-    texts = line_texts(root)
+    table = archive_table(root)  # sky.dnr, read once for the speech and the text files
+    texts = line_texts(dsk, table)
     return [
         Clip(
             id=f"{KEY}-{entry.number}",
@@ -174,5 +179,5 @@ def clips(root: Path) -> list[Clip]:
             text=texts.get(entry.number),
             load=lambda entry=entry: load_line(dsk, entry),
         )
-        for entry in speech_entries(root)
+        for entry in speech_entries(root, table)
     ]
